@@ -1,0 +1,15 @@
+//! # fleetwire-codes (draft)
+
+mod alphabet;
+mod code;
+mod error;
+mod generate;
+pub mod math;
+mod time;
+
+pub use alphabet::{Alphabet, MAX_ALPHABET_SIZE};
+pub use code::{Code, CodeSpec, DEFAULT_LENGTH, GROUP_SIZE, MAX_INPUT_CHARS, MAX_LENGTH, MIN_LENGTH};
+pub use error::{GenerateError, ParseError, SpecError};
+pub use generate::{BATCH_BYTES, CodeGenerator, CodeRegistry, DEFAULT_UNIQUE_ATTEMPTS};
+pub use math::{EXACT_TERMS_LIMIT, combinations, guess_probability, guesses_for_probability};
+pub use time::UnixTime;
