@@ -62,6 +62,12 @@ impl FrameDecoder {
         self.max_len
     }
 
+    /// Changes the body limit for frames whose header has not arrived yet (a protocol may allow
+    /// larger frames after authentication).
+    pub fn set_max_len(&mut self, max_len: u32) {
+        self.max_len = max_len;
+    }
+
     /// Bytes held for an incomplete frame (header and body so far).
     pub fn buffered(&self) -> usize {
         self.header_len + self.body.len()

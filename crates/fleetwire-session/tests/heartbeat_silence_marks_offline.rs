@@ -1,0 +1,70 @@
+//! Heartbeats keep a player online; silence takes it offline within the bound.
+#![allow(clippy::disallowed_methods)] // tests take a real origin for virtual time
+mod common;
+use std::time::Duration;
+
+use common::*;
+use fleetwire_session::*;
+
+#[test]
+fn heartbeats_keep_the_player_online_and_silence_closes_within_the_bound() {
+    let mut pair = Pair::standard();
+    pair.drive();
+    let config = ServerConfig::default();
+    let mut presence = Presence::new(PresenceConfig::new(config.silence_limit()), pair.now);
+    presence.seen(pair.now, player(1));
+
+    // Ten minutes of heartbeats: every one acknowledged, presence stays online.
+    let start = pair.now;
+    while pair.now < start + Duration::from_secs(600) {
+        pair.step();
+        for e in pair.server_events.drain(..) {
+            if let ServerEvent::Heartbeat { player_id, .. } = e {
+                presence.seen(pair.now, player_id);
+            }
+        }
+        presence.handle_timeout(pair.now);
+    }
+    let acks = pair
+        .client_events
+        .iter()
+        .filter(|e| matches!(e, ClientEvent::HeartbeatAcked { .. }))
+        .count();
+    assert_eq!(acks, 20, "one heartbeat every 30 s");
+    assert!(presence.is_online(&player(1)));
+    assert_eq!(pair.client.stats().heartbeats, 20);
+
+    // The network dies. The server closes at 1.5 × 30 s + 5 s = 50 s after the last message.
+    pair.link_up = false;
+    let silent_since = pair.now;
+    let mut offline_at = None;
+    while pair.server.state() != ServerState::Closed {
+        pair.step();
+        presence.handle_timeout(pair.now);
+        if offline_at.is_none() && !presence.is_online(&player(1)) {
+            offline_at = Some(pair.now);
+        }
+    }
+    assert_eq!(
+        pair.server_closed(),
+        vec![&SessionError::PeerSilent(50_000)]
+    );
+    let closed_after = pair.now - silent_since;
+    assert!(closed_after <= Duration::from_secs(50), "{closed_after:?}");
+    let mut t = pair.now;
+    while presence.is_online(&player(1)) {
+        t += Duration::from_millis(250);
+        presence.handle_timeout(t);
+    }
+    let offline_after = offline_at.unwrap_or(t) - silent_since;
+    assert!(
+        offline_after <= Duration::from_millis(50_250),
+        "{offline_after:?}"
+    );
+    // The client also notices the silent server, exactly once.
+    pair.run_for(Duration::from_secs(120));
+    assert_eq!(
+        pair.client_closed(),
+        vec![&SessionError::PeerSilent(50_000)]
+    );
+}
