@@ -43,7 +43,7 @@ impl Default for SenderConfig {
             window: 64,
             initial_rto: Duration::from_secs(1),
             min_rto: Duration::from_millis(200),
-            max_rto: Duration::from_secs(60),
+            max_rto: Duration::from_secs(10),
             reorder_threshold: 3,
             max_transmissions: 40,
             idle_timeout: Duration::from_secs(120),
@@ -182,6 +182,9 @@ struct Tx {
     offer_sent_at: Option<Instant>,
     offers_sent: u32,
     offer_backoff: u32,
+    /// After a retransmission timeout: one chunk in flight until an acknowledgement arrives,
+    /// so a dead or cut link costs one chunk per (backed-off) timeout, not a window.
+    recovering: bool,
 }
 
 /// The sending side of one connection: many transfers, configuration before media.
@@ -278,6 +281,7 @@ impl Sender {
                 offer_sent_at: None,
                 offers_sent: 0,
                 offer_backoff: 0,
+                recovering: false,
                 manifest,
             },
         );
@@ -441,6 +445,7 @@ impl Sender {
                         .collect();
                     if !expired.is_empty() {
                         fired = true;
+                        tx.recovering = true;
                     }
                     for seq in expired {
                         if let Some(f) = tx.flights.remove(&seq) {
@@ -738,6 +743,9 @@ impl Sender {
             .copied()
             .filter(|&i| is_acked(i))
             .collect();
+        if !newly.is_empty() {
+            tx.recovering = false;
+        }
         for i in newly {
             if let Some(s) = tx.in_flight.remove(&i) {
                 tx.flights.remove(&s);
@@ -830,7 +838,8 @@ impl Sender {
 impl Tx {
     /// The next chunk to send if the window has room and its bytes are at hand.
     fn candidate(&self) -> Option<u32> {
-        if self.phase != Phase::Sending || self.flights.len() >= self.window as usize {
+        let window = if self.recovering { 1 } else { self.window as usize };
+        if self.phase != Phase::Sending || self.flights.len() >= window {
             return None;
         }
         let index = match self.lost.first() {
