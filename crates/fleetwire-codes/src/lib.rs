@@ -1,10 +1,12 @@
 //! # fleetwire-codes (draft)
 
+mod access;
 mod alphabet;
 mod code;
 mod error;
 mod generate;
 pub mod math;
+pub mod throttle;
 mod time;
 
 pub use alphabet::{Alphabet, MAX_ALPHABET_SIZE};
@@ -13,3 +15,8 @@ pub use error::{GenerateError, ParseError, SpecError};
 pub use generate::{BATCH_BYTES, CodeGenerator, CodeRegistry, DEFAULT_UNIQUE_ATTEMPTS};
 pub use math::{EXACT_TERMS_LIMIT, combinations, guess_probability, guesses_for_probability};
 pub use time::UnixTime;
+pub use access::{
+    AccessError, AccessMode, AuditEvent, AuditKind, Connected, MAX_QUEUED_EVENTS, Role,
+    ThingAccess, UserId,
+};
+pub use throttle::{AttemptGuard, GcraGuard, Throttled};
