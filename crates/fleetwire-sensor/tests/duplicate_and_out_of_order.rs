@@ -1,0 +1,180 @@
+//! Duplicate uploads are acknowledged and dropped, overlapping ones are trimmed to what is new,
+//! and an upload that leaves a hole after the stored mark is acknowledged with the old mark and
+//! not stored.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::{Link, Memory, Store, connect, key_of};
+use fleetwire_sensor::cloud::{self, CloudConfig, CloudSession, LoggerRecord};
+use fleetwire_sensor::logger::{self, LoggerConfig, LoggerSession};
+use fleetwire_sensor::{Batch, Channel, CloseReason, LoggerId, Mark};
+
+fn batch(first_seq: u64, n: u64) -> Batch {
+    Batch {
+        logger: LoggerId(3),
+        epoch: 2,
+        first_seq,
+        start: 1_750_000_000 + first_seq * 60,
+        interval_s: 60,
+        channels: vec![Channel::TEMPERATURE_DECI_C],
+        values: (first_seq..first_seq + n).map(|s| Some(s as i32)).collect(),
+        ..Batch::default()
+    }
+}
+
+/// Runs the given uploads against a cloud whose store holds `stored`; returns cloud events and
+/// logger events.
+fn run(batches: Vec<Batch>, stored: Option<Mark>) -> (Vec<cloud::Event>, Vec<logger::Event>) {
+    let now = Instant::now();
+    let id = LoggerId(3);
+    let mut lg =
+        LoggerSession::new(Arc::new(LoggerConfig::new(id, key_of(id))), now, batches).unwrap();
+    let mut cl = CloudSession::new(Arc::new(CloudConfig::default()), now);
+    let mut wire = Vec::new();
+    while lg.poll_transmit(&mut wire).is_some() {}
+    cl.handle_input(now, &wire).unwrap();
+    let mut cloud_events = Vec::new();
+    while let Some(ev) = cl.poll_event() {
+        match &ev {
+            cloud::Event::KeyNeeded { logger } => {
+                let record = LoggerRecord {
+                    key: key_of(*logger),
+                    stored,
+                    settings: None,
+                    server_time: 0,
+                };
+                cl.provide_key(now, *logger, Some(record)).unwrap();
+            }
+            cloud::Event::Batch { id, .. } => cl.confirm_stored(now, *id).unwrap(),
+            _ => {}
+        }
+        cloud_events.push(ev);
+    }
+    let mut down = Vec::new();
+    while cl.poll_transmit(&mut down).is_some() {}
+    lg.handle_input(now, &down).unwrap();
+    let mut logger_events = Vec::new();
+    while let Some(ev) = lg.poll_event() {
+        logger_events.push(ev);
+    }
+    (cloud_events, logger_events)
+}
+
+fn stored_marks(events: &[logger::Event]) -> Vec<Option<Mark>> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            logger::Event::Acked { stored, .. } => Some(*stored),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_same_batch_twice_in_one_connection_is_stored_once() {
+    let (cloud_events, logger_events) = run(vec![batch(0, 10), batch(0, 10)], None);
+    let stored: Vec<_> = cloud_events
+        .iter()
+        .filter(|e| matches!(e, cloud::Event::Batch { .. }))
+        .collect();
+    assert_eq!(stored.len(), 1);
+    assert!(cloud_events.contains(&cloud::Event::Duplicate {
+        logger: LoggerId(3),
+        last: Mark { epoch: 2, seq: 9 }
+    }));
+    let mark = Some(Mark { epoch: 2, seq: 9 });
+    assert_eq!(stored_marks(&logger_events), vec![mark, mark]);
+    assert!(logger_events.contains(&logger::Event::Closed {
+        reason: CloseReason::Finished
+    }));
+}
+
+#[test]
+fn a_batch_the_store_already_has_is_acknowledged_and_dropped() {
+    let mark = Some(Mark { epoch: 2, seq: 50 });
+    let (cloud_events, logger_events) = run(vec![batch(10, 20)], mark);
+    assert!(!cloud_events.iter().any(|e| matches!(e, cloud::Event::Batch { .. })));
+    assert_eq!(stored_marks(&logger_events), vec![mark]);
+}
+
+#[test]
+fn an_older_epoch_is_a_duplicate() {
+    let mark = Some(Mark { epoch: 3, seq: 0 });
+    let (cloud_events, _) = run(vec![batch(10, 20)], mark);
+    assert!(cloud_events.iter().any(|e| matches!(e, cloud::Event::Duplicate { .. })));
+}
+
+#[test]
+fn an_overlapping_batch_is_trimmed_to_the_new_slots() {
+    let mark = Some(Mark { epoch: 2, seq: 14 });
+    let (cloud_events, logger_events) = run(vec![batch(10, 10)], mark);
+    let trimmed = cloud_events
+        .iter()
+        .find_map(|e| match e {
+            cloud::Event::Batch { after, batch, .. } => Some((*after, batch.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(trimmed.0, mark);
+    assert_eq!(trimmed.1.first_seq, 15);
+    assert_eq!(trimmed.1.values, (15..20).map(Some).collect::<Vec<_>>());
+    assert_eq!(trimmed.1.start, 1_750_000_000 + 15 * 60);
+    assert_eq!(stored_marks(&logger_events), vec![Some(Mark { epoch: 2, seq: 19 })]);
+}
+
+#[test]
+fn out_of_order_batches_are_not_stored_and_the_ack_keeps_the_old_mark() {
+    let mark = Some(Mark { epoch: 2, seq: 4 });
+    // 0..5 stored; this connection sends 20..30 then 5..10: the first leaves a hole.
+    let (cloud_events, logger_events) = run(vec![batch(20, 10), batch(5, 5)], mark);
+    assert!(cloud_events.contains(&cloud::Event::OutOfOrder {
+        logger: LoggerId(3),
+        stored: mark,
+        first: Mark { epoch: 2, seq: 20 }
+    }));
+    let stored: Vec<u64> = cloud_events
+        .iter()
+        .filter_map(|e| match e {
+            cloud::Event::Batch { batch, .. } => Some(batch.first_seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stored, vec![5]);
+    assert_eq!(
+        stored_marks(&logger_events),
+        vec![mark, Some(Mark { epoch: 2, seq: 9 })]
+    );
+}
+
+#[test]
+fn a_new_epoch_must_start_at_zero() {
+    let mark = Some(Mark { epoch: 1, seq: 400 });
+    let (cloud_events, _) = run(vec![batch(0, 3)], mark);
+    assert!(cloud_events.iter().any(|e| matches!(e, cloud::Event::Batch { after, .. } if *after == mark)));
+    let (cloud_events, _) = run(vec![batch(7, 3)], mark);
+    assert!(cloud_events.iter().any(|e| matches!(e, cloud::Event::OutOfOrder { .. })));
+}
+
+#[test]
+fn after_resume_the_logger_holds_only_unacknowledged_data() {
+    let mut mem = Memory::new(LoggerId(4), vec![Channel::TEMPERATURE_DECI_C]);
+    for seq in 0..30 {
+        mem.log(seq, Some(vec![Some(1)]));
+    }
+    let mut store = Store::default();
+    connect(&mut mem, &mut store, &Link::default());
+    assert!(mem.slots.is_empty());
+    for seq in 30..40 {
+        mem.log(seq, Some(vec![Some(2)]));
+    }
+    let out = connect(&mut mem, &mut store, &Link::default());
+    let first = out.cloud_events.iter().find_map(|e| match e {
+        cloud::Event::Batch { batch, .. } => Some(batch.first_seq),
+        _ => None,
+    });
+    assert_eq!(first, Some(30), "resumes from N+1");
+    assert_eq!(store.readings.len(), 40);
+}
