@@ -196,7 +196,13 @@ impl Client {
 
     /// Closes the session in an orderly way (shutdown, restart).
     pub fn close(&mut self, now: Instant, message: &str) -> Result<(), ApiMisuse> {
-        check_text("message", message)?;
+        if message.len() > crate::MAX_CLOSE_MESSAGE_LEN {
+            return Err(ApiMisuse::TooLong {
+                field: "message",
+                len: message.len(),
+                max: crate::MAX_CLOSE_MESSAGE_LEN,
+            });
+        }
         if self.state == ClientState::Closed {
             return Err(ApiMisuse::Closed);
         }
@@ -208,6 +214,12 @@ impl Client {
             },
         );
         Ok(())
+    }
+
+    /// The transport ended without a `Close` message: ends the session with
+    /// [`SessionError::ConnectionLost`] (no-op if already closed).
+    pub fn connection_lost(&mut self, now: Instant) {
+        self.close_with(now, SessionError::ConnectionLost);
     }
 
     /// Appends the bytes to send to `buf`.

@@ -36,6 +36,9 @@ pub enum SessionError {
     /// Nothing arrived from the peer for longer than the silence limit.
     #[error("peer silent for {0} ms (limit exceeded)")]
     PeerSilent(u64),
+    /// The transport ended (TCP reset or end of stream) without a `Close` message.
+    #[error("connection lost without a close message")]
+    ConnectionLost,
     /// The peer closed the session and said why.
     #[error("peer closed the session ({code}): {message}")]
     PeerClosed {

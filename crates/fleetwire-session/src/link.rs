@@ -125,7 +125,7 @@ impl Link {
 /// The code to send the peer for a local reason, or None when the peer closed first.
 fn close_code(reason: &SessionError) -> Option<CloseCode> {
     Some(match reason {
-        SessionError::PeerClosed { .. } => return None,
+        SessionError::PeerClosed { .. } | SessionError::ConnectionLost => return None,
         SessionError::Decode(_) | SessionError::Unexpected(_) => CloseCode::ProtocolViolation,
         SessionError::VersionMismatch { .. } => CloseCode::UnsupportedVersion,
         SessionError::AuthFailed => CloseCode::AuthFailed,

@@ -9,8 +9,11 @@ use crate::{ConfigHash, PlayerId};
 /// The protocol version this build speaks (the frame header's version byte).
 pub const PROTOCOL_VERSION: u8 = 1;
 
-/// Longest text field in a status or close message, in bytes.
+/// Longest text field in a status message, in bytes.
 pub const MAX_TEXT_LEN: usize = 64;
+
+/// Longest explanation in a close message, in bytes.
+pub const MAX_CLOSE_MESSAGE_LEN: usize = 255;
 
 /// Why a side closed the session, sent in a `Close` message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,7 +89,7 @@ pub enum Message {
     Close {
         /// The reason code.
         code: CloseCode,
-        /// A message a person can act on, at most 64 bytes.
+        /// A message a person can act on, at most 255 bytes.
         message: String,
     },
     /// Player → server: I am alive (type 0x06).
@@ -135,7 +138,7 @@ impl Message {
                 software,
             } => {
                 w.bytes(player_id.as_bytes());
-                w.str_u8(clip(software));
+                w.str_u8(clip(software, MAX_TEXT_LEN));
             }
             Message::Challenge { nonce } => w.bytes(nonce),
             Message::Proof { signature } => w.bytes(signature),
@@ -148,13 +151,13 @@ impl Message {
             }
             Message::Close { code, message } => {
                 w.u8(code.to_byte());
-                w.str_u8(clip(message));
+                w.str_u8(clip(message, MAX_CLOSE_MESSAGE_LEN));
             }
             Message::Heartbeat { seq, status } => {
                 w.varint(*seq);
                 w.varint(status.free_storage_bytes);
-                w.str_u8(clip(&status.content));
-                w.str_u8(clip(&status.versions));
+                w.str_u8(clip(&status.content, MAX_TEXT_LEN));
+                w.str_u8(clip(&status.versions, MAX_TEXT_LEN));
                 write_hash(&mut w, status.config_hash.as_ref());
             }
             Message::HeartbeatAck { seq, config_hash } => {
@@ -185,7 +188,7 @@ impl Message {
             },
             0x05 => Message::Close {
                 code: CloseCode::from_byte(r.u8("close code")?),
-                message: text(&mut r, "close message")?,
+                message: r.str_u8_named("close message")?.to_owned(),
             },
             0x06 => {
                 let seq = r.varint_named("seq")?;
@@ -269,13 +272,13 @@ impl fmt::Display for CloseCode {
     }
 }
 
-/// Cuts a string to at most [`MAX_TEXT_LEN`] bytes on a character boundary. Only used for
-/// values this side produced; the API rejects over-long inputs before they get here.
-fn clip(s: &str) -> &str {
-    if s.len() <= MAX_TEXT_LEN {
+/// Cuts a string to at most `max` bytes on a character boundary. Only used for values this side
+/// produced; the API rejects over-long inputs before they get here.
+fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
         return s;
     }
-    let mut end = MAX_TEXT_LEN;
+    let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }

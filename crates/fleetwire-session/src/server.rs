@@ -4,7 +4,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::client::check_text;
 use crate::link::{Link, millis};
 use crate::{
     ApiMisuse, ChannelBinding, CloseCode, ConfigHash, Message, PlayerId, PlayerStatus,
@@ -217,13 +216,25 @@ impl ServerConnection {
     /// Closes the connection, telling the player why (for example [`CloseCode::Replaced`] or
     /// [`CloseCode::Revoked`]).
     pub fn close(&mut self, now: Instant, code: CloseCode, message: &str) -> Result<(), ApiMisuse> {
-        check_text("message", message)?;
+        if message.len() > crate::MAX_CLOSE_MESSAGE_LEN {
+            return Err(ApiMisuse::TooLong {
+                field: "message",
+                len: message.len(),
+                max: crate::MAX_CLOSE_MESSAGE_LEN,
+            });
+        }
         if self.state == ServerState::Closed {
             return Err(ApiMisuse::Closed);
         }
         let message = message.to_owned();
         self.close_with(now, SessionError::LocalClose { code, message });
         Ok(())
+    }
+
+    /// The transport ended without a `Close` message: ends the session with
+    /// [`SessionError::ConnectionLost`] (no-op if already closed).
+    pub fn connection_lost(&mut self, now: Instant) {
+        self.close_with(now, SessionError::ConnectionLost);
     }
 
     /// Appends the bytes to send to `buf`.

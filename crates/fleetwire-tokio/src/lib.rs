@@ -1,0 +1,22 @@
+//! # fleetwire-tokio
+//!
+//! Thin drivers that run fleetwire's sans-IO machines over tokio sockets with rustls on the ring
+//! provider. The machines decide everything; a driver only moves bytes, reads the clock, draws
+//! randomness and looks things up. One module per protocol, each behind a feature.
+//!
+//! - [`tls`]: TLS 1.3 preferred, 1.2 minimum (rustls cannot speak older versions, so a TLS 1.0 or
+//!   1.1 client gets a `protocol_version` alert), players that pin the server's certificate
+//!   fingerprint, and the exporter for channel binding.
+//! - [`session`] (feature `session`): the player login + heartbeat server ([`session::SessionServer`])
+//!   with per-connection limits — a login deadline against slowloris, the frame limit, a maximum
+//!   number of connections — and the player side ([`session::run_player`]). A slow or hostile
+//!   peer only ever occupies its own task.
+//!
+//! Plaintext is possible only through options named `danger_…`.
+
+#![allow(clippy::disallowed_methods)] // drivers are where the clock is read
+
+pub mod tls;
+
+#[cfg(feature = "session")]
+pub mod session;
