@@ -20,7 +20,7 @@ async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
     got
 }
 
-/// A TLS 1.1 ClientHello: legacy_version 0x0302, two TLS 1.1 cipher suites, no extensions.
+/// A TLS 1.1 `ClientHello`: `legacy_version` 0x0302, two TLS 1.1 cipher suites, no extensions.
 fn tls11_client_hello() -> Vec<u8> {
     let mut hello = vec![0x03, 0x02];
     hello.extend_from_slice(&[0x5a; 32]); // random
