@@ -1,1 +1,147 @@
-fn main() {}
+//! Lockout decisions with 1,000,000 tracked keys, side by side with governor's keyed limiter
+//! (`DefaultKeyedRateLimiter<u64>`, also 1,000,000 keys), in one run; plus bytes per tracked key
+//! for both, counted by an instrumented global allocator.
+//!
+//! `cargo bench -p fleetwire-auth --bench lockout`
+
+use std::alloc::System;
+use std::hint::black_box;
+use std::num::NonZeroU32;
+
+use criterion::{Criterion, Throughput};
+use fleetwire_auth::UnixTime;
+use fleetwire_auth::lockout::{LockoutConfig, LockoutEngine, LockoutKey, Outcome};
+use fleetwire_auth::throttle::{Rate, Throttle, ThrottleConfig};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const KEYS: u64 = 1_000_000;
+
+fn live_bytes(region: &Region<'_, System>) -> i64 {
+    let s = region.change();
+    s.bytes_allocated as i64 - s.bytes_deallocated as i64 + s.bytes_reallocated as i64
+}
+
+/// A cheap stream of key indices spread over all keys, so lookups miss the caches as in
+/// production.
+struct Keys(u64);
+impl Keys {
+    #[inline]
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % KEYS
+    }
+}
+
+fn lockout_engine(now: UnixTime) -> LockoutEngine {
+    let mut cfg = LockoutConfig::web_cms();
+    cfg.max_keys = KEYS as u32;
+    cfg.max_failures = 100;
+    let mut e = LockoutEngine::new(cfg, [7; 16]).expect("valid config");
+    for k in 0..KEYS {
+        let key = k.to_le_bytes();
+        let t = e.begin_attempt(&LockoutKey::untrusted("", &key), now).expect("open");
+        e.finish(t, Outcome::Failure, now);
+    }
+    e
+}
+
+fn throttle(now: UnixTime) -> Throttle {
+    let rate = Rate { burst: 1_000_000, per_period: 1_000_000, period_ms: 1 };
+    let mut th = Throttle::new(
+        ThrottleConfig { per_source: rate, global: rate, max_sources: KEYS as u32 },
+        [7; 16],
+    );
+    for k in 0..KEYS {
+        th.check("", &k.to_le_bytes(), now).expect("open");
+    }
+    th
+}
+
+fn governor_limiter() -> DefaultKeyedRateLimiter<u64> {
+    let quota = Quota::per_second(NonZeroU32::new(1_000_000).expect("non-zero"));
+    let limiter = RateLimiter::keyed(quota);
+    for k in 0..KEYS {
+        let _ = limiter.check_key(&k);
+    }
+    limiter
+}
+
+fn memory_report(now: UnixTime) {
+    let region = Region::new(GLOBAL);
+    let e = lockout_engine(now);
+    let lockout = live_bytes(&region);
+    drop(e);
+    let region = Region::new(GLOBAL);
+    let th = throttle(now);
+    let thr = live_bytes(&region);
+    drop(th);
+    let region = Region::new(GLOBAL);
+    let g = governor_limiter();
+    let gov = live_bytes(&region);
+    drop(g);
+    #[allow(clippy::cast_precision_loss)]
+    let per = |b: i64| b as f64 / KEYS as f64;
+    println!("bytes per tracked key with {KEYS} keys (live heap bytes / keys):");
+    println!("  fleetwire lockout engine : {:6.1}", per(lockout));
+    println!("  fleetwire throttle       : {:6.1}", per(thr));
+    println!("  governor keyed limiter   : {:6.1}", per(gov));
+}
+
+fn bench(c: &mut Criterion, now: UnixTime) {
+    let mut group = c.benchmark_group("decisions_1M_keys");
+    group.throughput(Throughput::Elements(1));
+
+    let mut e = lockout_engine(now);
+    let mut keys = Keys(0x2545_F491_4F6C_DD1D);
+    group.bench_function("fleetwire_lockout_status", |b| {
+        b.iter(|| {
+            let k = keys.next().to_le_bytes();
+            black_box(e.status(&LockoutKey::untrusted("", &k), now))
+        });
+    });
+    group.bench_function("fleetwire_lockout_begin_attempt", |b| {
+        b.iter(|| {
+            let k = keys.next().to_le_bytes();
+            // Refused or reserved, both are decisions; successes are never finished here so
+            // the table stays at 1,000,000 keys.
+            black_box(e.begin_attempt(&LockoutKey::untrusted("", &k), now).is_ok())
+        });
+    });
+    drop(e);
+
+    let mut th = throttle(now);
+    group.bench_function("fleetwire_throttle_check", |b| {
+        b.iter(|| {
+            let k = keys.next().to_le_bytes();
+            black_box(th.check("", &k, now).is_ok())
+        });
+    });
+    drop(th);
+
+    let g = governor_limiter();
+    group.bench_function("governor_keyed_check_key", |b| {
+        b.iter(|| {
+            let k = keys.next();
+            black_box(g.check_key(&k).is_ok())
+        });
+    });
+    group.finish();
+}
+
+fn main() {
+    let now = UnixTime::from_millis(1_700_000_000_000);
+    memory_report(now);
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .sample_size(20)
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(3));
+    bench(&mut c, now);
+    c.final_summary();
+}

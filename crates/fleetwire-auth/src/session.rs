@@ -1,1 +1,262 @@
-//! session (todo)
+//! Sessions with a per-user idle timeout (or none, as the sensor cloud allows) and an absolute
+//! lifetime that always applies.
+//!
+//! Only [`Activity::User`] extends the idle timer; background polling ([`Activity::Background`])
+//! is checked but does not. [`SessionInfo::expires_at`] is for a UI countdown. Tokens are random
+//! 256-bit strings; the store keeps only their SHA-256 digests. The store never lets time run
+//! backwards: it judges expiry by the latest `now` it has seen, so a clock stepping back cannot
+//! revive or extend a session.
+
+use std::collections::BTreeMap;
+
+use data_encoding::BASE64URL_NOPAD;
+use rand_core::CryptoRngCore;
+use ring::digest;
+use serde::{Deserialize, Serialize};
+
+use crate::time::UnixTime;
+
+/// Session parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionConfig {
+    /// Lifetime from creation, whatever the activity.
+    pub absolute_lifetime_ms: u64,
+    /// Idle timeout for users who have not chosen one; `None` turns it off.
+    pub default_idle_timeout_ms: Option<u64>,
+    /// Most live sessions per user; creating one more ends the oldest.
+    pub max_sessions_per_user: u32,
+}
+
+impl Default for SessionConfig {
+    /// 12 hours absolute, 30 minutes idle, 16 sessions per user.
+    fn default() -> Self {
+        Self {
+            absolute_lifetime_ms: 12 * 3600 * 1000,
+            default_idle_timeout_ms: Some(30 * 60 * 1000),
+            max_sessions_per_user: 16,
+        }
+    }
+}
+
+/// What caused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Activity {
+    /// The user did something: extends the idle timer.
+    User,
+    /// Automatic traffic (polling, refresh): does not extend the idle timer.
+    Background,
+}
+
+/// A live session as the server sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The user.
+    pub user: String,
+    /// When it was created.
+    pub created_at: UnixTime,
+    /// When it ends unless the user acts (idle) or at the latest (absolute).
+    pub expires_at: UnixTime,
+}
+
+/// Why a session was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// No such session (never existed, ended, or expired and purged).
+    #[error("session not found; sign in again")]
+    Unknown,
+    /// The session was idle too long.
+    #[error("signed out after inactivity; sign in again")]
+    IdleExpired,
+    /// The absolute lifetime is over.
+    #[error("session lifetime over; sign in again")]
+    LifetimeExpired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Record {
+    user: String,
+    created: UnixTime,
+    last_activity: UnixTime,
+}
+
+/// All sessions, serializable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionStore {
+    config: SessionConfig,
+    /// Digest (hex) → session.
+    sessions: BTreeMap<String, Record>,
+    /// Per-user idle timeout; absent means the default, `None` means off.
+    idle: BTreeMap<String, Option<u64>>,
+    high_water: UnixTime,
+}
+
+impl SessionStore {
+    /// An empty store.
+    pub fn new(config: SessionConfig) -> Self {
+        Self {
+            config,
+            sessions: BTreeMap::new(),
+            idle: BTreeMap::new(),
+            high_water: UnixTime::EPOCH,
+        }
+    }
+
+    /// Sets a user's idle timeout (`None`: never time out for inactivity). The absolute lifetime
+    /// still applies.
+    pub fn set_idle_timeout(&mut self, user: &str, timeout_ms: Option<u64>) {
+        self.idle.insert(user.to_owned(), timeout_ms);
+    }
+
+    /// The idle timeout that applies to `user`.
+    pub fn idle_timeout(&self, user: &str) -> Option<u64> {
+        self.idle
+            .get(user)
+            .copied()
+            .unwrap_or(self.config.default_idle_timeout_ms)
+    }
+
+    /// Creates a session and returns its token (give it to the client) and info.
+    pub fn create(&mut self, user: &str, now: UnixTime, rng: &mut impl CryptoRngCore) -> (String, SessionInfo) {
+        let now = self.advance(now);
+        let mut raw = [0u8; 32];
+        rng.fill_bytes(&mut raw);
+        let token = format!("fws1.{}", BASE64URL_NOPAD.encode(&raw));
+        let mine: Vec<(String, UnixTime)> = self
+            .sessions
+            .iter()
+            .filter(|(_, r)| r.user == user)
+            .map(|(k, r)| (k.clone(), r.created))
+            .collect();
+        if mine.len() >= self.config.max_sessions_per_user.max(1) as usize {
+            if let Some((oldest, _)) = mine.iter().min_by_key(|(_, c)| *c) {
+                self.sessions.remove(oldest);
+            }
+        }
+        let record = Record {
+            user: user.to_owned(),
+            created: now,
+            last_activity: now,
+        };
+        let info = self.info(&record);
+        self.sessions.insert(digest_hex(&token), record);
+        (token, info)
+    }
+
+    /// Checks a session on a request and, for user activity, extends its idle timer. An expired
+    /// session is removed.
+    pub fn check(&mut self, token: &str, now: UnixTime, activity: Activity) -> Result<SessionInfo, SessionError> {
+        let now = self.advance(now);
+        let key = digest_hex(token);
+        let record = self.sessions.get(&key).ok_or(SessionError::Unknown)?;
+        if let Err(e) = self.expired(record, now) {
+            self.sessions.remove(&key);
+            return Err(e);
+        }
+        let record = self.sessions.get_mut(&key).ok_or(SessionError::Unknown)?;
+        if activity == Activity::User {
+            record.last_activity = now;
+        }
+        let record = record.clone();
+        Ok(self.info(&record))
+    }
+
+    /// Ends one session (sign-out). Unknown tokens are ignored.
+    pub fn end(&mut self, token: &str) {
+        self.sessions.remove(&digest_hex(token));
+    }
+
+    /// Ends every session of `user` (password change, reset, administrator); returns how many.
+    pub fn end_all(&mut self, user: &str) -> usize {
+        let before = self.sessions.len();
+        self.sessions.retain(|_, r| r.user != user);
+        before - self.sessions.len()
+    }
+
+    /// Removes expired sessions.
+    pub fn purge(&mut self, now: UnixTime) {
+        let now = self.advance(now);
+        let keep: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, r)| self.expired(r, now).is_ok())
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.sessions.retain(|k, _| keep.contains(k));
+    }
+
+    /// Number of live (not yet purged) sessions.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether there are no sessions.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    fn advance(&mut self, now: UnixTime) -> UnixTime {
+        self.high_water = self.high_water.max(now);
+        self.high_water
+    }
+
+    fn expired(&self, r: &Record, now: UnixTime) -> Result<(), SessionError> {
+        if now >= r.created.plus_millis(self.config.absolute_lifetime_ms) {
+            return Err(SessionError::LifetimeExpired);
+        }
+        if let Some(idle) = self.idle_timeout(&r.user) {
+            if now >= r.last_activity.plus_millis(idle) {
+                return Err(SessionError::IdleExpired);
+            }
+        }
+        Ok(())
+    }
+
+    fn info(&self, r: &Record) -> SessionInfo {
+        let absolute = r.created.plus_millis(self.config.absolute_lifetime_ms);
+        let expires_at = match self.idle_timeout(&r.user) {
+            Some(idle) => absolute.min(r.last_activity.plus_millis(idle)),
+            None => absolute,
+        };
+        SessionInfo {
+            user: r.user.clone(),
+            created_at: r.created,
+            expires_at,
+        }
+    }
+}
+
+pub(crate) fn digest_hex(token: &str) -> String {
+    hex::encode(digest::digest(&digest::SHA256, token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::SeedableRng;
+
+    #[test]
+    fn background_does_not_extend() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        let mut s = SessionStore::new(SessionConfig::default());
+        let t0 = UnixTime::from_secs(1000);
+        let (tok, info) = s.create("u", t0, &mut rng);
+        assert_eq!(info.expires_at, t0.plus_secs(1800));
+        let t1 = t0.plus_secs(1000);
+        assert_eq!(s.check(&tok, t1, Activity::Background).unwrap().expires_at, t0.plus_secs(1800));
+        assert_eq!(s.check(&tok, t0.plus_secs(1800), Activity::Background), Err(SessionError::IdleExpired));
+        assert_eq!(s.check(&tok, t0.plus_secs(1801), Activity::User), Err(SessionError::Unknown));
+    }
+
+    #[test]
+    fn session_cap_ends_oldest() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
+        let cfg = SessionConfig { max_sessions_per_user: 2, ..SessionConfig::default() };
+        let mut s = SessionStore::new(cfg);
+        let (a, _) = s.create("u", UnixTime::from_secs(1), &mut rng);
+        let (_b, _) = s.create("u", UnixTime::from_secs(2), &mut rng);
+        let (_c, _) = s.create("u", UnixTime::from_secs(3), &mut rng);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.check(&a, UnixTime::from_secs(4), Activity::User), Err(SessionError::Unknown));
+    }
+}
