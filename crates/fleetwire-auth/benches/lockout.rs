@@ -45,16 +45,26 @@ fn lockout_engine(now: UnixTime) -> LockoutEngine {
     let mut e = LockoutEngine::new(cfg, [7; 16]).expect("valid config");
     for k in 0..KEYS {
         let key = k.to_le_bytes();
-        let t = e.begin_attempt(&LockoutKey::untrusted("", &key), now).expect("open");
+        let t = e
+            .begin_attempt(&LockoutKey::untrusted("", &key), now)
+            .expect("open");
         e.finish(t, Outcome::Failure, now);
     }
     e
 }
 
 fn throttle(now: UnixTime) -> Throttle {
-    let rate = Rate { burst: 1_000_000, per_period: 1_000_000, period_ms: 1 };
+    let rate = Rate {
+        burst: 1_000_000,
+        per_period: 1_000_000,
+        period_ms: 1,
+    };
     let mut th = Throttle::new(
-        ThrottleConfig { per_source: rate, global: rate, max_sources: KEYS as u32 },
+        ThrottleConfig {
+            per_source: rate,
+            global: rate,
+            max_sources: KEYS as u32,
+        },
         [7; 16],
     );
     for k in 0..KEYS {

@@ -78,7 +78,11 @@ impl HashParams {
             && (1..=MAX_P_COST).contains(&self.p_cost)
             && (16..=64).contains(&self.output_len)
             && (8..=64).contains(&self.salt_len);
-        if ok { Ok(()) } else { Err(HashError::ParamsOutOfRange) }
+        if ok {
+            Ok(())
+        } else {
+            Err(HashError::ParamsOutOfRange)
+        }
     }
 }
 
@@ -192,10 +196,14 @@ pub enum HashError {
     #[error("malformed PHC string: {0}")]
     MalformedPhc(&'static str),
     /// The PHC string names Argon2i or Argon2d; only Argon2id is accepted.
-    #[error("only argon2id hashes are accepted; rehash legacy argon2i/argon2d hashes at next login")]
+    #[error(
+        "only argon2id hashes are accepted; rehash legacy argon2i/argon2d hashes at next login"
+    )]
     UnsupportedAlgorithm,
     /// Cost parameters or lengths outside the accepted ranges.
-    #[error("Argon2 parameters out of range (m 8..=1048576 KiB, t 1..=64, p 1..=64, salt 8..=64 bytes, hash 16..=64 bytes)")]
+    #[error(
+        "Argon2 parameters out of range (m 8..=1048576 KiB, t 1..=64, p 1..=64, salt 8..=64 bytes, hash 16..=64 bytes)"
+    )]
     ParamsOutOfRange,
     /// The password is longer than [`MAX_PASSWORD_BYTES`].
     #[error("password longer than 4096 bytes")]
@@ -316,7 +324,12 @@ impl PasswordHasher {
             || s.salt_len < self.params.salt_len
     }
 
-    fn derive(&self, password: &str, salt: &[u8], params: HashParams) -> Result<Vec<u8>, HashError> {
+    fn derive(
+        &self,
+        password: &str,
+        salt: &[u8],
+        params: HashParams,
+    ) -> Result<Vec<u8>, HashError> {
         let normalized = normalize(password);
         if normalized.len() > MAX_PASSWORD_BYTES || password.len() > 4 * MAX_PASSWORD_BYTES {
             return Err(HashError::PasswordTooLong);
@@ -329,8 +342,10 @@ impl PasswordHasher {
         )
         .map_err(|e| HashError::Argon2(e.to_string()))?;
         let ctx = match &self.pepper {
-            Some(p) => Argon2::new_with_secret(p, Algorithm::Argon2id, Version::V0x13, argon_params)
-                .map_err(|e| HashError::Argon2(e.to_string()))?,
+            Some(p) => {
+                Argon2::new_with_secret(p, Algorithm::Argon2id, Version::V0x13, argon_params)
+                    .map_err(|e| HashError::Argon2(e.to_string()))?
+            }
             None => Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params),
         };
         let mut out = vec![0u8; params.output_len as usize];
@@ -356,10 +371,14 @@ fn param(field: Option<&str>, name: &'static str) -> Result<u32, HashError> {
         .split_once('=')
         .ok_or(HashError::MalformedPhc("parameter without '='"))?;
     if key != name {
-        return Err(HashError::MalformedPhc("parameters must be m, t, p in that order"));
+        return Err(HashError::MalformedPhc(
+            "parameters must be m, t, p in that order",
+        ));
     }
     if value.is_empty() || value.len() > 10 || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(HashError::MalformedPhc("parameter value is not a decimal number"));
+        return Err(HashError::MalformedPhc(
+            "parameter value is not a decimal number",
+        ));
     }
     value
         .parse()
@@ -386,7 +405,12 @@ mod tests {
         let h = hasher();
         let phc = h.hash_with_salt("correct horse", &[7; 16]).unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
-        assert_eq!(h.verify("correct horse", &phc), Ok(Verified { needs_rehash: false }));
+        assert_eq!(
+            h.verify("correct horse", &phc),
+            Ok(Verified {
+                needs_rehash: false
+            })
+        );
         assert_eq!(h.verify("wrong horse", &phc), Err(HashError::Mismatch));
     }
 
@@ -407,7 +431,8 @@ mod tests {
     fn pepper_changes_hash() {
         let plain = hasher();
         let peppered =
-            PasswordHasher::with_pepper(HashParams::danger_insecure_for_tests(), b"pepper").unwrap();
+            PasswordHasher::with_pepper(HashParams::danger_insecure_for_tests(), b"pepper")
+                .unwrap();
         let phc = peppered.hash_with_salt("pw", &[3; 16]).unwrap();
         assert!(peppered.verify("pw", &phc).is_ok());
         assert_eq!(plain.verify("pw", &phc), Err(HashError::Mismatch));
@@ -415,7 +440,10 @@ mod tests {
 
     #[test]
     fn unknown_user_is_a_mismatch() {
-        assert_eq!(hasher().verify_unknown_user("anything"), HashError::Mismatch);
+        assert_eq!(
+            hasher().verify_unknown_user("anything"),
+            HashError::Mismatch
+        );
     }
 
     #[test]
@@ -439,6 +467,9 @@ mod tests {
     #[test]
     fn too_long_password_refused() {
         let long = "a".repeat(MAX_PASSWORD_BYTES + 1);
-        assert_eq!(hasher().hash_with_salt(&long, &[0; 16]), Err(HashError::PasswordTooLong));
+        assert_eq!(
+            hasher().hash_with_salt(&long, &[0; 16]),
+            Err(HashError::PasswordTooLong)
+        );
     }
 }

@@ -313,7 +313,11 @@ impl LockoutEngine {
 
     /// Reserves an attempt: refuses with [`Locked`] (nothing counted) or counts a failure up
     /// front and returns the ticket to finish after verification.
-    pub fn begin_attempt(&mut self, key: &LockoutKey<'_>, now: UnixTime) -> Result<AttemptTicket, Locked> {
+    pub fn begin_attempt(
+        &mut self,
+        key: &LockoutKey<'_>,
+        now: UnixTime,
+    ) -> Result<AttemptTicket, Locked> {
         let tag = self.tag(key);
         self.begin_tag(tag, now)
     }
@@ -338,6 +342,18 @@ impl LockoutEngine {
     pub fn status(&self, key: &LockoutKey<'_>, now: UnixTime) -> LockStatus {
         let tag = self.tag(key);
         self.status_tag(tag, now)
+    }
+
+    /// Consecutive failures counted for a key at `now` (for example to demand a CAPTCHA).
+    pub fn failures(&self, key: &LockoutKey<'_>, now: UnixTime) -> u16 {
+        let tag = self.tag(key);
+        let now_s = now.secs_u32();
+        let mut s = match self.table.find(tag) {
+            Some(i) => self.table.get(i),
+            None => return 0,
+        };
+        normalize(&self.config, &mut s, now_s);
+        s.failures
     }
 
     /// Forgets a key's failures and blocks (completed password reset, administrator unlock).
@@ -634,10 +650,16 @@ mod tests {
         // After the block, one more failure blocks for 2 minutes, then 4.
         let t1 = t0.plus_secs(60);
         assert_eq!(fail(&mut e, b"alice", t1), Ok(6));
-        assert_eq!(fail(&mut e, b"alice", t1).unwrap_err().until, Some(t1.plus_secs(120)));
+        assert_eq!(
+            fail(&mut e, b"alice", t1).unwrap_err().until,
+            Some(t1.plus_secs(120))
+        );
         let t2 = t1.plus_secs(120);
         assert_eq!(fail(&mut e, b"alice", t2), Ok(7));
-        assert_eq!(fail(&mut e, b"alice", t2).unwrap_err().until, Some(t2.plus_secs(240)));
+        assert_eq!(
+            fail(&mut e, b"alice", t2).unwrap_err().until,
+            Some(t2.plus_secs(240))
+        );
         // Other accounts are unaffected.
         assert_eq!(fail(&mut e, b"bob", t2), Ok(1));
     }
@@ -686,7 +708,10 @@ mod tests {
             }
         }
         let k = LockoutKey::untrusted(NS, b"a");
-        assert_eq!(e.begin_attempt(&k, t.plus_secs(10_000_000)), Err(Locked { until: None }));
+        assert_eq!(
+            e.begin_attempt(&k, t.plus_secs(10_000_000)),
+            Err(Locked { until: None })
+        );
         e.clear(&k);
         assert!(e.begin_attempt(&k, t).is_ok());
     }

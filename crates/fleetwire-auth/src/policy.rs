@@ -116,7 +116,9 @@ impl std::fmt::Display for Violation {
 #[non_exhaustive]
 pub enum PolicyError {
     /// `min_chars` or `min_chars_with_mfa` is above `max_chars`.
-    #[error("minimum length {min} exceeds maximum length {max}; lower the minimum or raise the maximum")]
+    #[error(
+        "minimum length {min} exceeds maximum length {max}; lower the minimum or raise the maximum"
+    )]
     MinAboveMax {
         /// The larger minimum.
         min: u32,
@@ -124,7 +126,9 @@ pub enum PolicyError {
         max: u32,
     },
     /// `min_chars_with_mfa` is above `min_chars`.
-    #[error("the minimum with MFA ({with_mfa}) exceeds the minimum without ({without}); a second factor must not demand a longer password")]
+    #[error(
+        "the minimum with MFA ({with_mfa}) exceeds the minimum without ({without}); a second factor must not demand a longer password"
+    )]
     MfaMinAboveMin {
         /// `min_chars_with_mfa`.
         with_mfa: u32,
@@ -257,7 +261,11 @@ impl PasswordPolicy {
     }
 
     /// Checks `password` and, if it has no violation, returns it normalized.
-    pub fn accept(&self, password: &str, context: &PolicyContext) -> Result<Password, Vec<Violation>> {
+    pub fn accept(
+        &self,
+        password: &str,
+        context: &PolicyContext,
+    ) -> Result<Password, Vec<Violation>> {
         let violations = self.check(password, context);
         if violations.is_empty() {
             Ok(Password(normalize(password)))
@@ -338,18 +346,30 @@ mod tests {
         assert!(p.check(pw, &ctx()).is_empty());
         assert_eq!(
             p.check("violet-ank", &ctx()),
-            vec![Violation::TooShort { min: 15, actual: 10 }]
+            vec![Violation::TooShort {
+                min: 15,
+                actual: 10
+            }]
         );
-        let mfa = PolicyContext { has_mfa: true, ..ctx() };
+        let mfa = PolicyContext {
+            has_mfa: true,
+            ..ctx()
+        };
         assert!(p.check("violet-ank", &mfa).is_empty());
     }
 
     #[test]
     fn nist_blocklist_catches_variants() {
         let p = PasswordPolicy::nist();
-        let mfa = PolicyContext { has_mfa: true, ..ctx() };
+        let mfa = PolicyContext {
+            has_mfa: true,
+            ..ctx()
+        };
         assert_eq!(p.check("Password123!", &mfa), vec![Violation::Common]);
-        assert_eq!(p.check("correcthorsebatterystaple", &mfa), vec![Violation::Common]);
+        assert_eq!(
+            p.check("correcthorsebatterystaple", &mfa),
+            vec![Violation::Common]
+        );
     }
 
     #[test]
@@ -360,7 +380,12 @@ mod tests {
             has_mfa: false,
         };
         let v = p.check("radium-and-curie-forever", &c);
-        assert_eq!(v, vec![Violation::ContainsContextWord { word: "curie".into() }]);
+        assert_eq!(
+            v,
+            vec![Violation::ContainsContextWord {
+                word: "curie".into()
+            }]
+        );
     }
 
     #[test]
@@ -372,16 +397,21 @@ mod tests {
             Violation::TooShort { min: 8, actual: 2 }
         );
         // Eight emoji are eight code points, 32 bytes.
-        assert!(PasswordPolicy::nist()
-            .check("🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀", &ctx())
-            .is_empty());
+        assert!(
+            PasswordPolicy::nist()
+                .check("🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀", &ctx())
+                .is_empty()
+        );
     }
 
     #[test]
     fn too_long_is_rejected_not_truncated() {
         let p = PasswordPolicy::nist();
         let long = "x".repeat(129) + "Q7";
-        assert!(p.check(&long, &ctx()).contains(&Violation::TooLong { max: 128, actual: 131 }));
+        assert!(p.check(&long, &ctx()).contains(&Violation::TooLong {
+            max: 128,
+            actual: 131
+        }));
     }
 
     #[test]

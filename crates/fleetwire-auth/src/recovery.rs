@@ -105,7 +105,10 @@ mod tests {
         let (plain, mut store) = RecoveryCodes::generate(10, &mut rng);
         assert_eq!(plain.len(), 10);
         assert_eq!(plain[0].len(), 19);
-        assert_eq!(store.redeem(&plain[3].to_lowercase().replace('-', " ")), Ok(9));
+        assert_eq!(
+            store.redeem(&plain[3].to_lowercase().replace('-', " ")),
+            Ok(9)
+        );
         assert_eq!(store.redeem(&plain[3]), Err(RecoveryError::Invalid));
         assert_eq!(store.redeem("nonsense"), Err(RecoveryError::Invalid));
     }

@@ -108,7 +108,10 @@ impl ResetTokens {
     /// The user a token would reset, without using it (to look up the current password
     /// version before [`Self::redeem`]).
     pub fn user_of(&self, token: &str, now: UnixTime) -> Result<&str, ResetError> {
-        let p = self.pending.get(&digest_hex(token)).ok_or(ResetError::Invalid)?;
+        let p = self
+            .pending
+            .get(&digest_hex(token))
+            .ok_or(ResetError::Invalid)?;
         if now >= p.expires_at {
             return Err(ResetError::Expired);
         }
@@ -117,7 +120,12 @@ impl ResetTokens {
 
     /// Uses a token: it never works again, whatever the result. Returns the user whose password
     /// may now be set.
-    pub fn redeem(&mut self, token: &str, current_password_version: u64, now: UnixTime) -> Result<String, ResetError> {
+    pub fn redeem(
+        &mut self,
+        token: &str,
+        current_password_version: u64,
+        now: UnixTime,
+    ) -> Result<String, ResetError> {
         if token.len() > 64 {
             return Err(ResetError::Invalid);
         }

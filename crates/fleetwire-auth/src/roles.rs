@@ -59,7 +59,10 @@ impl Roles {
         if !self.groups.contains_key(group) {
             return Err(RoleError::UnknownGroup(group.to_owned()));
         }
-        self.members.entry(user.to_owned()).or_default().insert(group.to_owned());
+        self.members
+            .entry(user.to_owned())
+            .or_default()
+            .insert(group.to_owned());
         Ok(())
     }
 
@@ -80,12 +83,17 @@ impl Roles {
 
     /// The groups of `user`.
     pub fn groups_of(&self, user: &str) -> Vec<String> {
-        self.members.get(user).map(|g| g.iter().cloned().collect()).unwrap_or_default()
+        self.members
+            .get(user)
+            .map(|g| g.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The one permission check: `Ok` only if some group of `user` grants `right`.
     pub fn check(&self, user: &str, right: &str) -> Result<(), RoleError> {
-        let denied = || RoleError::Denied { right: right.to_owned() };
+        let denied = || RoleError::Denied {
+            right: right.to_owned(),
+        };
         if !valid_right(right) || right.contains('*') {
             return Err(denied());
         }
@@ -103,15 +111,18 @@ fn grants(grant: &str, right: &str) -> bool {
     if grant == "*" || grant == right {
         return true;
     }
-    grant
-        .strip_suffix(".*")
-        .is_some_and(|prefix| right.len() > prefix.len() && right.starts_with(prefix) && right.as_bytes()[prefix.len()] == b'.')
+    grant.strip_suffix(".*").is_some_and(|prefix| {
+        right.len() > prefix.len()
+            && right.starts_with(prefix)
+            && right.as_bytes()[prefix.len()] == b'.'
+    })
 }
 
 fn valid_right(r: &str) -> bool {
     !r.is_empty()
         && r.len() <= 128
-        && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-*".contains(&b))
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-*".contains(&b))
         && !r.split('.').any(str::is_empty)
 }
 
@@ -122,7 +133,8 @@ mod tests {
     #[test]
     fn least_privilege_and_wildcards() {
         let mut r = Roles::new();
-        r.define_group("operators", &["player.*", "sensor.read"]).unwrap();
+        r.define_group("operators", &["player.*", "sensor.read"])
+            .unwrap();
         r.define_group("admins", &["*"]).unwrap();
         assert!(r.check("olga", "player.command.send").is_err());
         r.assign("olga", "operators").unwrap();
@@ -133,7 +145,10 @@ mod tests {
         assert!(r.check("olga", "player.*").is_err());
         r.revoke("olga", "operators");
         assert!(r.check("olga", "player.command.send").is_err());
-        assert_eq!(r.assign("olga", "nope"), Err(RoleError::UnknownGroup("nope".into())));
+        assert_eq!(
+            r.assign("olga", "nope"),
+            Err(RoleError::UnknownGroup("nope".into()))
+        );
         assert!(r.define_group("x", &["Bad Right"]).is_err());
     }
 }

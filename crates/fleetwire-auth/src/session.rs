@@ -117,7 +117,12 @@ impl SessionStore {
     }
 
     /// Creates a session and returns its token (give it to the client) and info.
-    pub fn create(&mut self, user: &str, now: UnixTime, rng: &mut impl CryptoRngCore) -> (String, SessionInfo) {
+    pub fn create(
+        &mut self,
+        user: &str,
+        now: UnixTime,
+        rng: &mut impl CryptoRngCore,
+    ) -> (String, SessionInfo) {
         let now = self.advance(now);
         let mut raw = [0u8; 32];
         rng.fill_bytes(&mut raw);
@@ -145,7 +150,12 @@ impl SessionStore {
 
     /// Checks a session on a request and, for user activity, extends its idle timer. An expired
     /// session is removed.
-    pub fn check(&mut self, token: &str, now: UnixTime, activity: Activity) -> Result<SessionInfo, SessionError> {
+    pub fn check(
+        &mut self,
+        token: &str,
+        now: UnixTime,
+        activity: Activity,
+    ) -> Result<SessionInfo, SessionError> {
         let now = self.advance(now);
         let key = digest_hex(token);
         let record = self.sessions.get(&key).ok_or(SessionError::Unknown)?;
@@ -243,20 +253,35 @@ mod tests {
         let (tok, info) = s.create("u", t0, &mut rng);
         assert_eq!(info.expires_at, t0.plus_secs(1800));
         let t1 = t0.plus_secs(1000);
-        assert_eq!(s.check(&tok, t1, Activity::Background).unwrap().expires_at, t0.plus_secs(1800));
-        assert_eq!(s.check(&tok, t0.plus_secs(1800), Activity::Background), Err(SessionError::IdleExpired));
-        assert_eq!(s.check(&tok, t0.plus_secs(1801), Activity::User), Err(SessionError::Unknown));
+        assert_eq!(
+            s.check(&tok, t1, Activity::Background).unwrap().expires_at,
+            t0.plus_secs(1800)
+        );
+        assert_eq!(
+            s.check(&tok, t0.plus_secs(1800), Activity::Background),
+            Err(SessionError::IdleExpired)
+        );
+        assert_eq!(
+            s.check(&tok, t0.plus_secs(1801), Activity::User),
+            Err(SessionError::Unknown)
+        );
     }
 
     #[test]
     fn session_cap_ends_oldest() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
-        let cfg = SessionConfig { max_sessions_per_user: 2, ..SessionConfig::default() };
+        let cfg = SessionConfig {
+            max_sessions_per_user: 2,
+            ..SessionConfig::default()
+        };
         let mut s = SessionStore::new(cfg);
         let (a, _) = s.create("u", UnixTime::from_secs(1), &mut rng);
         let (_b, _) = s.create("u", UnixTime::from_secs(2), &mut rng);
         let (_c, _) = s.create("u", UnixTime::from_secs(3), &mut rng);
         assert_eq!(s.len(), 2);
-        assert_eq!(s.check(&a, UnixTime::from_secs(4), Activity::User), Err(SessionError::Unknown));
+        assert_eq!(
+            s.check(&a, UnixTime::from_secs(4), Activity::User),
+            Err(SessionError::Unknown)
+        );
     }
 }

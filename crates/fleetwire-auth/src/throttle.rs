@@ -111,7 +111,12 @@ impl Throttle {
     }
 
     /// Admits or refuses one request from `source` in `namespace`. A refusal consumes nothing.
-    pub fn check(&mut self, namespace: &str, source: &[u8], now: UnixTime) -> Result<(), Throttled> {
+    pub fn check(
+        &mut self,
+        namespace: &str,
+        source: &[u8],
+        now: UnixTime,
+    ) -> Result<(), Throttled> {
         let tag = self.key.tag(&[namespace.as_bytes(), source]);
         let now_us = now.as_millis().saturating_mul(1000);
         let idx = self.sources.find(tag);
@@ -201,7 +206,10 @@ mod tests {
         for i in 0..5u8 {
             th.check("code", &[i], t).unwrap();
         }
-        assert_eq!(th.check("code", &[99], t).unwrap_err().scope, ThrottleScope::Global);
+        assert_eq!(
+            th.check("code", &[99], t).unwrap_err().scope,
+            ThrottleScope::Global
+        );
     }
 
     #[test]

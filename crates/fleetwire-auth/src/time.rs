@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 /// Engines whose state must survive a restart (lockout, sessions, tokens, captchas) take this
 /// instead of a monotonic `Instant`. They tolerate a clock that steps backwards: they never panic,
 /// never unlock early and never lock forever because of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct UnixTime(u64);
 

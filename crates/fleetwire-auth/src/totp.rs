@@ -56,13 +56,20 @@ pub enum TotpError {
     #[error("this code was already used; wait for the next one")]
     Replayed,
     /// Parameters out of range (digits 6 to 8, step at least 1 s, secret at least 16 bytes).
-    #[error("TOTP parameters out of range: 6 to 8 digits, a step of at least 1 s, a secret of 16 to 128 bytes")]
+    #[error(
+        "TOTP parameters out of range: 6 to 8 digits, a step of at least 1 s, a secret of 16 to 128 bytes"
+    )]
     BadParameters,
 }
 
 impl Totp {
     /// A TOTP with an explicit secret (16 to 128 bytes).
-    pub fn new(secret: Vec<u8>, algorithm: TotpAlgorithm, digits: u8, step_secs: u64) -> Result<Self, TotpError> {
+    pub fn new(
+        secret: Vec<u8>,
+        algorithm: TotpAlgorithm,
+        digits: u8,
+        step_secs: u64,
+    ) -> Result<Self, TotpError> {
         if !(6..=8).contains(&digits) || step_secs == 0 || !(16..=128).contains(&secret.len()) {
             return Err(TotpError::BadParameters);
         }
@@ -126,7 +133,12 @@ impl Totp {
         let tag = hmac::sign(&hmac::Key::new(alg, &self.secret), &step.to_be_bytes());
         let mac = tag.as_ref();
         let offset = (mac[mac.len() - 1] & 0x0f) as usize;
-        let bin = u32::from_be_bytes([mac[offset] & 0x7f, mac[offset + 1], mac[offset + 2], mac[offset + 3]]);
+        let bin = u32::from_be_bytes([
+            mac[offset] & 0x7f,
+            mac[offset + 1],
+            mac[offset + 2],
+            mac[offset + 3],
+        ]);
         let code = bin % 10u32.pow(u32::from(self.digits));
         format!("{code:0width$}", width = self.digits as usize)
     }
@@ -137,7 +149,12 @@ impl Totp {
     }
 
     /// Checks `code` at `now`; returns the matched step, to be stored as `last_used_step`.
-    pub fn verify(&self, code: &str, now: UnixTime, last_used_step: Option<u64>) -> Result<u64, TotpError> {
+    pub fn verify(
+        &self,
+        code: &str,
+        now: UnixTime,
+        last_used_step: Option<u64>,
+    ) -> Result<u64, TotpError> {
         let code = code.trim();
         if code.len() != self.digits as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(TotpError::Invalid);
@@ -146,7 +163,11 @@ impl Totp {
         let skew = u64::from(self.skew_steps);
         let mut found = None;
         for step in current.saturating_sub(skew)..=current.saturating_add(skew) {
-            let ok: bool = self.code_for_step(step).as_bytes().ct_eq(code.as_bytes()).into();
+            let ok: bool = self
+                .code_for_step(step)
+                .as_bytes()
+                .ct_eq(code.as_bytes())
+                .into();
             if ok && found.is_none() {
                 found = Some(step);
             }
@@ -183,6 +204,9 @@ mod tests {
         let step = t.verify(&code, now, None).unwrap();
         assert_eq!(t.verify(&code, now, Some(step)), Err(TotpError::Replayed));
         assert_eq!(t.verify("000000x", now, None), Err(TotpError::Invalid));
-        assert!(t.provisioning_uri("Fleet Wire", "a@b").starts_with("otpauth://totp/Fleet%20Wire:a%40b?secret="));
+        assert!(
+            t.provisioning_uri("Fleet Wire", "a@b")
+                .starts_with("otpauth://totp/Fleet%20Wire:a%40b?secret=")
+        );
     }
 }

@@ -19,7 +19,11 @@ fn argon2_cffi_and_fleetwire_hashes_verify() {
         let phc = v["phc"].as_str().unwrap();
         let parsed = PhcHash::parse(phc).unwrap();
         let hasher = PasswordHasher::new(parsed.params()).unwrap();
-        assert_eq!(hasher.verify(password, phc).map(|v| v.needs_rehash), Ok(false), "{phc}");
+        assert_eq!(
+            hasher.verify(password, phc).map(|v| v.needs_rehash),
+            Ok(false),
+            "{phc}"
+        );
         if parsed.m_cost_kib < 4096 {
             assert_eq!(hasher.verify(wrong, phc), Err(HashError::Mismatch));
         }

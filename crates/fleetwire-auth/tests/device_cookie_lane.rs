@@ -23,11 +23,16 @@ fn known_device_unaffected_by_attack() {
     // Alice's browser presents the cookie: its own lane is open.
     let device = DeviceCookie::verify(&secret, b"alice", &cookie).expect("valid cookie");
     let lane = LockoutKey::device("login", b"alice", device);
-    let t = e.begin_attempt(&lane, now).expect("known device is not locked out");
+    let t = e
+        .begin_attempt(&lane, now)
+        .expect("known device is not locked out");
     e.finish(t, Outcome::Success, now);
 
     // A forged or foreign cookie falls back to the locked untrusted lane.
-    assert_eq!(DeviceCookie::verify(&secret, b"alice", "dc1.AAAAAAAAAAAAAAAAAAAAAA.AAAA"), None);
+    assert_eq!(
+        DeviceCookie::verify(&secret, b"alice", "dc1.AAAAAAAAAAAAAAAAAAAAAA.AAAA"),
+        None
+    );
 }
 
 #[test]
@@ -36,12 +41,28 @@ fn stolen_cookie_only_locks_its_own_lane() {
     let secret = [8u8; 32];
     let mut e = LockoutEngine::generate(LockoutConfig::web_cms(), &mut rng).unwrap();
     let now = UnixTime::from_secs(60_000);
-    let stolen = DeviceCookie::verify(&secret, b"bob", &DeviceCookie::issue(&secret, b"bob", &mut rng)).unwrap();
-    let other = DeviceCookie::verify(&secret, b"bob", &DeviceCookie::issue(&secret, b"bob", &mut rng)).unwrap();
+    let stolen = DeviceCookie::verify(
+        &secret,
+        b"bob",
+        &DeviceCookie::issue(&secret, b"bob", &mut rng),
+    )
+    .unwrap();
+    let other = DeviceCookie::verify(
+        &secret,
+        b"bob",
+        &DeviceCookie::issue(&secret, b"bob", &mut rng),
+    )
+    .unwrap();
     let lane = LockoutKey::device("login", b"bob", stolen);
     while let Ok(t) = e.begin_attempt(&lane, now) {
         e.finish(t, Outcome::Failure, now);
     }
-    assert!(e.begin_attempt(&LockoutKey::device("login", b"bob", other), now).is_ok());
-    assert!(e.begin_attempt(&LockoutKey::untrusted("login", b"bob"), now).is_ok());
+    assert!(
+        e.begin_attempt(&LockoutKey::device("login", b"bob", other), now)
+            .is_ok()
+    );
+    assert!(
+        e.begin_attempt(&LockoutKey::untrusted("login", b"bob"), now)
+            .is_ok()
+    );
 }

@@ -24,6 +24,9 @@ fn bounded_and_blocked_entries_survive_a_flood() {
         assert!(e.stats().tracked_keys <= 1000);
     }
     assert!(e.stats().evictions >= 99_000);
-    assert!(e.begin_attempt(&victim, now).is_err(), "the blocked entry was kept");
+    assert!(
+        e.begin_attempt(&victim, now).is_err(),
+        "the blocked entry was kept"
+    );
     assert!(e.stats().memory_bytes <= 1000 * 32);
 }

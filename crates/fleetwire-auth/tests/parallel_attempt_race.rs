@@ -13,7 +13,9 @@ fn interleaved_reservations_never_exceed_budget() {
     let now = UnixTime::from_secs(1_000);
     let key = LockoutKey::untrusted("login", b"victim");
     // 50 requests arrive before any verification finishes.
-    let tickets: Vec<_> = (0..50).filter_map(|_| e.begin_attempt(&key, now).ok()).collect();
+    let tickets: Vec<_> = (0..50)
+        .filter_map(|_| e.begin_attempt(&key, now).ok())
+        .collect();
     assert_eq!(tickets.len(), 5, "only the budget is handed out");
     for t in tickets {
         e.finish(t, Outcome::Failure, now);

@@ -22,7 +22,8 @@ fn rfc9106_argon2id_tag() {
         .build()
         .unwrap();
     let secret = hex(v["secret_hex"].as_str().unwrap());
-    let ctx = Argon2::new_with_secret(&secret, Algorithm::Argon2id, Version::V0x13, params).unwrap();
+    let ctx =
+        Argon2::new_with_secret(&secret, Algorithm::Argon2id, Version::V0x13, params).unwrap();
     let mut out = [0u8; 32];
     ctx.hash_password_into(
         &hex(v["password_hex"].as_str().unwrap()),
@@ -52,6 +53,7 @@ fn pepper_is_the_argon2_secret() {
     )
     .unwrap();
     let mut out = [0u8; 32];
-    ctx.hash_password_into(b"pepper test", &[2; 16], &mut out).unwrap();
+    ctx.hash_password_into(b"pepper test", &[2; 16], &mut out)
+        .unwrap();
     assert_eq!(PhcHash::parse(&phc).unwrap().hash, out.to_vec());
 }
