@@ -2,7 +2,7 @@
 //!
 //! A deterministic harness for fleetwire's sans-IO machines (not published).
 //!
-//! - [`Rng`]: a small seeded PRNG (SplitMix64). No global RNG: every test replays from its seed.
+//! - [`Rng`]: a small seeded PRNG (`SplitMix64`). No global RNG: every test replays from its seed.
 //! - [`Link`]: a one-way simulated link carrying `Vec<u8>` datagrams (one message each), with
 //!   bandwidth (bytes/s serialization), propagation delay, a bounded queue (drop-tail), loss,
 //!   duplication, reordering, corruption and cut-off windows. Any protocol can use it: it knows
@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 pub mod vectors;
 
-/// A small, fast, seeded PRNG (SplitMix64). Good enough for simulations; not for keys.
+/// A small, fast, seeded PRNG (`SplitMix64`). Good enough for simulations; not for keys.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
 
@@ -308,7 +308,9 @@ impl Link {
         }
         let mut at = done + self.config.delay;
         if self.rng.chance(self.config.reorder) {
-            let extra = self.rng.below(self.config.reorder_delay.as_nanos() as u64 + 1);
+            let extra = self
+                .rng
+                .below(self.config.reorder_delay.as_nanos() as u64 + 1);
             at += Duration::from_nanos(extra);
         }
         if self.rng.chance(self.config.duplicate) {
@@ -484,7 +486,10 @@ mod tests {
             let clock = VirtualClock::new();
             let mut link = Link::new(cfg.clone(), seed);
             for i in 0..200u8 {
-                link.send(clock.now() + Duration::from_micros(u64::from(i)), vec![i; 8]);
+                link.send(
+                    clock.now() + Duration::from_micros(u64::from(i)),
+                    vec![i; 8],
+                );
             }
             let mut out = Vec::new();
             while let Some(at) = link.next_arrival() {
@@ -534,6 +539,9 @@ mod tests {
         link.send(clock.now() + Duration::from_millis(1500), vec![1]);
         link.send(clock.now() + Duration::from_millis(2500), vec![2]);
         assert_eq!(link.stats().cut_drops, 1);
-        assert_eq!(link.recv(clock.now() + Duration::from_secs(3)), Some(vec![2]));
+        assert_eq!(
+            link.recv(clock.now() + Duration::from_secs(3)),
+            Some(vec![2])
+        );
     }
 }

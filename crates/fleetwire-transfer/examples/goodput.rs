@@ -3,7 +3,7 @@
 //! lock-step (window 1, the seed protocol) against the negotiated window.
 //!
 //! `cargo run --release -p fleetwire-transfer --example goodput [-- MiB [chunk KiB]]`
-#![allow(missing_docs, clippy::cast_precision_loss)]
+#![allow(clippy::wildcard_imports, missing_docs, clippy::cast_precision_loss)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -21,10 +21,11 @@ fn main() {
     let capacity = 100_000_000 / 8; // bytes per second
     let data = file_bytes(mib << 20, 1);
     let manifest = signed(FileKind::Media, 1, 1, chunk_kib * 1024, &data);
+    println!("file {mib} MiB, chunk {chunk_kib} KiB, link 100 Mbit/s, RTT 40 ms, queue 2 MiB");
     println!(
-        "file {mib} MiB, chunk {chunk_kib} KiB, link 100 Mbit/s, RTT 40 ms, queue 2 MiB"
+        "{:>6} {:>6} {:>10} {:>10} {:>10} {:>8}",
+        "loss", "window", "seconds", "goodput", "of link", "sent/file"
     );
-    println!("{:>6} {:>6} {:>10} {:>10} {:>10} {:>8}", "loss", "window", "seconds", "goodput", "of link", "sent/file");
     for loss in [0.0, 0.01] {
         for window in [1u32, 64] {
             let link = LinkConfig {

@@ -19,6 +19,7 @@ pub(crate) struct TokenBucket {
 }
 
 impl TokenBucket {
+    #[allow(clippy::cast_precision_loss)]
     pub(crate) fn new(limit: RateLimit, now: Instant) -> Self {
         Self {
             limit,

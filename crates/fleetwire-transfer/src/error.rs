@@ -2,7 +2,7 @@ use fleetwire_wire::DecodeError;
 use thiserror::Error;
 
 /// The transfer protocol failed: the peer misbehaved, sent something untrusted, timed out or
-/// cancelled. Carried by [`crate::Event::Failed`] and [`crate::Event::Closed`], and returned by
+/// cancelled. Carried by the `Failed` and `Closed` events, and returned by
 /// `handle_input` for a message that was dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]

@@ -13,7 +13,7 @@
 //!   the signed manifest, so even over plain HTTP a tampered chunk is rejected and fetched
 //!   again, and a forged manifest is refused.
 //!   SHA-256 rather than BLAKE3: ring already provides it (no new dependency in the player's
-//!   trust base), it is hardware-accelerated on the ARMv8 and x86 chips players run on, and
+//!   trust base), it is hardware-accelerated on the `ARMv8` and x86 chips players run on, and
 //!   Python's `hashlib` and Kotlin's `MessageDigest` verify it with no extra library. Chunks
 //!   are hashed independently, so BLAKE3's tree parallelism would buy little here.
 //! - [`Sender`] and [`Receiver`]: every chunk is acknowledged; a negotiated window of

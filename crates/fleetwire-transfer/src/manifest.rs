@@ -348,9 +348,11 @@ impl SignedManifest {
         let mut msg = Vec::with_capacity(SIGNING_CONTEXT.len() + body.len());
         msg.extend_from_slice(SIGNING_CONTEXT);
         msg.extend_from_slice(body);
-        let ok = trusted
-            .iter()
-            .any(|k| UnparsedPublicKey::new(&ED25519, k.0).verify(&msg, sig).is_ok());
+        let ok = trusted.iter().any(|k| {
+            UnparsedPublicKey::new(&ED25519, k.0)
+                .verify(&msg, sig)
+                .is_ok()
+        });
         if !ok {
             return Err(TransferError::BadSignature);
         }

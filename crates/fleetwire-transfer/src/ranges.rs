@@ -101,12 +101,15 @@ impl ChunkSet {
                     reason: "ranges must be non-empty and non-adjacent",
                 });
             }
-            let start = prev.checked_add(gap);
-            let end = start.and_then(|s| s.checked_add(len));
+            let start = prev.checked_add(gap).and_then(|s| u32::try_from(s).ok());
+            let end = prev
+                .checked_add(gap)
+                .and_then(|s| s.checked_add(len))
+                .and_then(|e| u32::try_from(e).ok());
             match (start, end) {
-                (Some(s), Some(e)) if e <= u64::from(u32::MAX) => {
-                    ranges.push((s as u32, e as u32));
-                    prev = e;
+                (Some(s), Some(e)) => {
+                    ranges.push((s, e));
+                    prev = u64::from(e);
                 }
                 _ => {
                     return Err(DecodeError::InvalidValue {

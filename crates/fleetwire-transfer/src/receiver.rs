@@ -2,7 +2,7 @@
 //! manifest, hands verified chunks to the application, acknowledges what the application
 //! stored, resumes from a saved bitmap, and reuses chunks of older versions it holds.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -223,7 +223,7 @@ struct Rx {
     /// (`None` for a local delta copy).
     pending_store: BTreeMap<u32, Option<u64>>,
     /// Delta copies asked of the application.
-    pending_local: BTreeMap<u32, ()>,
+    pending_local: BTreeSet<u32>,
     accepted: bool,
     window: u32,
     cumulative: u32,
@@ -334,7 +334,7 @@ impl Receiver {
             .transfers
             .get_mut(&transfer.0)
             .ok_or(ApiMisuse::UnknownTransfer(transfer.0))?;
-        if rx.pending_local.remove(&index).is_none() {
+        if !rx.pending_local.remove(&index) {
             return Ok(());
         }
         if rx.manifest.chunk_matches(index, data) {
@@ -553,7 +553,8 @@ impl Receiver {
             }
         }
         if self.transfers.values().filter(|rx| !rx.complete).count() >= self.config.max_transfers {
-            self.out.push_back((transfer, OutMsg::Reject(RejectReason::Busy)));
+            self.out
+                .push_back((transfer, OutMsg::Reject(RejectReason::Busy)));
             return Ok(());
         }
         let count = manifest.chunk_count();
@@ -590,35 +591,7 @@ impl Receiver {
             manifest: manifest.clone(),
             resumed: stored.count(),
         });
-        // Delta: chunks whose digests a held version already has.
-        let mut pending_local = BTreeMap::new();
-        let mut by_digest: HashMap<&Digest, (&SignedManifest, u32)> = HashMap::new();
-        for held in self.held.values() {
-            for (i, d) in held.chunk_digests().iter().enumerate() {
-                by_digest.entry(d).or_insert((held, i as u32));
-            }
-        }
-        if !by_digest.is_empty() {
-            for (i, d) in manifest.chunk_digests().iter().enumerate() {
-                let i = i as u32;
-                if stored.contains(i) {
-                    continue;
-                }
-                if let Some(&(held, j)) = by_digest.get(d) {
-                    if held.chunk_len(j) == manifest.chunk_len(i) {
-                        pending_local.insert(i, ());
-                        self.events.push_back(ReceiverEvent::CopyChunk {
-                            transfer: TransferId(transfer),
-                            index: i,
-                            from_file_id: held.file_id(),
-                            from_version: held.version(),
-                            from_offset: held.chunk_offset(j),
-                            len: held.chunk_len(j),
-                        });
-                    }
-                }
-            }
-        }
+        let pending_local = self.delta_copies(transfer, &manifest, &stored);
         let cumulative = stored.first_clear_from(0);
         let rx = Rx {
             manifest,
@@ -693,11 +666,53 @@ impl Receiver {
         Ok(())
     }
 
+    /// Delta: asks the application for local copies of the chunks whose digests a held
+    /// version already has.
+    fn delta_copies(
+        &mut self,
+        transfer: u32,
+        manifest: &SignedManifest,
+        stored: &Bitmap,
+    ) -> BTreeSet<u32> {
+        let mut pending_local = BTreeSet::new();
+        let mut by_digest: HashMap<&Digest, (&SignedManifest, u32)> = HashMap::new();
+        for held in self.held.values() {
+            for (i, d) in held.chunk_digests().iter().enumerate() {
+                by_digest.entry(d).or_insert((held, i as u32));
+            }
+        }
+        if by_digest.is_empty() {
+            return pending_local;
+        }
+        for (i, d) in manifest.chunk_digests().iter().enumerate() {
+            let i = i as u32;
+            if stored.contains(i) {
+                continue;
+            }
+            if let Some(&(held, j)) = by_digest.get(d) {
+                if held.chunk_len(j) == manifest.chunk_len(i) {
+                    pending_local.insert(i);
+                    self.events.push_back(ReceiverEvent::CopyChunk {
+                        transfer: TransferId(transfer),
+                        index: i,
+                        from_file_id: held.file_id(),
+                        from_version: held.version(),
+                        from_offset: held.chunk_offset(j),
+                        len: held.chunk_len(j),
+                    });
+                }
+            }
+        }
+        pending_local
+    }
+
     fn maybe_accept(&mut self, transfer: u32) {
         let Some(rx) = self.transfers.get_mut(&transfer) else {
             return;
         };
-        if rx.accepted || !rx.pending_local.is_empty() || rx.pending_store.values().any(Option::is_none)
+        if rx.accepted
+            || !rx.pending_local.is_empty()
+            || rx.pending_store.values().any(Option::is_none)
         {
             return;
         }

@@ -755,7 +755,9 @@ impl Sender {
             tx.acked.insert(i);
         }
         // Loss detection: transmissions sent well before one that was acknowledged.
-        let threshold = self.largest_acked_seq.saturating_sub(self.config.reorder_threshold);
+        let threshold = self
+            .largest_acked_seq
+            .saturating_sub(self.config.reorder_threshold);
         let lost: Vec<u64> = tx.flights.range(..threshold).map(|(s, _)| *s).collect();
         for s in lost {
             if let Some(f) = tx.flights.remove(&s) {
@@ -838,22 +840,27 @@ impl Sender {
 impl Tx {
     /// The next chunk to send if the window has room and its bytes are at hand.
     fn candidate(&self) -> Option<u32> {
-        let window = if self.recovering { 1 } else { self.window as usize };
+        let window = if self.recovering {
+            1
+        } else {
+            self.window as usize
+        };
         if self.phase != Phase::Sending || self.flights.len() >= window {
             return None;
         }
-        let index = match self.lost.first() {
-            Some(&i) => i,
-            None => {
-                let mut i = self.next_new;
-                while i < self.acked.len() && (self.acked.contains(i) || self.in_flight.contains_key(&i)) {
-                    i += 1;
-                }
-                if i >= self.acked.len() {
-                    return None;
-                }
-                i
+        let index = if let Some(&i) = self.lost.first() {
+            i
+        } else {
+            let mut i = self.next_new;
+            while i < self.acked.len()
+                && (self.acked.contains(i) || self.in_flight.contains_key(&i))
+            {
+                i += 1;
             }
+            if i >= self.acked.len() {
+                return None;
+            }
+            i
         };
         match self.source {
             ChunkSource::Memory(_) => Some(index),

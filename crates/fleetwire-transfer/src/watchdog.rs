@@ -165,7 +165,8 @@ impl Watchdog {
     /// current version. The signature is checked; an older version than the newest known is
     /// refused (no rollback). It becomes last-known-good once a check reports [`FileCheck::Ok`].
     pub fn install(&mut self, _now: Instant, manifest: &[u8]) -> Result<(), TransferError> {
-        let m = SignedManifest::decode(manifest, &self.config.trusted_keys, self.config.max_chunks)?;
+        let m =
+            SignedManifest::decode(manifest, &self.config.trusted_keys, self.config.max_chunks)?;
         let file_id = m.file_id();
         match self.files.get_mut(&file_id) {
             Some(w) => {

@@ -1,30 +1,64 @@
 //! Sender and receiver fed arbitrary bytes, and arbitrary well-formed messages, never panic,
 //! stay within their invariants, and a closed machine ignores input.
+#![allow(clippy::wildcard_imports)]
 mod common;
 
 use common::*;
-use fleetwire_testkit::VirtualClock;
+use fleetwire_testkit::{Endpoint, VirtualClock};
 use fleetwire_transfer::{ChunkSet, FileKind, Message};
 use proptest::prelude::*;
 use std::time::Duration;
 
-fn message() -> impl Strategy<Value = (u8, u32, u32, u64, Vec<u8>, Vec<(u32, u32)>)> {
-    (0u8..6, 0u32..4, 0u32..80, 0u64..200, prop::collection::vec(any::<u8>(), 0..1100), prop::collection::vec((0u32..100, 1u32..10), 0..5))
+type Raw = (u8, u32, u32, u64, Vec<u8>, Vec<(u32, u32)>);
+
+fn message() -> impl Strategy<Value = Raw> {
+    (
+        0u8..6,
+        0u32..4,
+        0u32..80,
+        0u64..200,
+        prop::collection::vec(any::<u8>(), 0..1100),
+        prop::collection::vec((0u32..100, 1u32..10), 0..5),
+    )
 }
 
-fn encode(m: &(u8, u32, u32, u64, Vec<u8>, Vec<(u32, u32)>), manifest: &[u8]) -> Vec<u8> {
+fn encode(m: &Raw, manifest: &[u8]) -> Vec<u8> {
     let (kind, transfer, index, seq, data, ranges) = m;
     let mut set = ChunkSet::new();
     for &(s, l) in ranges {
         set.insert_range(s, s + l);
     }
     let msg = match kind {
-        0 => Message::Offer { transfer: *transfer, window: *index, manifest: if data.len() % 2 == 0 { manifest } else { data } },
-        1 => Message::Accept { transfer: *transfer, window: *index, have: set },
-        2 => Message::Reject { transfer: *transfer, reason: *index as u8 },
-        3 => Message::Chunk { transfer: *transfer, index: *index, seq: *seq, data },
-        4 => Message::Ack { transfer: *transfer, index: *index, seq: *seq, cumulative: *index / 2, sack: set },
-        _ => Message::Cancel { transfer: *transfer },
+        0 => Message::Offer {
+            transfer: *transfer,
+            window: *index,
+            manifest: if data.len() % 2 == 0 { manifest } else { data },
+        },
+        1 => Message::Accept {
+            transfer: *transfer,
+            window: *index,
+            have: set,
+        },
+        2 => Message::Reject {
+            transfer: *transfer,
+            reason: *index as u8,
+        },
+        3 => Message::Chunk {
+            transfer: *transfer,
+            index: *index,
+            seq: *seq,
+            data,
+        },
+        4 => Message::Ack {
+            transfer: *transfer,
+            index: *index,
+            seq: *seq,
+            cumulative: *index / 2,
+            sack: set,
+        },
+        _ => Message::Cancel {
+            transfer: *transfer,
+        },
     };
     let mut buf = Vec::new();
     msg.encode(&mut buf);
@@ -41,7 +75,6 @@ proptest! {
         let mut s = SenderApp::new(sender_config(8), clock.now());
         s.offer(clock.now(), manifest.clone(), data, None);
         let mut r = ReceiverApp::trusting_test_key(clock.now());
-        use fleetwire_testkit::Endpoint;
         let mut buf = Vec::new();
         for m in &msgs {
             clock.advance(Duration::from_millis(7));

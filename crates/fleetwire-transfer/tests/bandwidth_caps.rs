@@ -1,5 +1,6 @@
 //! Token-bucket caps: a transfer capped at 100 kB/s takes at least size/rate seconds of virtual
 //! time, and a connection cap binds the sum of its transfers.
+#![allow(clippy::wildcard_imports)]
 mod common;
 
 use std::sync::Arc;
@@ -16,7 +17,12 @@ fn elapsed_for(config: SenderConfig, caps: &[Option<RateLimit>], len: usize) -> 
     for (i, cap) in caps.iter().enumerate() {
         let data = file_bytes(len, i as u64);
         let id = i as u64 + 1;
-        sender.offer(clock.now(), signed(FileKind::Media, id, 1, 1024, &data), data, *cap);
+        sender.offer(
+            clock.now(),
+            signed(FileKind::Media, id, 1, 1024, &data),
+            data,
+            *cap,
+        );
     }
     let receiver = ReceiverApp::trusting_test_key(clock.now());
     let link = LinkConfig {
@@ -27,12 +33,19 @@ fn elapsed_for(config: SenderConfig, caps: &[Option<RateLimit>], len: usize) -> 
     assert!(p.run_until(Duration::from_secs(600), 1_000_000, |p| p.a.finished()));
     assert_eq!(p.b.completed.len(), caps.len());
     let _ = Arc::new(());
-    p.b.completion_times.iter().map(|&(_, t)| t - start).max().unwrap()
+    p.b.completion_times
+        .iter()
+        .map(|&(_, t)| t - start)
+        .max()
+        .unwrap()
 }
 
 #[test]
 fn per_transfer_cap_is_respected() {
-    let cap = RateLimit { bytes_per_sec: 100_000, burst: 4096 };
+    let cap = RateLimit {
+        bytes_per_sec: 100_000,
+        burst: 4096,
+    };
     let t = elapsed_for(sender_config(32), &[Some(cap)], 100_000);
     assert!(t >= Duration::from_millis(950), "{t:?}");
     assert!(t <= Duration::from_millis(1300), "{t:?}");
@@ -43,7 +56,10 @@ fn per_transfer_cap_is_respected() {
 #[test]
 fn connection_cap_binds_all_transfers() {
     let config = SenderConfig {
-        connection_rate: Some(RateLimit { bytes_per_sec: 200_000, burst: 4096 }),
+        connection_rate: Some(RateLimit {
+            bytes_per_sec: 200_000,
+            burst: 4096,
+        }),
         ..sender_config(32)
     };
     let t = elapsed_for(config, &[None, None], 100_000);

@@ -1,5 +1,6 @@
 //! Many transfers on one connection: a configuration file offered after two media files still
 //! completes first, and every file arrives intact.
+#![allow(clippy::wildcard_imports)]
 mod common;
 
 use std::time::Duration;
@@ -15,9 +16,24 @@ fn configuration_overtakes_media() {
     let config = file_bytes(8 * 1024, 3);
     let clock = VirtualClock::new();
     let mut sender = SenderApp::new(sender_config(8), clock.now());
-    let m1 = sender.offer(clock.now(), signed(FileKind::Media, 1, 1, 1024, &media1), media1.clone(), None);
-    let m2 = sender.offer(clock.now(), signed(FileKind::Media, 2, 1, 1024, &media2), media2.clone(), None);
-    let c = sender.offer(clock.now(), signed(FileKind::Configuration, 3, 1, 1024, &config), config.clone(), None);
+    let m1 = sender.offer(
+        clock.now(),
+        signed(FileKind::Media, 1, 1, 1024, &media1),
+        media1.clone(),
+        None,
+    );
+    let m2 = sender.offer(
+        clock.now(),
+        signed(FileKind::Media, 2, 1, 1024, &media2),
+        media2.clone(),
+        None,
+    );
+    let c = sender.offer(
+        clock.now(),
+        signed(FileKind::Configuration, 3, 1, 1024, &config),
+        config.clone(),
+        None,
+    );
     let receiver = ReceiverApp::trusting_test_key(clock.now());
     let link = LinkConfig {
         bandwidth: Some(1_000_000),
@@ -30,7 +46,13 @@ fn configuration_overtakes_media() {
     assert_eq!(order[0], c, "configuration must complete first");
     assert_eq!(order.len(), 3);
     for (t, bytes) in &p.b.completed {
-        let want = if *t == m1 { &media1 } else if *t == m2 { &media2 } else { &config };
+        let want = if *t == m1 {
+            &media1
+        } else if *t == m2 {
+            &media2
+        } else {
+            &config
+        };
         assert_eq!(bytes, want);
     }
 }

@@ -1,5 +1,6 @@
 //! A receiver that holds version 1 gets version 2 by fetching only the chunks that changed;
 //! the others are copied locally (and checked again). An older version is refused.
+#![allow(clippy::wildcard_imports)]
 mod common;
 
 use common::*;
@@ -38,9 +39,16 @@ fn a_corrupt_local_copy_is_fetched_instead() {
     v2[0] ^= 1;
     let clock = VirtualClock::new();
     let mut sender = SenderApp::new(sender_config(4), clock.now());
-    sender.offer(clock.now(), signed(FileKind::Media, 8, 2, 1024, &v2), v2.clone(), None);
+    sender.offer(
+        clock.now(),
+        signed(FileKind::Media, 8, 2, 1024, &v2),
+        v2.clone(),
+        None,
+    );
     let mut receiver = ReceiverApp::trusting_test_key(clock.now());
-    receiver.receiver.hold(signed(FileKind::Media, 8, 1, 1024, &v1));
+    receiver
+        .receiver
+        .hold(signed(FileKind::Media, 8, 1, 1024, &v1));
     let mut rotten = v1.clone();
     rotten[5000] ^= 1; // chunk 4 rotted on disk
     receiver.held_files.insert((8, 1), rotten);
@@ -58,11 +66,21 @@ fn rollback_to_an_older_version_is_refused() {
     let v2 = file_bytes(4096, 2);
     let clock = VirtualClock::new();
     let mut sender = SenderApp::new(sender_config(4), clock.now());
-    sender.offer(clock.now(), signed(FileKind::Configuration, 8, 1, 1024, &v1), v1, None);
+    sender.offer(
+        clock.now(),
+        signed(FileKind::Configuration, 8, 1, 1024, &v1),
+        v1,
+        None,
+    );
     let mut receiver = ReceiverApp::trusting_test_key(clock.now());
-    receiver.receiver.hold(signed(FileKind::Configuration, 8, 2, 1024, &v2));
+    receiver
+        .receiver
+        .hold(signed(FileKind::Configuration, 8, 2, 1024, &v2));
     let mut p = pair(sender, receiver, LinkConfig::perfect(), 1, clock);
     assert!(run(&mut p));
     assert!(p.b.completed.is_empty());
-    assert!(matches!(p.b.failed[0].1, TransferError::StaleVersion { .. }));
+    assert!(matches!(
+        p.b.failed[0].1,
+        TransferError::StaleVersion { .. }
+    ));
 }

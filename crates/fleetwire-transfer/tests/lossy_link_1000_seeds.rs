@@ -1,6 +1,7 @@
 //! 1,000 seeded simulations with loss up to 30%, duplication, reordering, corruption and cut
 //! connections: each ends with a byte-identical file or a clear error, never a wrong file, and
 //! the bytes sent stay within a bounded factor of the file size.
+#![allow(clippy::wildcard_imports, clippy::cast_precision_loss)]
 mod common;
 
 use std::time::Duration;
@@ -47,23 +48,31 @@ fn thousand_seeds_end_identical_or_with_a_clear_error() {
             assert_eq!(bytes, &data, "seed {seed}: completed file differs");
         }
         if p.a.completed.len() == 1 {
-            assert_eq!(p.b.completed.len(), 1, "seed {seed}: sender done, receiver not");
+            assert_eq!(
+                p.b.completed.len(),
+                1,
+                "seed {seed}: sender done, receiver not"
+            );
             completed += 1;
         } else {
-            let reason = p
-                .a
-                .failed
-                .first()
-                .map(|(_, r)| r.to_string())
-                .or(p.a.closed.as_ref().map(ToString::to_string))
-                .unwrap_or_default();
+            let reason =
+                p.a.failed
+                    .first()
+                    .map(|(_, r)| r.to_string())
+                    .or(p.a.closed.as_ref().map(ToString::to_string))
+                    .unwrap_or_default();
             assert!(!reason.is_empty(), "seed {seed}: no error and no file");
             errors.push((seed, reason));
         }
         let factor = p.a.sender.stats().chunk_bytes_sent as f64 / len as f64;
         worst_factor = worst_factor.max(factor);
-        assert!(factor <= 4.0, "seed {seed}: sent {factor:.2}x the file size");
+        assert!(
+            factor <= 4.0,
+            "seed {seed}: sent {factor:.2}x the file size"
+        );
     }
-    println!("completed {completed}/1000, worst bytes-sent factor {worst_factor:.2}, errors {errors:?}");
+    println!(
+        "completed {completed}/1000, worst bytes-sent factor {worst_factor:.2}, errors {errors:?}"
+    );
     assert!(completed >= 990, "too many failures: {errors:?}");
 }

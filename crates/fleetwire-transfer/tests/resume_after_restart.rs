@@ -1,6 +1,7 @@
 //! A download killed at random points and restarted (both machines new, the link's contents
 //! lost) resumes from the saved partial and re-sends at most one window of chunks that had
 //! already arrived.
+#![allow(clippy::wildcard_imports)]
 mod common;
 
 use std::collections::BTreeSet;
@@ -44,19 +45,23 @@ fn killed_downloads_resume_without_resending_what_arrived() {
             let mut p = pair(sender, receiver, link.clone(), seed + restarts, clock);
             let kill = restarts < 4 && rng.chance(0.8);
             let kill_after = 5 + rng.below(200);
-            let finished = p.run_until(Duration::from_secs(600), if kill { kill_after } else { u64::MAX }, |p| {
-                !p.b.completed.is_empty()
-            });
+            let finished = p.run_until(
+                Duration::from_secs(600),
+                if kill { kill_after } else { u64::MAX },
+                |p| !p.b.completed.is_empty(),
+            );
             if let Some(&(_, held)) = p.a.accepted.first() {
-                assert_eq!(held, expected_held, "seed {seed}: resume did not count saved chunks");
+                assert_eq!(
+                    held, expected_held,
+                    "seed {seed}: resume did not count saved chunks"
+                );
             }
             // Chunks sent in this run that had arrived in an earlier one.
-            let resent = p
-                .a
-                .sent_chunks
-                .iter()
-                .filter(|(_, i)| arrived.contains(i))
-                .count();
+            let resent =
+                p.a.sent_chunks
+                    .iter()
+                    .filter(|(_, i)| arrived.contains(i))
+                    .count();
             assert!(
                 resent <= window as usize,
                 "seed {seed}: re-sent {resent} arrived chunks, window {window}"

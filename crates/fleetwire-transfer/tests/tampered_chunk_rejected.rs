@@ -1,13 +1,14 @@
 //! An on-path attacker rewrites chunk data (and fixes the message checksum, which is no MAC):
 //! the receiver rejects every tampered chunk, the sender sends it again, and the file that
 //! completes is the server's. A manifest signed by another key is refused outright.
+#![allow(clippy::wildcard_imports)]
 mod common;
 
 use std::time::Instant;
 
 use common::*;
 use fleetwire_testkit::{Endpoint, Link, LinkConfig, Pair, Rng, VirtualClock};
-use fleetwire_transfer::{FileKind, Manifest, Message, TransferError, ContentSigner};
+use fleetwire_transfer::{ContentSigner, FileKind, Manifest, Message, TransferError};
 
 /// Tampers with a fraction of the chunks it forwards to the receiver.
 struct Attacker {
@@ -19,13 +20,25 @@ struct Attacker {
 
 impl Endpoint for Attacker {
     fn handle_input(&mut self, now: Instant, data: &[u8]) {
-        if let Ok(Message::Chunk { transfer, index, seq, data: d }) = Message::decode(data) {
+        if let Ok(Message::Chunk {
+            transfer,
+            index,
+            seq,
+            data: d,
+        }) = Message::decode(data)
+        {
             if !d.is_empty() && self.rng.chance(self.rate) {
                 let mut evil = d.to_vec();
                 let at = self.rng.below(evil.len() as u64) as usize;
                 evil[at] ^= 0x01;
                 let mut buf = Vec::new();
-                Message::Chunk { transfer, index, seq, data: &evil }.encode(&mut buf);
+                Message::Chunk {
+                    transfer,
+                    index,
+                    seq,
+                    data: &evil,
+                }
+                .encode(&mut buf);
                 self.tampered += 1;
                 return self.inner.handle_input(now, &buf);
             }
@@ -52,7 +65,12 @@ fn tampered_chunks_are_never_accepted() {
         let data = file_bytes(64 * 1024, seed);
         let clock = VirtualClock::new();
         let mut sender = SenderApp::new(sender_config(16), clock.now());
-        sender.offer(clock.now(), signed(FileKind::Media, 1, 1, 1024, &data), data.clone(), None);
+        sender.offer(
+            clock.now(),
+            signed(FileKind::Media, 1, 1, 1024, &data),
+            data.clone(),
+            None,
+        );
         let attacker = Attacker {
             inner: ReceiverApp::trusting_test_key(clock.now()),
             rng: Rng::new(seed),
@@ -66,7 +84,11 @@ fn tampered_chunks_are_never_accepted() {
             Link::new(LinkConfig::perfect(), seed + 1),
             clock,
         );
-        assert!(p.run_until(std::time::Duration::from_secs(600), 1_000_000, |p| p.a.finished()));
+        assert!(
+            p.run_until(std::time::Duration::from_secs(600), 1_000_000, |p| p
+                .a
+                .finished())
+        );
         assert!(p.b.tampered > 0);
         assert_eq!(p.b.inner.rejected_chunks, p.b.tampered, "seed {seed}");
         assert_eq!(p.b.inner.receiver.stats().rejected_chunks, p.b.tampered);

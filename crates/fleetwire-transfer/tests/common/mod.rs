@@ -1,7 +1,7 @@
 //! Shared test applications: a sender app and a receiver app that play the application side
 //! (answer `ChunkNeeded`, write verified chunks to an in-memory disk, report them stored) and
 //! implement the testkit's `Endpoint`, so a `Pair` can drive them over simulated links.
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::wildcard_imports)]
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -272,6 +272,10 @@ pub fn sender_config(window: u32) -> SenderConfig {
 
 pub fn run(p: &mut Pair<SenderApp, ReceiverApp>) -> bool {
     p.run_until(Duration::from_secs(3600), 10_000_000, |p| {
-        p.a.finished() && (p.b.closed.is_some() || !p.b.completed.is_empty() || p.a.closed.is_some() || !p.a.failed.is_empty())
+        p.a.finished()
+            && (p.b.closed.is_some()
+                || !p.b.completed.is_empty()
+                || p.a.closed.is_some()
+                || !p.a.failed.is_empty())
     })
 }
