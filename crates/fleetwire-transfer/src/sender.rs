@@ -868,3 +868,101 @@ impl Tx {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ContentSigner, FileKind, Manifest};
+
+    fn setup(window: u32) -> (Sender, Instant, Vec<u8>) {
+        let now = fleetwire_testkit::VirtualClock::new().now();
+        let data = vec![7u8; 10 * 100];
+        let m = Manifest::build(FileKind::Media, 1, 1, 100, &data)
+            .unwrap()
+            .sign(&ContentSigner::from_seed(&[1; 32]));
+        let config = SenderConfig {
+            window,
+            ..SenderConfig::default()
+        };
+        let mut s = Sender::new(Arc::new(config), now);
+        s.offer(now, m, ChunkSource::Memory(data.clone()), None)
+            .unwrap();
+        (s, now, data)
+    }
+
+    fn drain(s: &mut Sender) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        while s.poll_transmit(&mut buf).is_some() {
+            out.push(buf.clone());
+        }
+        out
+    }
+
+    fn accept(s: &mut Sender, now: Instant, window: u32) {
+        let mut buf = Vec::new();
+        Message::Accept {
+            transfer: 1,
+            window,
+            have: crate::ChunkSet::new(),
+        }
+        .encode(&mut buf);
+        s.handle_input(now, &buf).unwrap();
+    }
+
+    #[test]
+    fn lock_step_sends_one_chunk_per_ack_and_window_is_negotiated_down() {
+        let (mut s, now, _) = setup(1);
+        assert_eq!(drain(&mut s).len(), 1); // the offer
+        accept(&mut s, now, 8); // receiver may not raise the window
+        assert_eq!(drain(&mut s).len(), 1);
+        let (mut s, now, _) = setup(8);
+        let _ = drain(&mut s);
+        accept(&mut s, now, 3);
+        assert_eq!(drain(&mut s).len(), 3);
+    }
+
+    #[test]
+    fn duplicated_acks_send_nothing_extra() {
+        let (mut s, now, _) = setup(4);
+        let _ = drain(&mut s);
+        accept(&mut s, now, 4);
+        let sent = drain(&mut s);
+        assert_eq!(sent.len(), 4);
+        let mut ack = Vec::new();
+        Message::Ack {
+            transfer: 1,
+            index: 0,
+            seq: 1,
+            cumulative: 1,
+            sack: crate::ChunkSet::new(),
+        }
+        .encode(&mut ack);
+        s.handle_input(now, &ack).unwrap();
+        assert_eq!(drain(&mut s).len(), 1); // the window slides by one
+        for _ in 0..10 {
+            s.handle_input(now, &ack).unwrap();
+        }
+        assert!(drain(&mut s).is_empty());
+        assert_eq!(s.stats().retransmissions, 0);
+    }
+
+    #[test]
+    fn timeout_backs_off_and_sends_one_chunk() {
+        let (mut s, now, _) = setup(4);
+        let _ = drain(&mut s);
+        accept(&mut s, now, 4);
+        let _ = drain(&mut s);
+        let t = s.poll_timeout().unwrap();
+        s.handle_timeout(t - Duration::from_millis(1)); // early: no-op
+        assert!(drain(&mut s).is_empty());
+        s.handle_timeout(t);
+        assert_eq!(
+            drain(&mut s).len(),
+            1,
+            "one chunk in flight after a timeout"
+        );
+        let t2 = s.poll_timeout().unwrap();
+        assert!(t2 - t >= t - now, "timeout doubled");
+    }
+}
