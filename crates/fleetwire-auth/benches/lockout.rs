@@ -20,6 +20,7 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const KEYS: u64 = 1_000_000;
 
+#[allow(clippy::cast_possible_wrap)] // heap sizes are far below i64::MAX
 fn live_bytes(region: &Region<'_, System>) -> i64 {
     let s = region.change();
     s.bytes_allocated as i64 - s.bytes_deallocated as i64 + s.bytes_reallocated as i64

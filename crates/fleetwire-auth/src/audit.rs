@@ -5,8 +5,8 @@
 //! edit, deletion, insertion or reordering. Cutting entries off the *end* is only detectable
 //! against a head (sequence number and hash) kept elsewhere: pass it as `expected_head`.
 //!
-//! Entry hash = SHA-256( `"fleetwire-audit-v1\n"` ‖ seq (u64 BE) ‖ at_ms (u64 BE) ‖ prev (32
-//! bytes) ‖ JSON of the event as serialized by serde_json (UTF-8) ).
+//! Entry hash = SHA-256( `"fleetwire-audit-v1\n"` ‖ seq (u64 BE) ‖ `at_ms` (u64 BE) ‖ prev (32
+//! bytes) ‖ JSON of the event as serialized by `serde_json` (UTF-8) ).
 
 use std::collections::BTreeMap;
 

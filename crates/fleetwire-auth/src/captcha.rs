@@ -193,7 +193,7 @@ fn render(answer: &str, rng: &mut impl CryptoRngCore) -> String {
         let _ = write!(
             svg,
             "<circle cx=\"{}\" cy=\"{}\" r=\"{}\" fill=\"#{:02x}{:02x}{:02x}\"/>",
-            r(width as u32),
+            r(width.unsigned_abs()),
             r(70),
             1 + r(2),
             100 + r(120),
@@ -234,7 +234,7 @@ fn render(answer: &str, rng: &mut impl CryptoRngCore) -> String {
             "<path d=\"M{} {} Q{} {} {} {}\" stroke=\"#{:02x}{:02x}{:02x}\" stroke-width=\"{}\" fill=\"none\"/>",
             r(20),
             r(70),
-            r(width as u32),
+            r(width.unsigned_abs()),
             r(70),
             width - r(20),
             r(70),

@@ -368,7 +368,7 @@ impl LockoutEngine {
     pub fn purge(&mut self, now: UnixTime) {
         let cfg = self.config.clone();
         let now = now.secs_u32();
-        self.table.retain(|s| !forgotten(&cfg, s, now));
+        self.table.retain(|s| !forgotten(&cfg, *s, now));
     }
 
     /// Monitoring counters.
@@ -396,7 +396,7 @@ impl LockoutEngine {
             None => (None, LockState::default()),
         };
         normalize(cfg, &mut s, now_s);
-        if let Some(locked) = blocked(cfg, &s, tag, now_s) {
+        if let Some(locked) = blocked(cfg, s, tag, now_s) {
             if let Some(i) = idx {
                 self.table.set(i, s);
             }
@@ -413,12 +413,11 @@ impl LockoutEngine {
             }
         }
         let failures = s.failures;
-        match idx {
-            Some(i) => self.table.set(i, s),
-            None => {
-                let cfg = self.config.clone();
-                self.table.insert(tag, s, |e| value(&cfg, e, now_s));
-            }
+        if let Some(i) = idx {
+            self.table.set(i, s);
+        } else {
+            let cfg = self.config.clone();
+            self.table.insert(tag, s, |e| value(&cfg, *e, now_s));
         }
         Ok(AttemptTicket { tag, failures })
     }
@@ -433,7 +432,7 @@ impl LockoutEngine {
             None => LockState::default(),
         };
         normalize(cfg, &mut s, now_s);
-        match blocked(cfg, &s, tag, now_s) {
+        match blocked(cfg, s, tag, now_s) {
             Some(l) => LockStatus::Locked(l),
             None => LockStatus::Open {
                 remaining: remaining(cfg, s.failures),
@@ -457,12 +456,12 @@ fn normalize(cfg: &LockoutConfig, s: &mut LockState, now: u32) {
     if now < s.last {
         s.last = now;
     }
-    if forgotten(cfg, s, now) {
+    if forgotten(cfg, *s, now) {
         *s = LockState::default();
     }
 }
 
-fn forgotten(cfg: &LockoutConfig, s: &LockState, now: u32) -> bool {
+fn forgotten(cfg: &LockoutConfig, s: LockState, now: u32) -> bool {
     if s.failures == 0 {
         return true;
     }
@@ -532,7 +531,7 @@ fn jitter(cfg: &LockoutConfig, tag: u64, failures: u16, len: u32) -> u32 {
 }
 
 /// Whether the state refuses attempts at `now`.
-fn blocked(cfg: &LockoutConfig, s: &LockState, tag: u64, now: u32) -> Option<Locked> {
+fn blocked(cfg: &LockoutConfig, s: LockState, tag: u64, now: u32) -> Option<Locked> {
     let f = s.failures;
     if f == 0 {
         return None;
@@ -556,7 +555,7 @@ fn blocked(cfg: &LockoutConfig, s: &LockState, tag: u64, now: u32) -> Option<Loc
 }
 
 /// Eviction score: lower is evicted first.
-fn value(cfg: &LockoutConfig, s: &LockState, now: u32) -> u64 {
+fn value(cfg: &LockoutConfig, s: LockState, now: u32) -> u64 {
     if forgotten(cfg, s, now) {
         0
     } else if permanent(cfg, s.failures) {

@@ -18,6 +18,7 @@ pub const MIN_CONTEXT_WORD_CHARS: usize = 4;
 
 /// A set of password rules. Build one with [`PasswordPolicy::seed`], [`PasswordPolicy::nist`] or
 /// by setting the fields yourself; [`PasswordPolicy::validate`] checks the combination.
+#[allow(clippy::struct_excessive_bools)] // a rule set is a list of switches
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PasswordPolicy {
     /// Minimum length in code points (after NFKC) when the password is the only factor.

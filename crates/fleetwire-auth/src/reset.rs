@@ -169,28 +169,31 @@ mod tests {
     #[test]
     fn single_use_and_replaced_by_newer() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
-        let mut r = ResetTokens::new(ResetConfig::default());
+        let mut store = ResetTokens::new(ResetConfig::default());
         let t = UnixTime::from_secs(100);
-        let first = r.issue("ann", 1, t, &mut rng);
+        let first = store.issue("ann", 1, t, &mut rng);
         assert_eq!(first.len(), 48);
-        let second = r.issue("ann", 1, t, &mut rng);
-        assert_eq!(r.redeem(&first, 1, t), Err(ResetError::Invalid));
-        assert_eq!(r.user_of(&second, t), Ok("ann"));
-        assert_eq!(r.redeem(&second, 1, t).as_deref(), Ok("ann"));
-        assert_eq!(r.redeem(&second, 1, t), Err(ResetError::Invalid));
+        let second = store.issue("ann", 1, t, &mut rng);
+        assert_eq!(store.redeem(&first, 1, t), Err(ResetError::Invalid));
+        assert_eq!(store.user_of(&second, t), Ok("ann"));
+        assert_eq!(store.redeem(&second, 1, t).as_deref(), Ok("ann"));
+        assert_eq!(store.redeem(&second, 1, t), Err(ResetError::Invalid));
     }
 
     #[test]
     fn expiry_and_password_version() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
-        let mut r = ResetTokens::new(ResetConfig::default());
+        let mut store = ResetTokens::new(ResetConfig::default());
         let t = UnixTime::from_secs(100);
-        let a = r.issue("ann", 1, t, &mut rng);
-        assert_eq!(r.redeem(&a, 1, t.plus_secs(1200)), Err(ResetError::Expired));
-        let b = r.issue("ann", 1, t, &mut rng);
-        assert_eq!(r.redeem(&b, 2, t), Err(ResetError::PasswordChanged));
-        let c = r.issue("ann", 2, t, &mut rng);
-        r.password_changed("ann");
-        assert_eq!(r.redeem(&c, 2, t), Err(ResetError::Invalid));
+        let a = store.issue("ann", 1, t, &mut rng);
+        assert_eq!(
+            store.redeem(&a, 1, t.plus_secs(1200)),
+            Err(ResetError::Expired)
+        );
+        let b = store.issue("ann", 1, t, &mut rng);
+        assert_eq!(store.redeem(&b, 2, t), Err(ResetError::PasswordChanged));
+        let c = store.issue("ann", 2, t, &mut rng);
+        store.password_changed("ann");
+        assert_eq!(store.redeem(&c, 2, t), Err(ResetError::Invalid));
     }
 }

@@ -3,6 +3,8 @@
 //! [`Totp::verify`] accepts codes within `skew_steps` of now and returns the time step used;
 //! store it and pass it back as `last_used_step` so a code is accepted only once.
 
+use std::fmt::Write as _;
+
 use data_encoding::BASE32_NOPAD;
 use rand_core::CryptoRngCore;
 use ring::hmac;
@@ -186,7 +188,7 @@ fn pct(s: &str) -> String {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "%{b:02X}");
         }
     }
     out
