@@ -62,3 +62,5 @@ mod time;
 pub mod totp;
 
 pub use time::UnixTime;
+/// The `rand_core` version whose `CryptoRngCore` the API takes.
+pub use rand_core;
