@@ -20,7 +20,8 @@ fn upload(readings: usize, channels: usize) -> Upload {
         x ^= x >> 7;
         x ^= x << 17;
         let noise = (x % 5) as i32 - 2;
-        let base = 210 + ((i % 288) as i32 - 144).abs() / 3;
+        let phase = i32::try_from(i % 288).unwrap_or(0);
+        let base = 210 + (phase - 144).abs() / 3;
         values.push(Some(base + noise));
         if channels == 2 {
             values.push(Some(450 - base / 2 + noise));

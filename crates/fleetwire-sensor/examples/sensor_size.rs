@@ -1,9 +1,12 @@
 //! Prints bytes per reading, all-in (frame header, envelope, channels, readings, MAC), for a
 //! 100-reading upload with one and with two channels, and writes the same readings to
-//! `benches/sensor/readings.json` for the SenML comparison (`benches/sensor/senml_compare.py`).
+//! `benches/sensor/readings.json` for the `SenML` comparison (`benches/sensor/senml_compare.py`).
 //!
 //! `cargo run -p fleetwire-sensor --example sensor_size [-- path/to/readings.json]`
+// A driver's clock origin: the machines never read a clock, tests pick an arbitrary `now`.
+#![allow(clippy::disallowed_methods)]
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -100,26 +103,41 @@ fn main() {
     let path = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "benches/sensor/readings.json".to_string());
-    let mut json = String::from("{\n  \"start\": 1767225600,\n  \"interval_s\": 300,\n  \"cases\": [\n");
+    let mut json =
+        String::from("{\n  \"start\": 1767225600,\n  \"interval_s\": 300,\n  \"cases\": [\n");
     for (n, channels) in [(1usize, 1usize), (2, 2)] {
         let b = batch(channels);
         let (up, down) = measure(&b);
-        let per = up as f64 / 100.0;
+        let per = f64::from(u32::try_from(up).unwrap()) / 100.0;
         println!(
             "{channels} channel(s), 100 readings: uplink {up} bytes all-in = {per:.2} bytes/reading; ack {down} bytes"
         );
         let names: Vec<&str> = b
             .channels
             .iter()
-            .map(|c| if *c == Channel::TEMPERATURE_DECI_C { "temperature" } else { "humidity" })
+            .map(|c| {
+                if *c == Channel::TEMPERATURE_DECI_C {
+                    "temperature"
+                } else {
+                    "humidity"
+                }
+            })
             .collect();
-        let units: Vec<&str> = names.iter().map(|n| if *n == "temperature" { "Cel" } else { "%RH" }).collect();
-        let values: Vec<String> = b.values.iter().map(|v| v.unwrap_or_default().to_string()).collect();
-        json.push_str(&format!(
-            "    {{\"channels\": {names:?}, \"units\": {units:?}, \"scale\": 0.1, \"readings\": 100, \"fleetwire_uplink_bytes\": {up}, \"fleetwire_ack_bytes\": {down}, \"values\": [{}]}}{}\n",
+        let units: Vec<&str> = names
+            .iter()
+            .map(|n| if *n == "temperature" { "Cel" } else { "%RH" })
+            .collect();
+        let values: Vec<String> = b
+            .values
+            .iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect();
+        let _ = writeln!(
+            json,
+            "    {{\"channels\": {names:?}, \"units\": {units:?}, \"scale\": 0.1, \"readings\": 100, \"fleetwire_uplink_bytes\": {up}, \"fleetwire_ack_bytes\": {down}, \"values\": [{}]}}{}",
             values.join(","),
             if n == 1 { "," } else { "" }
-        ));
+        );
     }
     json.push_str("  ]\n}\n");
     std::fs::write(&path, json).unwrap();

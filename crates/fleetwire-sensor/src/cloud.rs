@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fleetwire_wire::{DecodeError, DEFAULT_MAX_FRAME_LEN, FrameDecoder};
+use fleetwire_wire::{DEFAULT_MAX_FRAME_LEN, DecodeError, FrameDecoder};
 
 use crate::Transmit;
 use crate::codec::{self, Ack, MSG_ACK, MSG_REJECT, MSG_UPLOAD, VERSION};
@@ -259,7 +259,11 @@ impl CloudSession {
             let waiting_for = match self.state() {
                 State::AwaitingUpload => "waiting for the first upload",
                 State::AwaitingKey => "waiting for provide_key",
-                _ if self.pending.iter().any(|p| p.store.is_some() && !p.confirmed) => {
+                _ if self
+                    .pending
+                    .iter()
+                    .any(|p| p.store.is_some() && !p.confirmed) =>
+                {
                     "waiting for confirm_stored"
                 }
                 _ => "waiting for the last upload",
@@ -290,7 +294,10 @@ impl CloudSession {
             return Err(ApiMisuse::NoKeyPending { logger });
         }
         let Some(record) = record else {
-            let _ = self.reject(RejectReason::UnknownLogger, SensorError::UnknownLogger { logger });
+            let _ = self.reject(
+                RejectReason::UnknownLogger,
+                SensorError::UnknownLogger { logger },
+            );
             return Ok(());
         };
         self.accepted = record.stored;
@@ -332,7 +339,10 @@ impl CloudSession {
         {
             return Err(ApiMisuse::UnknownBatch { id });
         }
-        let _ = self.reject(RejectReason::StorageFailed, SensorError::StorageFailed { id });
+        let _ = self.reject(
+            RejectReason::StorageFailed,
+            SensorError::StorageFailed { id },
+        );
         Ok(())
     }
 

@@ -97,7 +97,11 @@ struct AckHead {
 }
 
 /// Appends an upload frame to `out` and returns its tag (which the matching ack is bound to).
-pub fn encode_upload(out: &mut Vec<u8>, key: &LoggerKey, upload: &Upload) -> Result<Tag, ApiMisuse> {
+pub fn encode_upload(
+    out: &mut Vec<u8>,
+    key: &LoggerKey,
+    upload: &Upload,
+) -> Result<Tag, ApiMisuse> {
     let mut body = Vec::with_capacity(64 + upload.batch.values.len());
     encode_upload_body(&mut body, upload)?;
     let tag = key.tag(&[BATCH_LABEL, &body]);
@@ -306,8 +310,12 @@ fn encode_upload_body(body: &mut Vec<u8>, upload: &Upload) -> Result<(), ApiMisu
     if batch.status.is_some() {
         flags |= FLAG_STATUS;
     }
-    // INVARIANT: validate() bounds start by 2^40, so both casts are exact.
-    let start = batch.start as i64 - TIME_BASE as i64;
+    // validate() bounds start by 2^40, so the difference fits in i64.
+    let start = i64::try_from(i128::from(batch.start) - i128::from(TIME_BASE)).map_err(|_| {
+        ApiMisuse::InvalidBatch {
+            reason: "start is out of range",
+        }
+    })?;
     let env = Envelope {
         flags,
         logger: batch.logger.0,
@@ -323,14 +331,13 @@ fn encode_upload_body(body: &mut Vec<u8>, upload: &Upload) -> Result<(), ApiMisu
     let mut w = Writer::new(body);
     w.varint(batch.channels.len() as u64);
     for channel in &batch.channels {
-        match PRESETS.iter().position(|p| p == channel) {
-            Some(i) => w.u8(i as u8 + 1),
-            None => {
-                w.u8(0);
-                w.u8(channel.kind.0);
-                w.u8(channel.unit.0);
-                w.u8(channel.exponent as u8);
-            }
+        if let Some(i) = PRESETS.iter().position(|p| p == channel) {
+            w.u8(i as u8 + 1);
+        } else {
+            w.u8(0);
+            w.u8(channel.kind.0);
+            w.u8(channel.unit.0);
+            w.bytes(&channel.exponent.to_be_bytes());
         }
     }
     if !batch.gaps.is_empty() {
@@ -386,7 +393,7 @@ fn read_channels(r: &mut Reader<'_>) -> Result<Vec<Channel>, DecodeError> {
             let channel = Channel {
                 kind: ChannelKind(r.u8("channel kind")?),
                 unit: Unit(r.u8("channel unit")?),
-                exponent: r.u8("channel exponent")? as i8,
+                exponent: i8::from_be_bytes(r.array("channel exponent")?),
             };
             if PRESETS.contains(&channel) {
                 return Err(DecodeError::InvalidValue {
@@ -574,7 +581,11 @@ fn write_values(body: &mut Vec<u8>, values: &[Option<i32>], width: usize) {
     }
 }
 
-fn read_values(bytes: &[u8], readings: usize, width: usize) -> Result<Vec<Option<i32>>, DecodeError> {
+fn read_values(
+    bytes: &[u8],
+    readings: usize,
+    width: usize,
+) -> Result<Vec<Option<i32>>, DecodeError> {
     let count = (readings as u64).saturating_mul(width as u64);
     // Every value takes at least one nibble: check before allocating.
     if count > (bytes.len() as u64) * 2 {
@@ -651,7 +662,11 @@ impl NibbleReader<'_> {
             needed: 1,
             remaining: 0,
         })?;
-        let nibble = if self.pos % 2 == 0 { byte >> 4 } else { byte & 0xf };
+        let nibble = if self.pos % 2 == 0 {
+            byte >> 4
+        } else {
+            byte & 0xf
+        };
         self.pos += 1;
         Ok(nibble)
     }
@@ -690,10 +705,12 @@ impl NibbleReader<'_> {
     }
 }
 
+#[allow(clippy::cast_sign_loss)] // zigzag maps the sign into bit 0 on purpose
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
+#[allow(clippy::cast_possible_wrap)] // u >> 1 fits in 63 bits; u & 1 is 0 or 1
 fn unzigzag(u: u64) -> i64 {
     ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
@@ -739,7 +756,19 @@ mod tests {
 
     #[test]
     fn nibble_varint_round_trips_edges() {
-        for v in [0u64, 1, 7, 8, 63, 64, 511, 512, u64::MAX, u64::MAX - 1, 1 << 63] {
+        for v in [
+            0u64,
+            1,
+            7,
+            8,
+            63,
+            64,
+            511,
+            512,
+            u64::MAX,
+            u64::MAX - 1,
+            1 << 63,
+        ] {
             let mut out = Vec::new();
             let mut w = NibbleWriter {
                 out: &mut out,
@@ -757,8 +786,14 @@ mod tests {
     #[test]
     fn non_canonical_and_padding_rejected() {
         // 0x80: nibble 8 (more, bits 0) then nibble 0 (stop, bits 0) = overlong zero.
-        let mut r = NibbleReader { buf: &[0x80], pos: 0 };
-        assert!(matches!(r.varint(), Err(DecodeError::VarintNotCanonical { .. })));
+        let mut r = NibbleReader {
+            buf: &[0x80],
+            pos: 0,
+        };
+        assert!(matches!(
+            r.varint(),
+            Err(DecodeError::VarintNotCanonical { .. })
+        ));
         // Value 1 then a padding nibble 1.
         assert!(read_values(&[0x11], 1, 1).is_err());
         assert_eq!(read_values(&[0x10], 1, 1).unwrap(), vec![Some(0)]);
@@ -769,7 +804,13 @@ mod tests {
     #[test]
     fn huge_reading_count_is_refused_before_allocating() {
         let err = read_values(&[0x22], u32::MAX as usize, 16).unwrap_err();
-        assert!(matches!(err, DecodeError::Truncated { field: "readings", .. }));
+        assert!(matches!(
+            err,
+            DecodeError::Truncated {
+                field: "readings",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -854,72 +895,76 @@ mod tests {
             any::<u64>(),
             any::<bool>(),
         )
-            .prop_flat_map(|(channels, readings, logger, epoch, gaps, spread, seed, last)| {
-                let width = channels.len();
-                (
-                    Just((channels, readings, logger, epoch, gaps, seed, last)),
-                    prop::collection::vec(
-                        prop::option::weighted(0.95, -spread..=spread),
-                        readings * width,
-                    ),
-                )
-            })
-            .prop_map(|((channels, readings, logger, epoch, raw_gaps, seed, last), values)| {
-                let first_seq = seed >> 8;
-                let mut gaps = Vec::new();
-                let mut pos = first_seq;
-                let mut left = readings as u64;
-                for (i, (before, count)) in raw_gaps.into_iter().enumerate() {
-                    let before = before.min(left).max(u64::from(i > 0));
-                    if before > left {
-                        break;
+            .prop_flat_map(
+                |(channels, readings, logger, epoch, gaps, spread, seed, last)| {
+                    let width = channels.len();
+                    (
+                        Just((channels, readings, logger, epoch, gaps, seed, last)),
+                        prop::collection::vec(
+                            prop::option::weighted(0.95, -spread..=spread),
+                            readings * width,
+                        ),
+                    )
+                },
+            )
+            .prop_map(
+                |((channels, readings, logger, epoch, raw_gaps, seed, last), values)| {
+                    let first_seq = seed >> 8;
+                    let mut gaps = Vec::new();
+                    let mut pos = first_seq;
+                    let mut left = readings as u64;
+                    for (i, (before, count)) in raw_gaps.into_iter().enumerate() {
+                        let before = before.min(left).max(u64::from(i > 0));
+                        if before > left {
+                            break;
+                        }
+                        left -= before;
+                        gaps.push(Gap {
+                            seq: pos + before,
+                            count,
+                        });
+                        pos += before + count;
                     }
-                    left -= before;
-                    gaps.push(Gap {
-                        seq: pos + before,
-                        count,
+                    let mut alarms = Vec::new();
+                    if readings > 0 {
+                        alarms.push(Alarm {
+                            seq: first_seq,
+                            channel: 0,
+                            kind: AlarmKind::High { value: -7 },
+                        });
+                        alarms.push(Alarm {
+                            seq: first_seq,
+                            channel: (channels.len() - 1) as u8,
+                            kind: AlarmKind::ProbeDisconnected,
+                        });
+                    }
+                    let status = (seed % 3 == 0).then_some(Status {
+                        battery_mv: 3012,
+                        battery_percent: 87,
+                        firmware: Firmware {
+                            major: 1,
+                            minor: 2,
+                            patch: 300,
+                        },
                     });
-                    pos += before + count;
-                }
-                let mut alarms = Vec::new();
-                if readings > 0 {
-                    alarms.push(Alarm {
-                        seq: first_seq,
-                        channel: 0,
-                        kind: AlarmKind::High { value: -7 },
-                    });
-                    alarms.push(Alarm {
-                        seq: first_seq,
-                        channel: (channels.len() - 1) as u8,
-                        kind: AlarmKind::ProbeDisconnected,
-                    });
-                }
-                let status = (seed % 3 == 0).then_some(Status {
-                    battery_mv: 3012,
-                    battery_percent: 87,
-                    firmware: Firmware {
-                        major: 1,
-                        minor: 2,
-                        patch: 300,
-                    },
-                });
-                Upload {
-                    batch: Batch {
-                        logger: LoggerId(logger),
-                        epoch,
-                        first_seq,
-                        start: TIME_BASE + (seed % 100_000_000),
-                        interval_s: (seed % 3600) as u32 + 1,
-                        channels,
-                        values,
-                        gaps,
-                        alarms,
-                        status,
-                    },
-                    settings_version: (seed >> 40) as u32,
-                    last,
-                }
-            })
+                    Upload {
+                        batch: Batch {
+                            logger: LoggerId(logger),
+                            epoch,
+                            first_seq,
+                            start: TIME_BASE + (seed % 100_000_000),
+                            interval_s: (seed % 3600) as u32 + 1,
+                            channels,
+                            values,
+                            gaps,
+                            alarms,
+                            status,
+                        },
+                        settings_version: (seed >> 40) as u32,
+                        last,
+                    }
+                },
+            )
     }
 
     proptest! {

@@ -58,7 +58,9 @@ pub enum SensorError {
         reason: RejectReason,
     },
     /// The logger's radio-on deadline passed before every batch was acknowledged.
-    #[error("radio-on deadline reached with {unacked} batches unacknowledged; they stay in memory for the next wake")]
+    #[error(
+        "radio-on deadline reached with {unacked} batches unacknowledged; they stay in memory for the next wake"
+    )]
     RadioDeadline {
         /// Batches sent but not acknowledged.
         unacked: u32,

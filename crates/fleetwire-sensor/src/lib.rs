@@ -1,6 +1,6 @@
 //! # fleetwire-sensor
 //!
-//! The sensor record format and the upload session of battery-powered WiFi loggers (TCP 14354).
+//! The sensor record format and the upload session of battery-powered Wi-Fi loggers (TCP 14354).
 //! A logger wakes, connects, uploads what it logged, and turns its radio off; the cloud never
 //! initiates, polls or pings. This crate does no I/O: it is the format and two sans-IO machines.
 //!

@@ -309,6 +309,7 @@ impl Batch {
 
     /// The part of this batch after `seq` (same epoch): slots `seq + 1 ..`. Used by the cloud to
     /// drop the already-stored head of a batch that overlaps what it has.
+    #[must_use]
     pub fn after(&self, seq: u64) -> Self {
         let new_first = seq.saturating_add(1).max(self.first_seq);
         let skipped = self.reading_seqs().take_while(|&s| s < new_first).count();
@@ -482,10 +483,7 @@ mod tests {
             interval_s: 60,
             channels: vec![Channel::TEMPERATURE_DECI_C],
             values: (0..6).map(Some).collect(),
-            gaps: vec![
-                Gap { seq: 12, count: 3 },
-                Gap { seq: 16, count: 1 },
-            ],
+            gaps: vec![Gap { seq: 12, count: 3 }, Gap { seq: 16, count: 1 }],
             alarms: vec![Alarm {
                 seq: 17,
                 channel: 0,
@@ -513,8 +511,14 @@ mod tests {
         let tail = b.after(13);
         tail.validate().unwrap();
         assert_eq!(tail.first_seq, 14);
-        assert_eq!(tail.gaps, vec![Gap { seq: 14, count: 1 }, Gap { seq: 16, count: 1 }]);
-        assert_eq!(tail.reading_seqs().collect::<Vec<_>>(), vec![15, 17, 18, 19]);
+        assert_eq!(
+            tail.gaps,
+            vec![Gap { seq: 14, count: 1 }, Gap { seq: 16, count: 1 }]
+        );
+        assert_eq!(
+            tail.reading_seqs().collect::<Vec<_>>(),
+            vec![15, 17, 18, 19]
+        );
         assert_eq!(tail.values, vec![Some(2), Some(3), Some(4), Some(5)]);
         assert_eq!(tail.start, 1000 + 4 * 60);
         assert_eq!(b.after(19).slots(), 0);

@@ -9,7 +9,10 @@ use fleetwire_sensor::{Channel, CloseReason, LoggerId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn scenario(rng: &mut ChaCha8Rng) -> (Memory, Vec<(u64, Option<Vec<Option<i32>>>)>) {
+/// A logged slot: its sequence number and its values (`None` = lost).
+type Slot = (u64, Option<Vec<Option<i32>>>);
+
+fn scenario(rng: &mut ChaCha8Rng) -> (Memory, Vec<Slot>) {
     let channels = if rng.gen_bool(0.5) {
         vec![Channel::TEMPERATURE_DECI_C]
     } else {
@@ -78,12 +81,23 @@ fn cut_at_10000_random_positions_then_resume_stores_everything_exactly_once() {
             "iteration {iteration}, cut after {cut_after} of {total}"
         );
         assert_eq!(second.cloud_close, Some(CloseReason::Finished));
-        assert!(mem.slots.is_empty(), "iteration {iteration}: memory not freed");
+        assert!(
+            mem.slots.is_empty(),
+            "iteration {iteration}: memory not freed"
+        );
         for (seq, slot) in &logged {
             match slot {
                 Some(values) => {
-                    assert_eq!(store.readings.get(seq), Some(values), "iteration {iteration} seq {seq}");
-                    assert_eq!(store.writes.get(seq), Some(&1), "iteration {iteration} seq {seq}");
+                    assert_eq!(
+                        store.readings.get(seq),
+                        Some(values),
+                        "iteration {iteration} seq {seq}"
+                    );
+                    assert_eq!(
+                        store.writes.get(seq),
+                        Some(&1),
+                        "iteration {iteration} seq {seq}"
+                    );
                 }
                 None => assert!(!store.readings.contains_key(seq)),
             }

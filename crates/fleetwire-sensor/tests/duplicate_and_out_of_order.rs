@@ -1,6 +1,8 @@
 //! Duplicate uploads are acknowledged and dropped, overlapping ones are trimmed to what is new,
 //! and an upload that leaves a hole after the stored mark is acknowledged with the old mark and
 //! not stored.
+// A driver's clock origin: the machines never read a clock, tests pick an arbitrary `now`.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 
@@ -96,7 +98,11 @@ fn the_same_batch_twice_in_one_connection_is_stored_once() {
 fn a_batch_the_store_already_has_is_acknowledged_and_dropped() {
     let mark = Some(Mark { epoch: 2, seq: 50 });
     let (cloud_events, logger_events) = run(vec![batch(10, 20)], mark);
-    assert!(!cloud_events.iter().any(|e| matches!(e, cloud::Event::Batch { .. })));
+    assert!(
+        !cloud_events
+            .iter()
+            .any(|e| matches!(e, cloud::Event::Batch { .. }))
+    );
     assert_eq!(stored_marks(&logger_events), vec![mark]);
 }
 
@@ -104,7 +110,11 @@ fn a_batch_the_store_already_has_is_acknowledged_and_dropped() {
 fn an_older_epoch_is_a_duplicate() {
     let mark = Some(Mark { epoch: 3, seq: 0 });
     let (cloud_events, _) = run(vec![batch(10, 20)], mark);
-    assert!(cloud_events.iter().any(|e| matches!(e, cloud::Event::Duplicate { .. })));
+    assert!(
+        cloud_events
+            .iter()
+            .any(|e| matches!(e, cloud::Event::Duplicate { .. }))
+    );
 }
 
 #[test]
@@ -122,7 +132,10 @@ fn an_overlapping_batch_is_trimmed_to_the_new_slots() {
     assert_eq!(trimmed.1.first_seq, 15);
     assert_eq!(trimmed.1.values, (15..20).map(Some).collect::<Vec<_>>());
     assert_eq!(trimmed.1.start, 1_750_000_000 + 15 * 60);
-    assert_eq!(stored_marks(&logger_events), vec![Some(Mark { epoch: 2, seq: 19 })]);
+    assert_eq!(
+        stored_marks(&logger_events),
+        vec![Some(Mark { epoch: 2, seq: 19 })]
+    );
 }
 
 #[test]
@@ -153,9 +166,17 @@ fn out_of_order_batches_are_not_stored_and_the_ack_keeps_the_old_mark() {
 fn a_new_epoch_must_start_at_zero() {
     let mark = Some(Mark { epoch: 1, seq: 400 });
     let (cloud_events, _) = run(vec![batch(0, 3)], mark);
-    assert!(cloud_events.iter().any(|e| matches!(e, cloud::Event::Batch { after, .. } if *after == mark)));
+    assert!(
+        cloud_events
+            .iter()
+            .any(|e| matches!(e, cloud::Event::Batch { after, .. } if *after == mark))
+    );
     let (cloud_events, _) = run(vec![batch(7, 3)], mark);
-    assert!(cloud_events.iter().any(|e| matches!(e, cloud::Event::OutOfOrder { .. })));
+    assert!(
+        cloud_events
+            .iter()
+            .any(|e| matches!(e, cloud::Event::OutOfOrder { .. }))
+    );
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! The cloud piggybacks newer settings on its acks (never unsolicited), the logger applies each
 //! version once, the radio-on deadline closes the logger, and after `Closed` inputs are no-ops.
+// A driver's clock origin: the machines never read a clock, tests pick an arbitrary `now`.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 
@@ -43,7 +45,11 @@ fn settings_ride_on_the_ack_and_apply_once() {
     mem.log(12, Some(vec![Some(51)]));
     let before = out.down_bytes;
     let out = connect(&mut mem, &mut store, &Link::default());
-    assert!(!out.logger_events.iter().any(|e| matches!(e, logger::Event::Settings(_))));
+    assert!(
+        !out.logger_events
+            .iter()
+            .any(|e| matches!(e, logger::Event::Settings(_)))
+    );
     assert!(out.down_bytes < before);
 }
 
@@ -96,7 +102,10 @@ fn radio_deadline_closes_the_logger_once_and_later_input_is_ignored() {
 fn garbage_closes_the_cloud_once() {
     let now = Instant::now();
     let mut cl = CloudSession::new(Arc::new(CloudConfig::default()), now);
-    assert!(cl.handle_input(now, &[1, 0x01, 0xff, 0xff, 0xff, 0xff]).is_err());
+    assert!(
+        cl.handle_input(now, &[1, 0x01, 0xff, 0xff, 0xff, 0xff])
+            .is_err()
+    );
     assert!(matches!(cl.poll_event(), Some(cloud::Event::Closed { .. })));
     assert_eq!(cl.handle_input(now, &[1, 2, 3]), Ok(()));
     assert_eq!(cl.poll_event(), None);

@@ -11,7 +11,10 @@ use fleetwire_sensor::{
 };
 use serde_json::{Value, json};
 
-const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../test-vectors/sensor.json");
+const PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../test-vectors/sensor.json"
+);
 const MASTER: [u8; 32] = [0x11; 32];
 
 fn cases() -> Vec<(&'static str, Upload)> {
@@ -42,7 +45,14 @@ fn cases() -> Vec<(&'static str, Upload)> {
                 exponent: -3,
             },
         ],
-        values: vec![Some(-52), Some(3300), Some(-40), Some(3301), Some(-31), Some(3299)],
+        values: vec![
+            Some(-52),
+            Some(3300),
+            Some(-40),
+            Some(3301),
+            Some(-31),
+            Some(3299),
+        ],
         gaps: vec![Gap {
             seq: 1001,
             count: 4,
@@ -239,6 +249,10 @@ fn vectors_replay() {
                 .unwrap(),
         );
         let err = decode_upload(&frame[6..], &k).unwrap_err();
-        assert!(matches!(err, SensorError::BadMac { .. }), "{}: {err}", case["name"]);
+        assert!(
+            matches!(err, SensorError::BadMac { .. }),
+            "{}: {err}",
+            case["name"]
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! A wrong key, a tampered batch, or an unknown logger is rejected with a clear error: nothing is
 //! stored, nothing is freed, and the logger is told why.
+// A driver's clock origin: the machines never read a clock, tests pick an arbitrary `now`.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 
@@ -9,9 +11,7 @@ use std::time::Instant;
 use common::{Link, Memory, Store, connect, key_of};
 use fleetwire_sensor::cloud::{self, CloudConfig, CloudSession, LoggerRecord};
 use fleetwire_sensor::logger::{LoggerConfig, LoggerSession};
-use fleetwire_sensor::{
-    Channel, CloseReason, LoggerId, LoggerKey, RejectReason, SensorError,
-};
+use fleetwire_sensor::{Channel, CloseReason, LoggerId, LoggerKey, RejectReason, SensorError};
 
 fn memory() -> Memory {
     let mut mem = Memory::new(LoggerId(900), vec![Channel::TEMPERATURE_DECI_C]);
@@ -75,8 +75,12 @@ fn every_tampered_byte_of_the_body_is_rejected() {
     let now = Instant::now();
     let id = LoggerId(900);
     let mem = memory();
-    let mut lg = LoggerSession::new(Arc::new(LoggerConfig::new(id, key_of(id))), now, mem.batches())
-        .unwrap();
+    let mut lg = LoggerSession::new(
+        Arc::new(LoggerConfig::new(id, key_of(id))),
+        now,
+        mem.batches(),
+    )
+    .unwrap();
     let mut wire = Vec::new();
     while lg.poll_transmit(&mut wire).is_some() {}
     // Every byte after the frame header (which the framing itself checks).

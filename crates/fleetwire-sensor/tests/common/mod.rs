@@ -2,6 +2,8 @@
 //! store, and a pump that moves bytes between the two machines, optionally cutting the
 //! connection after a given number of bytes.
 #![allow(dead_code, unreachable_pub, clippy::missing_panics_doc)]
+// A driver's clock origin: the machines never read a clock, tests pick an arbitrary `now`.
+#![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -179,7 +181,13 @@ pub fn connect(mem: &mut Memory, store: &mut Store, link: &Link) -> Outcome {
         if cut_now {
             cl.handle_peer_closed(now);
         }
-        drain_cloud(&mut cl, store, &mut out, now, !cut_now || link.store_after_cut);
+        drain_cloud(
+            &mut cl,
+            store,
+            &mut out,
+            now,
+            !cut_now || link.store_after_cut,
+        );
         if cut_now {
             lg.handle_peer_closed(now);
             drain_logger(&mut lg, mem, &mut out);
@@ -233,25 +241,32 @@ pub fn connect(mem: &mut Memory, store: &mut Store, link: &Link) -> Outcome {
     out
 }
 
-fn drain_cloud(cl: &mut CloudSession, store: &mut Store, out: &mut Outcome, now: Instant, store_ok: bool) {
+fn drain_cloud(
+    cl: &mut CloudSession,
+    store: &mut Store,
+    out: &mut Outcome,
+    now: Instant,
+    store_ok: bool,
+) {
     while let Some(ev) = cl.poll_event() {
         match &ev {
             cloud::Event::KeyNeeded { logger } => {
                 let record = (!store.unknown).then(|| LoggerRecord {
-                    key: store.key_override.clone().unwrap_or_else(|| key_of(*logger)),
+                    key: store
+                        .key_override
+                        .clone()
+                        .unwrap_or_else(|| key_of(*logger)),
                     stored: store.mark,
                     settings: store.settings.clone(),
                     server_time: T0 + 86_400,
                 });
                 cl.provide_key(now, *logger, record).unwrap();
             }
-            cloud::Event::Batch { id, after, batch } => {
-                if store_ok {
-                    if store.write(*after, batch) {
-                        cl.confirm_stored(now, *id).unwrap();
-                    } else {
-                        cl.storage_failed(now, *id).unwrap();
-                    }
+            cloud::Event::Batch { id, after, batch } if store_ok => {
+                if store.write(*after, batch) {
+                    cl.confirm_stored(now, *id).unwrap();
+                } else {
+                    cl.storage_failed(now, *id).unwrap();
                 }
             }
             cloud::Event::Closed { reason } => {
