@@ -42,9 +42,13 @@ fuzz_target!(|ops: Vec<Op>| {
     let cfg = SessionConfig { absolute_lifetime_ms: 3_600_000, default_idle_timeout_ms: Some(600_000), max_sessions_per_user: 3 };
     let mut s = SessionStore::new(cfg);
     let mut tokens: Vec<(String, u64)> = Vec::new();
-    let (mut now, mut high) = (1_700_000_000_000u64, 1_700_000_000_000u64);
+    let (mut now, mut high) = (1_700_000_000_000u64, 0u64);
     for op in ops.into_iter().take(1000) {
         let t = UnixTime::from_millis(now);
+        // The store judges by the latest time it was shown; track the same.
+        if matches!(op, Op::Create { .. } | Op::Check { .. } | Op::Purge) {
+            high = high.max(now);
+        }
         match op {
             Op::Create { user } => {
                 let (tok, info) = s.create(&format!("u{}", user % 4), t, &mut rng);
@@ -69,6 +73,5 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::StepBack { ms } => now = now.saturating_sub(u64::from(ms % 4_000_000)),
             Op::Purge => s.purge(t),
         }
-        high = high.max(now);
     }
 });
