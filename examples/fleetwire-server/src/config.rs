@@ -1,0 +1,74 @@
+//! `fleetwire.toml`: every setting has a default, so the file is optional. `serve` writes the
+//! defaults to the data directory on first run, for the operator to edit.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The server's settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Config {
+    pub(crate) session: SessionSettings,
+}
+
+/// Player login + heartbeat (TCP 4701).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct SessionSettings {
+    /// Where players connect.
+    pub(crate) listen: SocketAddr,
+    /// How often players send a heartbeat, in seconds.
+    pub(crate) heartbeat_interval_secs: u64,
+    /// Added to 1.5 × the interval before a silent player counts as offline, in seconds.
+    pub(crate) silence_grace_secs: u64,
+    /// How long a connection may take to finish TLS and login, in seconds.
+    pub(crate) login_timeout_secs: u64,
+    /// Connections held at once.
+    pub(crate) max_connections: usize,
+    /// Serve without TLS. Anyone on the network path can read and alter player traffic.
+    pub(crate) danger_plaintext: bool,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 4701)),
+            heartbeat_interval_secs: 30,
+            silence_grace_secs: 5,
+            login_timeout_secs: 10,
+            max_connections: 20_000,
+            danger_plaintext: false,
+        }
+    }
+}
+
+impl SessionSettings {
+    pub(crate) fn machine_config(&self) -> fleetwire_session::ServerConfig {
+        fleetwire_session::ServerConfig {
+            heartbeat_interval: Duration::from_secs(self.heartbeat_interval_secs.max(1)),
+            silence_grace: Duration::from_secs(self.silence_grace_secs),
+            login_timeout: Duration::from_secs(self.login_timeout_secs.max(1)),
+            ..fleetwire_session::ServerConfig::default()
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, or writes the defaults there if it does not exist.
+    pub(crate) fn load_or_create(path: &Path) -> Result<Self, String> {
+        if path.exists() {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        } else {
+            let config = Self::default();
+            let text = toml::to_string_pretty(&config).map_err(|e| e.to_string())?;
+            std::fs::write(path, text)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(config)
+        }
+    }
+}

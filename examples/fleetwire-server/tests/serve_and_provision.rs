@@ -1,0 +1,188 @@
+//! The binary end to end: provision players, serve with zero configuration (self-signed TLS),
+//! a player logs in and shows online in `player list`, an unapproved player is refused, a
+//! removed player is disconnected while online, and Ctrl-C stops the server cleanly.
+#![allow(clippy::disallowed_methods)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleetwire_session::{
+    ClientConfig, CloseCode, PlayerId, PlayerSecret, PlayerStatus, SessionError,
+};
+use fleetwire_tokio::session::{PlayerTransport, run_player};
+use fleetwire_tokio::tls;
+use rustls::pki_types::ServerName;
+use tokio::sync::watch;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fleetwire-server");
+
+fn cli(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn data_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fleetwire-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_provision_login_list_revoke_and_stop() {
+    let data = data_dir();
+    // Only the port differs from the defaults: tests use an ephemeral port.
+    std::fs::write(
+        data.join("fleetwire.toml"),
+        "[session]\nlisten = \"127.0.0.1:0\"\nheartbeat_interval_secs = 1\nsilence_grace_secs = 1\n",
+    )
+    .unwrap();
+    cli(
+        &data,
+        &[
+            "player",
+            "add",
+            "--approved",
+            "--count",
+            "2",
+            "--secrets-out",
+            data.join("p.csv").to_str().unwrap(),
+        ],
+    );
+    let pending = cli(&data, &["player", "add", "--name", "pending"]);
+    assert!(pending.contains("Waiting for approval"));
+    let line = |prefix: &str| {
+        pending
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let pending_id: PlayerId = line("player id:").parse().unwrap();
+    let pending_secret: PlayerSecret = line("secret:").parse().unwrap();
+    let csv = std::fs::read_to_string(data.join("p.csv")).unwrap();
+    let (id, secret) = csv.lines().next().unwrap().split_once(',').unwrap();
+    let (id, secret): (PlayerId, PlayerSecret) = (id.parse().unwrap(), secret.parse().unwrap());
+    // The store never holds a secret.
+    let db = std::fs::read(data.join("fleetwire.db")).unwrap();
+    assert!(!db.windows(32).any(|w| w == secret.as_bytes()));
+
+    let mut server = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    let (mut fingerprint, mut addr) = (None, None);
+    let mut text = String::new();
+    while addr.is_none() {
+        text.clear();
+        assert!(
+            stdout.read_line(&mut text).unwrap() > 0,
+            "server exited early"
+        );
+        if let Some(fp) = text.strip_prefix("certificate fingerprint (SHA-256): ") {
+            fingerprint = tls::parse_fingerprint(fp.trim());
+        }
+        if let Some(rest) = text.strip_prefix("player sessions on ") {
+            addr = rest.split_whitespace().next().map(|a| a.parse().unwrap());
+        }
+    }
+    let (fingerprint, addr) = (fingerprint.expect("fingerprint printed"), addr.unwrap());
+    let transport = PlayerTransport::Tls {
+        config: tls::pinned_client_config(fingerprint).unwrap(),
+        server_name: ServerName::try_from("fleetwire.local").unwrap(),
+    };
+    let (_status_tx, status) = watch::channel(PlayerStatus {
+        content: "menu-board".into(),
+        ..PlayerStatus::default()
+    });
+
+    // The unapproved player is told so.
+    let refused = run_player(
+        addr,
+        &transport,
+        Arc::new(ClientConfig::new(pending_id, pending_secret)),
+        status.clone(),
+        |_| {},
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused, SessionError::NotApproved(pending_id.to_string()));
+
+    // The approved player logs in and `player list` shows it online with its status.
+    let player = {
+        let (transport, status) = (transport.clone(), status.clone());
+        tokio::spawn(async move {
+            run_player(
+                addr,
+                &transport,
+                Arc::new(ClientConfig::new(id, secret)),
+                status,
+                |_| {},
+                std::future::pending(),
+            )
+            .await
+        })
+    };
+    let start = Instant::now();
+    loop {
+        let list = cli(&data, &["player", "list"]);
+        if list.contains("1 online") && list.contains("menu-board") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never listed online:\n{list}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Removing it disconnects it while online.
+    cli(&data, &["player", "remove", &id.to_string()]);
+    let reason = tokio::time::timeout(Duration::from_secs(10), player)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(
+            reason,
+            SessionError::PeerClosed {
+                code: CloseCode::Revoked,
+                ..
+            }
+        ),
+        "{reason:?}"
+    );
+
+    // Ctrl-C: a clean stop.
+    Command::new("kill")
+        .args(["-INT", &server.id().to_string()])
+        .status()
+        .unwrap();
+    let status = server.wait().unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(rest.contains("stopped"), "{rest}");
+    let _ = std::fs::remove_dir_all(&data);
+}
