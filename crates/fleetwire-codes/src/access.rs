@@ -1,5 +1,6 @@
 //! Who may use a thing: the access machine.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
@@ -13,9 +14,7 @@ use crate::{Code, UnixTime};
 pub const MAX_QUEUED_EVENTS: usize = 4096;
 
 /// A user of the cloud, as the host's account store numbers them.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct UserId(pub u64);
 
@@ -311,7 +310,12 @@ impl ThingAccess {
     }
 
     /// An administrator approves `user`'s pending request; `user` becomes a member.
-    pub fn approve(&mut self, now: UnixTime, admin: UserId, user: UserId) -> Result<(), AccessError> {
+    pub fn approve(
+        &mut self,
+        now: UnixTime,
+        admin: UserId,
+        user: UserId,
+    ) -> Result<(), AccessError> {
         let r = self.require_admin(admin).and_then(|()| {
             self.s
                 .pending
@@ -327,7 +331,12 @@ impl ThingAccess {
 
     /// An administrator rejects `user`'s pending request. `user` may ask again; to stop that,
     /// [`remove`](Self::remove) them.
-    pub fn reject(&mut self, now: UnixTime, admin: UserId, user: UserId) -> Result<(), AccessError> {
+    pub fn reject(
+        &mut self,
+        now: UnixTime,
+        admin: UserId,
+        user: UserId,
+    ) -> Result<(), AccessError> {
         let r = self.require_admin(admin).and_then(|()| {
             self.s
                 .pending
@@ -437,17 +446,28 @@ impl ThingAccess {
     /// they are blocked from connecting until an administrator [`unblock`](Self::unblock)s or
     /// invites them. With `actor == user` a member leaves instead (no block). Refused for the
     /// last administrator.
-    pub fn remove(&mut self, now: UnixTime, actor: UserId, user: UserId) -> Result<(), AccessError> {
+    pub fn remove(
+        &mut self,
+        now: UnixTime,
+        actor: UserId,
+        user: UserId,
+    ) -> Result<(), AccessError> {
         let r = if actor == user {
             self.leave(now, user)
         } else {
-            self.require_admin(actor).and_then(|()| self.revoke(now, actor, user))
+            self.require_admin(actor)
+                .and_then(|()| self.revoke(now, actor, user))
         };
         self.audit_result(now, actor, r)
     }
 
     /// An administrator lets a removed `user` connect again.
-    pub fn unblock(&mut self, now: UnixTime, admin: UserId, user: UserId) -> Result<(), AccessError> {
+    pub fn unblock(
+        &mut self,
+        now: UnixTime,
+        admin: UserId,
+        user: UserId,
+    ) -> Result<(), AccessError> {
         let r = self.require_admin(admin).and_then(|()| {
             if !self.s.blocked.remove(&user) {
                 return Err(AccessError::NotBlocked { user });
@@ -642,8 +662,8 @@ impl ThingAccess {
                 Ok(Connected::Joined)
             }
             AccessMode::AdminConfirm => {
-                if !self.s.pending.contains_key(&user) {
-                    self.s.pending.insert(user, now);
+                if let Entry::Vacant(slot) = self.s.pending.entry(user) {
+                    slot.insert(now);
                     self.push(now, user, AuditKind::Requested);
                 }
                 Ok(Connected::RequestPending)
@@ -791,7 +811,9 @@ mod tests {
     }
 
     fn drain(t: &mut ThingAccess) -> Vec<AuditKind> {
-        std::iter::from_fn(|| t.poll_event()).map(|e| e.kind).collect()
+        std::iter::from_fn(|| t.poll_event())
+            .map(|e| e.kind)
+            .collect()
     }
 
     #[test]

@@ -37,8 +37,6 @@ pub struct Alphabet {
     /// `symbols[i]` for `i < len`; the padding repeats `symbols[0]` and is never emitted.
     symbols: [u8; 64],
     len: u8,
-    /// Smallest `b` with `2^b >= len`: the mask width for mask-and-reject.
-    bits: u8,
     /// ASCII byte to symbol index, [`INVALID`] or [`SEPARATOR`].
     lookup: [u8; 128],
     /// Damm quasigroup for the check character; `None` when `len % 4 == 2`.
@@ -113,11 +111,6 @@ impl Alphabet {
         (usize::from(i) < self.len() && self.symbols[usize::from(i)] == b).then_some(usize::from(i))
     }
 
-    /// The mask width for mask-and-reject sampling.
-    pub(crate) const fn bits(&self) -> u32 {
-        self.bits as u32
-    }
-
     /// The symbol table padded to 64 entries (indices `>= len` are never emitted).
     pub(crate) const fn padded_symbols(&self) -> &[u8; 64] {
         &self.symbols
@@ -181,6 +174,16 @@ fn damm_fold(damm: &Damm, indices: &[u8]) -> u8 {
         .fold(0u8, |s, &x| damm.op[usize::from(s)][usize::from(x)])
 }
 
+/// Look-alikes, `(typed, read as)`, applied in order where `typed` is not a symbol.
+const CONFUSABLE: [(u8, u8); 6] = [
+    (b'O', b'0'),
+    (b'I', b'1'),
+    (b'L', b'1'),
+    (b'0', b'O'),
+    (b'1', b'I'),
+    (b'1', b'L'),
+];
+
 const fn build(symbols: &[u8]) -> Result<Alphabet, SpecError> {
     let n = symbols.len();
     if n < 2 || n > MAX_ALPHABET_SIZE {
@@ -203,14 +206,6 @@ const fn build(symbols: &[u8]) -> Result<Alphabet, SpecError> {
         i += 1;
     }
     // Confusables: a look-alike that is not a symbol reads as the symbol it resembles.
-    const CONFUSABLE: [(u8, u8); 6] = [
-        (b'O', b'0'),
-        (b'I', b'1'),
-        (b'L', b'1'),
-        (b'0', b'O'),
-        (b'1', b'I'),
-        (b'1', b'L'),
-    ];
     let mut j = 0;
     while j < CONFUSABLE.len() {
         let (from, to) = CONFUSABLE[j];
@@ -226,10 +221,6 @@ const fn build(symbols: &[u8]) -> Result<Alphabet, SpecError> {
     lookup[b' ' as usize] = SEPARATOR;
     lookup[b'\t' as usize] = SEPARATOR;
 
-    let mut bits = 1u8;
-    while (1usize << bits) < n {
-        bits += 1;
-    }
     let damm = if n % 4 == 2 {
         None
     } else {
@@ -238,15 +229,15 @@ const fn build(symbols: &[u8]) -> Result<Alphabet, SpecError> {
     Ok(Alphabet {
         symbols: padded,
         len: n as u8,
-        bits,
         lookup,
         damm,
     })
 }
 
 /// Builds the quasigroup of order `n = 2^k · m` (`m` odd, `k != 1`) as the direct product of
-/// GF(2^k) with `s * x = α·s + x` (α the field generator, so α ∉ {0, 1}) and Z_m with
+/// GF(2^k) with `s * x = α·s + x` (α the field generator, so α ∉ {0, 1}) and `Z_m` with
 /// `s * x = 2s + x mod m`. Symbol `i` is the pair `(i mod 2^k, i mod m)` (CRT).
+#[allow(clippy::many_single_char_names)] // the names of the math in the crate docs
 const fn damm_table(n: usize) -> Damm {
     let k = n.trailing_zeros() as usize;
     let p2 = 1usize << k;
@@ -370,14 +361,6 @@ mod tests {
         let l = Alphabet::new("ABCDEFGHIJKLMNOPQRSTUVWXYZ").unwrap();
         assert_eq!(l.classify(b'0'), l.classify(b'O'));
         assert_eq!(l.classify(b'1'), l.classify(b'I'));
-    }
-
-    #[test]
-    fn bits_are_the_smallest_mask() {
-        assert_eq!(Alphabet::alphanumeric().bits(), 6);
-        assert_eq!(Alphabet::crockford().bits(), 5);
-        assert_eq!(Alphabet::new("AB").unwrap().bits(), 1);
-        assert_eq!(Alphabet::new("ABC").unwrap().bits(), 2);
     }
 
     #[test]

@@ -81,6 +81,7 @@ impl CodeSpec {
     }
 
     /// Bits of entropy per code: `length · log2(alphabet.len())`.
+    #[allow(clippy::cast_precision_loss)] // both are at most 36
     pub fn entropy_bits(&self) -> f64 {
         self.length() as f64 * (self.alphabet.len() as f64).log2()
     }

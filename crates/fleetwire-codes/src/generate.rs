@@ -1,6 +1,7 @@
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::fmt;
+use std::hash::BuildHasher;
 
 use rand_core::CryptoRngCore;
 
@@ -12,15 +13,13 @@ pub const BATCH_BYTES: usize = 256;
 /// The default number of codes [`CodeGenerator::generate_unique`] tries before giving up.
 pub const DEFAULT_UNIQUE_ATTEMPTS: u32 = 8;
 
-/// Scratch room: a word can yield up to `64 / bits` symbols past the last one still needed.
-const SCRATCH: usize = MAX_LENGTH + 64;
-
 /// Makes unbiased, non-sequential codes from an injected cryptographically secure generator.
 ///
-/// Each symbol takes `bits = ceil(log2(alphabet size))` bits from the random stream; a value at or
-/// above the alphabet size is thrown away and the next one tried (mask and reject), so every
-/// symbol is exactly uniform and independent of the others: no modulo bias, no counter, nothing
-/// sequential. Random bytes are drawn [`BATCH_BYTES`] at a time with `try_fill_bytes`, so an
+/// A whole code is one number below `C = size^length` (36^10 < 2^52): a 64-bit random word is
+/// masked to the bits `C` needs and thrown away if it is `≥ C` (mask and reject; at least half of
+/// the draws are kept, 81 % for 36^10, all of them for 32^10), and the code is its base-`size`
+/// digits. Every code is exactly equally likely, so every symbol is uniform and independent of
+/// the others: no modulo bias, no counter, nothing sequential. Random bytes are drawn [`BATCH_BYTES`] at a time with `try_fill_bytes`, so an
 /// expensive source (an OS generator) is asked rarely and its failure is an error, not a panic.
 ///
 /// The generator owns its random source so the batch buffer and the source stay together: a
@@ -32,6 +31,10 @@ pub struct CodeGenerator<R> {
     pool: [u8; BATCH_BYTES],
     /// Offset of the next unused 8-byte word in `pool`; `BATCH_BYTES` when empty.
     next: usize,
+    /// `alphabet.len() ^ length`: a draw below this is a code.
+    total: u64,
+    /// `2^b − 1` for the smallest `b` with `2^b ≥ total`.
+    mask: u64,
 }
 
 /// Where live codes are claimed, so that no two things share one: a database table with a unique
@@ -47,7 +50,7 @@ pub trait CodeRegistry {
     fn try_claim(&mut self, code: &Code) -> Result<bool, Self::Error>;
 }
 
-impl CodeRegistry for HashSet<Code> {
+impl<S: BuildHasher> CodeRegistry for HashSet<Code, S> {
     type Error = Infallible;
 
     fn try_claim(&mut self, code: &Code) -> Result<bool, Infallible> {
@@ -58,11 +61,16 @@ impl CodeRegistry for HashSet<Code> {
 impl<R: CryptoRngCore> CodeGenerator<R> {
     /// A generator of codes of `spec`, drawing from `rng`.
     pub fn new(spec: CodeSpec, rng: R) -> Self {
+        let total = spec.combinations();
+        // INVARIANT: 36^10 < 2^52, so `total` is exact and the mask fits.
+        let mask = total.next_power_of_two() - 1;
         Self {
             spec,
             rng,
             pool: [0; BATCH_BYTES],
             next: BATCH_BYTES,
+            total,
+            mask,
         }
     }
 
@@ -74,16 +82,21 @@ impl<R: CryptoRngCore> CodeGenerator<R> {
     /// One fresh random code (not checked for uniqueness: see
     /// [`generate_unique`](Self::generate_unique)).
     pub fn generate(&mut self) -> Result<Code, GenerateError> {
-        let mut scratch = [0u8; SCRATCH];
-        match self.spec.alphabet().bits() {
-            6 => self.fill::<6>(&mut scratch)?,
-            5 => self.fill::<5>(&mut scratch)?,
-            4 => self.fill::<4>(&mut scratch)?,
-            3 => self.fill::<3>(&mut scratch)?,
-            2 => self.fill::<2>(&mut scratch)?,
-            _ => self.fill::<1>(&mut scratch)?,
+        let mut indices = [0u8; MAX_LENGTH];
+        let out = &mut indices[..self.spec.length()];
+        // One monomorphized digit loop per alphabet size, so the division by the size is a
+        // multiplication.
+        macro_rules! by_size {
+            ($($n:literal)*) => {
+                match self.spec.alphabet().len() {
+                    $($n => self.draw::<$n>(out)?,)*
+                    _ => unreachable!("alphabet sizes are 2..=36"),
+                }
+            };
         }
-        Ok(self.spec.seal(&scratch[..self.spec.length()]))
+        by_size!(2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
+            32 33 34 35 36);
+        Ok(self.spec.seal(out))
     }
 
     /// A fresh code that `registry` accepted as unused, trying up to `max_attempts` codes.
@@ -118,26 +131,31 @@ impl<R: CryptoRngCore> CodeGenerator<R> {
         self.rng
     }
 
-    /// Writes `length` uniform symbol indices to the front of `out`.
-    ///
-    /// Branch-free inner loop: every `BITS`-bit field of a word is written, and the write
-    /// position advances only when the field is below the alphabet size. Fields left in the word
-    /// after the last needed symbol are discarded, which keeps the accepted ones uniform and
-    /// independent.
+    /// Writes `out.len()` (6..=10) uniform symbol indices: masks a 64-bit word to `b` bits,
+    /// rejects it unless it is below `N^len`, and writes its base-`N` digits. A uniform value
+    /// below `N^len` has independent uniform digits.
     #[inline]
-    fn fill<const BITS: u32>(&mut self, out: &mut [u8; SCRATCH]) -> Result<(), GenerateError> {
-        let n = self.spec.alphabet().len() as u64;
-        let len = self.spec.length();
-        let mask = (1u64 << BITS) - 1;
-        let mut i = 0;
-        while i < len {
-            let mut word = self.next_word()?;
-            for _ in 0..(64 / BITS) {
-                let v = word & mask;
-                word >>= BITS;
-                out[i] = v as u8;
-                i += usize::from(v < n);
+    fn draw<const N: u64>(&mut self, out: &mut [u8]) -> Result<(), GenerateError> {
+        let v = loop {
+            let w = self.next_word()? & self.mask;
+            if w < self.total {
+                break w;
             }
+        };
+        // Split at five digits (N^5 ≤ 36^5 < 2^32 and length ≥ 6): two independent chains of
+        // 32-bit divisions by a constant run side by side instead of one chain of ten.
+        let p5 = N.pow(5);
+        let n = N as u32;
+        let mut lo = (v % p5) as u32;
+        let mut hi = (v / p5) as u32;
+        let (first, rest) = out.split_at_mut(5);
+        for slot in first {
+            *slot = (lo % n) as u8;
+            lo /= n;
+        }
+        for slot in rest {
+            *slot = (hi % n) as u8;
+            hi /= n;
         }
         Ok(())
     }

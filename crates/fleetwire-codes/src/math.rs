@@ -1,5 +1,9 @@
 //! Code-space arithmetic: how many codes there are and how likely guessing is to hit one.
 
+// Counts become f64 for probabilities: above 2^53 they lose low digits, which no probability
+// printed with a few significant figures can show.
+#![allow(clippy::cast_precision_loss)]
+
 /// `alphabet_size ^ length`, saturating at `u64::MAX` (36^10 ≈ 3.66e15 fits easily).
 pub fn combinations(alphabet_size: usize, length: usize) -> u64 {
     let base = alphabet_size as u64;
@@ -34,7 +38,9 @@ pub fn guess_probability(combinations: u64, live_codes: u64, guesses: u64) -> f6
     };
     let c = combinations as f64;
     let log_miss = if k <= EXACT_TERMS_LIMIT {
-        (0..k).map(|j| (-other / (c - j as f64)).ln_1p()).sum::<f64>()
+        (0..k)
+            .map(|j| (-other / (c - j as f64)).ln_1p())
+            .sum::<f64>()
     } else {
         k as f64 * (-other / (c - k as f64)).ln_1p()
     };
@@ -56,6 +62,7 @@ pub fn guesses_for_probability(combinations: u64, live_codes: u64, probability: 
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::float_cmp, clippy::cast_sign_loss)]
     use super::*;
 
     #[test]
@@ -69,7 +76,10 @@ mod tests {
     #[test]
     fn probability_matches_exact_product_for_small_spaces() {
         // C = 100, N = 5, A = 10: exact = 1 - prod (95-i)/(100-i); both orders agree.
-        let exact = 1.0 - (0..10).map(|i| (95.0 - i as f64) / (100.0 - i as f64)).product::<f64>();
+        let exact = 1.0
+            - (0..10)
+                .map(|i| (95.0 - f64::from(i)) / (100.0 - f64::from(i)))
+                .product::<f64>();
         assert!((guess_probability(100, 5, 10) - exact).abs() < 1e-12);
         // Every code but the five live ones and one more guessed: a miss needs all of them unguessed.
         assert!((1.0 - guess_probability(100, 5, 95)) < 1e-7);
@@ -115,6 +125,9 @@ mod tests {
         let bound = guess_probability(c, n, a);
         let exactish = guess_probability(c, EXACT_TERMS_LIMIT, a);
         assert!(bound >= exactish);
-        assert!((bound - exactish) / exactish < 1e-3, "{bound} vs {exactish}");
+        assert!(
+            (bound - exactish) / exactish < 1e-3,
+            "{bound} vs {exactish}"
+        );
     }
 }

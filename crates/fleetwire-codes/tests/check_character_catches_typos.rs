@@ -21,7 +21,13 @@ fn all_typos_rejected(spec: &CodeSpec, seed: u64) -> Result<(), TestCaseError> {
             let mut typo = chars.clone();
             typo[pos] = s;
             let typo: String = typo.into_iter().collect();
-            prop_assert_eq!(spec.parse(&typo), Err(ParseError::CheckMismatch), "{} -> {}", code, typo);
+            prop_assert_eq!(
+                spec.parse(&typo),
+                Err(ParseError::CheckMismatch),
+                "{} -> {}",
+                code,
+                typo
+            );
         }
     }
     for pos in 0..chars.len() - 1 {
@@ -31,7 +37,13 @@ fn all_typos_rejected(spec: &CodeSpec, seed: u64) -> Result<(), TestCaseError> {
         let mut typo = chars.clone();
         typo.swap(pos, pos + 1);
         let typo: String = typo.into_iter().collect();
-        prop_assert_eq!(spec.parse(&typo), Err(ParseError::CheckMismatch), "{} -> {}", code, typo);
+        prop_assert_eq!(
+            spec.parse(&typo),
+            Err(ParseError::CheckMismatch),
+            "{} -> {}",
+            code,
+            typo
+        );
     }
     Ok(())
 }

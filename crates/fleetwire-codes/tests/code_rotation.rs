@@ -36,7 +36,10 @@ fn an_expired_code_admits_nobody_new() {
     t.connect(T0, ALICE, &c).unwrap();
     let end = T0.plus_millis(3_600_000);
     t.set_code_expiry(T0, ALICE, Some(end)).unwrap();
-    assert_eq!(t.connect(end, BOB, &c), Err(AccessError::CodeExpired { expired_at: end }));
+    assert_eq!(
+        t.connect(end, BOB, &c),
+        Err(AccessError::CodeExpired { expired_at: end })
+    );
     assert_eq!(t.connect(T0.plus_millis(1), BOB, &c), Ok(Connected::Joined));
     // Rotating with a fresh expiry brings the thing back.
     let fresh = code("EXP1RESNEW");

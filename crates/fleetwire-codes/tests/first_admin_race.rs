@@ -12,7 +12,11 @@ use fleetwire_codes::{AccessMode, Connected, Role, ThingAccess, UserId};
 
 #[test]
 fn exactly_one_of_two_racing_first_users_becomes_administrator() {
-    for mode in [AccessMode::Open, AccessMode::AdminConfirm, AccessMode::InviteOnly] {
+    for mode in [
+        AccessMode::Open,
+        AccessMode::AdminConfirm,
+        AccessMode::InviteOnly,
+    ] {
         for round in 0..200u64 {
             let the_code = code("RACE0RACE0");
             let thing = Arc::new(Mutex::new(ThingAccess::new(the_code, mode)));

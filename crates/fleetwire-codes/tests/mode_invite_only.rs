@@ -15,7 +15,11 @@ fn only_invited_users_join() {
         t.connect(T0, BOB, &c),
         Err(AccessError::InviteRequired { user: BOB })
     );
-    assert_eq!(t.pending_requests().count(), 0, "no request is filed either");
+    assert_eq!(
+        t.pending_requests().count(),
+        0,
+        "no request is filed either"
+    );
     t.invite(T0, ALICE, BOB, None).unwrap();
     assert_eq!(t.connect(T0, BOB, &c), Ok(Connected::Joined));
     assert_eq!(t.role(BOB), Some(Role::Member));

@@ -18,5 +18,7 @@ pub fn code(body: &str) -> Code {
 
 /// Every queued event kind, oldest first.
 pub fn drain(t: &mut ThingAccess) -> Vec<AuditKind> {
-    std::iter::from_fn(|| t.poll_event()).map(|e| e.kind).collect()
+    std::iter::from_fn(|| t.poll_event())
+        .map(|e| e.kind)
+        .collect()
 }
