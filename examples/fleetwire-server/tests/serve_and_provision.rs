@@ -1,7 +1,7 @@
 //! The binary end to end: provision players, serve with zero configuration (self-signed TLS),
 //! a player logs in and shows online in `player list`, an unapproved player is refused, a
 //! removed player is disconnected while online, and Ctrl-C stops the server cleanly.
-#![allow(clippy::disallowed_methods)]
+#![allow(clippy::disallowed_methods, clippy::too_many_lines)] // a real clock; one end-to-end story
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
