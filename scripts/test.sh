@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test of fleetwire: format and lint gates, Rust (unit, integration, doc), Python
+# (pytest against the pyo3 bindings), Kotlin (uniffi bindings on the JVM) and a short fuzz
+# smoke of every fuzz target. Installs what a fresh machine lacks (idempotent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==== %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint (clippy, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "Rust tests"
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast --lib --bins --tests
+fi
+cargo test --workspace --locked --doc
+
+step "Python tests"
+bash scripts/test-python.sh
+
+step "Kotlin tests"
+bash scripts/test-kotlin.sh
+
+step "fuzz smoke"
+bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-4}"
