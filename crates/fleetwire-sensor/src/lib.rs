@@ -10,7 +10,7 @@
 //! - [`codec`]: the binary format. A postcard envelope, one byte per channel, readings as
 //!   zigzag deltas in 4-bit varint groups (a change of -3..=3 costs half a byte), a single start
 //!   time (readings are at the fixed interval), and a 16-byte HMAC-SHA256 tag per batch with a
-//!   per-logger key ([`LoggerKey::derive`]). About 0.9 bytes per reading all-in for a 100-reading
+//!   per-logger key ([`LoggerKey::derive`]). 0.96 bytes per reading all-in for a 100-reading
 //!   one-channel batch (see `docs/BENCHMARKS.md`). Decoders check every count against the bytes
 //!   present before allocating, and never panic.
 //! - [`logger::LoggerSession`] and [`cloud::CloudSession`]: one connection each. The logger sends
