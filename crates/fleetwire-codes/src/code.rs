@@ -166,7 +166,7 @@ impl CodeSpec {
             // INVARIANT: `new` refuses `check` unless the alphabet supports it.
             let c = self
                 .alphabet
-                .check_index(indices)
+                .check_index_linear(indices)
                 .expect("spec with check has a check table");
             code.buf[code.len()] = self.alphabet.padded_symbols()[usize::from(c)];
             code.len += 1;
