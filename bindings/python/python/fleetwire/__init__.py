@@ -1,0 +1,44 @@
+"""fleetwire: sans-IO protocol machines for a device cloud, from Rust.
+
+The machines do no I/O: your code reads and writes the sockets, passes the bytes and the time
+in, and drains bytes, deadlines and events out. One public module per protocol
+(``fleetwire.session`` today). Every exception derives from :class:`FleetwireError`.
+
+Time is integer milliseconds on a monotonic clock of your choice, for example
+``time.monotonic_ns() // 1_000_000``. Each object keeps its own origin; values that go
+backwards are clamped.
+"""
+
+from ._fleetwire import ApiMisuse, DecodeError, FleetwireError, ParseError
+from . import session
+from .session import (
+    AuthFailed,
+    BadFrame,
+    LocalClose,
+    LoginTimeout,
+    NotApproved,
+    PeerClosed,
+    PeerSilent,
+    ProtocolViolation,
+    SessionError,
+    VersionMismatch,
+)
+
+
+__all__ = [
+    "ApiMisuse",
+    "AuthFailed",
+    "BadFrame",
+    "DecodeError",
+    "FleetwireError",
+    "LocalClose",
+    "LoginTimeout",
+    "NotApproved",
+    "ParseError",
+    "PeerClosed",
+    "PeerSilent",
+    "ProtocolViolation",
+    "SessionError",
+    "VersionMismatch",
+    "session",
+]
