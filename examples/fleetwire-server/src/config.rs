@@ -12,6 +12,30 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct Config {
     pub(crate) session: SessionSettings,
+    pub(crate) http: HttpSettings,
+}
+
+/// The HTTPS API and the plain-HTTP port.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct HttpSettings {
+    /// The HTTPS API (JSON under /v1/).
+    pub(crate) https_listen: SocketAddr,
+    /// Plain HTTP: signed content for players that cannot do TLS; everything else is redirected
+    /// to HTTPS.
+    pub(crate) http_listen: SocketAddr,
+    /// Connections held at once per listener.
+    pub(crate) max_connections: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            https_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            http_listen: SocketAddr::from(([0, 0, 0, 0], 8001)),
+            max_connections: 4096,
+        }
+    }
 }
 
 /// Player login + heartbeat (TCP 4701).

@@ -47,7 +47,8 @@ async fn serve_provision_login_list_revoke_and_stop() {
     // Only the port differs from the defaults: tests use an ephemeral port.
     std::fs::write(
         data.join("fleetwire.toml"),
-        "[session]\nlisten = \"127.0.0.1:0\"\nheartbeat_interval_secs = 1\nsilence_grace_secs = 1\n",
+        "[session]\nlisten = \"127.0.0.1:0\"\nheartbeat_interval_secs = 1\nsilence_grace_secs = 1\n\
+         [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n",
     )
     .unwrap();
     cli(
@@ -90,9 +91,16 @@ async fn serve_provision_login_list_revoke_and_stop() {
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(server.stdout.take().unwrap());
-    let (mut fingerprint, mut addr) = (None, None);
+    let (mut fingerprint, mut addr, mut https, mut http) = (None, None, None, None);
     let mut text = String::new();
-    while addr.is_none() {
+    let addr_after = |text: &str, prefix: &str| -> Option<std::net::SocketAddr> {
+        text.strip_prefix(prefix)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    while !text.starts_with("data directory") {
         text.clear();
         assert!(
             stdout.read_line(&mut text).unwrap() > 0,
@@ -101,11 +109,23 @@ async fn serve_provision_login_list_revoke_and_stop() {
         if let Some(fp) = text.strip_prefix("certificate fingerprint (SHA-256): ") {
             fingerprint = tls::parse_fingerprint(fp.trim());
         }
-        if let Some(rest) = text.strip_prefix("player sessions on ") {
-            addr = rest.split_whitespace().next().map(|a| a.parse().unwrap());
-        }
+        addr = addr.or(addr_after(&text, "player sessions on "));
+        https = https.or(addr_after(&text, "https api on "));
+        http = http.or(addr_after(&text, "http on "));
     }
     let (fingerprint, addr) = (fingerprint.expect("fingerprint printed"), addr.unwrap());
+
+    // Plain HTTP redirects to HTTPS; the status API answers over HTTPS.
+    let reply = http_get(http.unwrap(), None, "/v1/status").await;
+    assert!(reply.starts_with("HTTP/1.1 308"), "{reply}");
+    let location = format!(
+        "location: https://127.0.0.1:{}/v1/status",
+        https.unwrap().port()
+    );
+    assert!(reply.to_lowercase().contains(&location), "{reply}");
+    let reply = http_get(https.unwrap(), Some(fingerprint), "/v1/status").await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("\"players_online\":0"), "{reply}");
     let transport = PlayerTransport::Tls {
         config: tls::pinned_client_config(fingerprint).unwrap(),
         server_name: ServerName::try_from("fleetwire.local").unwrap(),
@@ -185,4 +205,29 @@ async fn serve_provision_login_list_revoke_and_stop() {
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     assert!(rest.contains("stopped"), "{rest}");
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// One GET with `Connection: close`, over TLS when a fingerprint is given; the raw response.
+async fn http_get(addr: std::net::SocketAddr, pin: Option<[u8; 32]>, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+        addr.port()
+    );
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut response = Vec::new();
+    if let Some(fp) = pin {
+        let connector = tokio_rustls::TlsConnector::from(tls::pinned_client_config(fp).unwrap());
+        let mut stream = connector
+            .connect(ServerName::try_from("fleetwire.local").unwrap(), tcp)
+            .await
+            .unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let _ = stream.read_to_end(&mut response).await;
+    } else {
+        let mut tcp = tcp;
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let _ = tcp.read_to_end(&mut response).await;
+    }
+    String::from_utf8_lossy(&response).into_owned()
 }
