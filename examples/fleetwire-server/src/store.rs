@@ -33,9 +33,17 @@ pub(crate) struct Seen {
     pub(crate) status: PlayerStatus,
 }
 
-const SCHEMA: &str = "
+/// Every module's tables. A protocol module adds its own `SCHEMA` here (idempotent SQL:
+/// `CREATE TABLE IF NOT EXISTS …`); all run at every open.
+const SCHEMAS: &[&str] = &[PRAGMAS, SCHEMA];
+
+const PRAGMAS: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
+PRAGMA foreign_keys = ON;
+";
+
+const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS players (
     id          BLOB PRIMARY KEY,
     name        TEXT NOT NULL DEFAULT '',
@@ -63,14 +71,19 @@ impl Store {
     pub(crate) fn open(path: &Path) -> Result<Self, String> {
         let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(5))
-            .and_then(|()| conn.execute_batch(SCHEMA))
             .map_err(|e| format!("{}: {e}", path.display()))?;
+        for schema in SCHEMAS {
+            conn.execute_batch(schema)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    /// The connection, for a module's own queries. Hold it briefly, and never on the async
+    /// executor: call from `spawn_blocking` or a command-line path.
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
