@@ -444,8 +444,9 @@ impl ThingAccess {
 
     /// Revokes `user`, effective at once: their access, pending request and invite end, and
     /// they are blocked from connecting until an administrator [`unblock`](Self::unblock)s or
-    /// invites them. With `actor == user` a member leaves instead (no block). Refused for the
-    /// last administrator.
+    /// invites them (a user who never joined can be blocked the same way). With `actor == user`
+    /// a member leaves, or withdraws their request, instead (no block). Refused for the last
+    /// administrator.
     pub fn remove(
         &mut self,
         now: UnixTime,

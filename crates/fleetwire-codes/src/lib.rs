@@ -122,13 +122,18 @@
 //!
 //! ## Generation
 //!
-//! Each symbol takes `b = ceil(log2 n)` bits; values `≥ n` are rejected (mask and reject), so every
-//! symbol is exactly uniform and independent: no modulo bias, nothing sequential, no timestamp or
-//! counter. Randomness is read 256 bytes at a time ([`BATCH_BYTES`]) with `try_fill_bytes`, and
-//! the per-symbol loop is branch-free (every field is written, the position advances only on
-//! acceptance), which keeps the 44 % rejection rate of a 36-symbol alphabet off the branch
-//! predictor. A chi-square test over 1,000,000 codes per position (and over adjacent pairs) runs
-//! in the test suite, with a control that shows the same test flags `byte % 36`.
+//! A whole code is one number below `C = n^length` (at most 36^10 < 2^52). A 64-bit random word
+//! is masked to the bit length of `C − 1` and rejected if it is `≥ C` (mask and reject: at least
+//! half of the draws are kept, 81 % for 36^10, all for Crockford's 32^10); the accepted number's
+//! base-`n` digits are the symbols. A uniform number below `n^length` has independent uniform
+//! digits, so every symbol is exactly uniform: no modulo bias, nothing sequential, no timestamp
+//! or counter. Per-symbol rejection would be just as unbiased but needs about a third more random
+//! bytes and a branch per symbol. Randomness is read 256 bytes at a time ([`BATCH_BYTES`]) with
+//! `try_fill_bytes`, so an OS source is asked rarely and its failure is an error. The digits come
+//! from two independent chains of 32-bit divisions by a constant (split at `n^5`). A chi-square
+//! test over 1,000,000 codes per position (and over adjacent pairs) runs in the test suite, with
+//! a control that shows the same test flags `byte % 36`. About 24 ns per 10-symbol code with
+//! ChaCha12 on the project machine (`docs/BENCHMARKS.md`).
 //!
 //! The generator owns a CSPRNG: seed a `rand_chacha::ChaCha12Rng` (or `ChaCha8Rng`) from the OS
 //! (ring's `SystemRandom`) once per process. Whoever reads the generator's memory can predict
