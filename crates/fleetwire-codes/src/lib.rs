@@ -133,7 +133,7 @@
 //! from two independent chains of 32-bit divisions by a constant (split at `n^5`). A chi-square
 //! test over 1,000,000 codes per position (and over adjacent pairs) runs in the test suite, with
 //! a control that shows the same test flags `byte % 36`. About 24 ns per 10-symbol code with
-//! ChaCha12 on the project machine (`docs/BENCHMARKS.md`).
+//! `ChaCha12Rng` on the project machine (`docs/BENCHMARKS.md`).
 //!
 //! The generator owns a CSPRNG: seed a `rand_chacha::ChaCha12Rng` (or `ChaCha8Rng`) from the OS
 //! (ring's `SystemRandom`) once per process. Whoever reads the generator's memory can predict
