@@ -33,15 +33,12 @@ impl Server {
         if let Err(t) = self.guard.check(source, now) {
             return Outcome::Throttled(t);
         }
-        match self.things.get(&code) {
-            Some(&id) => {
-                self.guard.record_success(source, now);
-                Outcome::Found(id)
-            }
-            None => {
-                self.guard.record_failure(source, now);
-                Outcome::NoSuchThing
-            }
+        if let Some(&id) = self.things.get(&code) {
+            self.guard.record_success(source, now);
+            Outcome::Found(id)
+        } else {
+            self.guard.record_failure(source, now);
+            Outcome::NoSuchThing
         }
     }
 }
