@@ -175,7 +175,12 @@ impl Presence {
     /// The next presence change.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<PresenceEvent> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() && self.events.capacity() > 1024 {
+            // A mass login or outage queued many events: give the memory back once drained.
+            self.events = VecDeque::new();
+        }
+        event
     }
 
     /// True if the player is online.
