@@ -61,6 +61,6 @@ pub mod throttle;
 mod time;
 pub mod totp;
 
-pub use time::UnixTime;
 /// The `rand_core` version whose `CryptoRngCore` the API takes.
 pub use rand_core;
+pub use time::UnixTime;
