@@ -11,6 +11,10 @@
 //!   with per-connection limits — a login deadline against slowloris, the frame limit, a maximum
 //!   number of connections — and the player side ([`session::run_player`]). A slow or hostile
 //!   peer only ever occupies its own task.
+//! - [`sensor`] (feature `sensor`): sensor uploads on TCP 14354 — the cloud server
+//!   ([`sensor::SensorServer`], one `CloudSession` per connection, keys and exactly-once writes
+//!   through [`sensor::LoggerStore`], one deadline from accept through TLS and the exchange) and
+//!   the logger side ([`sensor::upload`]: connect, one flight, acks, close).
 //!
 //! Plaintext is possible only through options named `danger_…`.
 
@@ -20,3 +24,6 @@ pub mod tls;
 
 #[cfg(feature = "session")]
 pub mod session;
+
+#[cfg(feature = "sensor")]
+pub mod sensor;
