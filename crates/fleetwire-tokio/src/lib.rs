@@ -11,6 +11,10 @@
 //!   with per-connection limits — a login deadline against slowloris, the frame limit, a maximum
 //!   number of connections — and the player side ([`session::run_player`]). A slow or hostile
 //!   peer only ever occupies its own task.
+//! - [`transfer`] (feature `transfer`): chunked transfer — the framed stream driver pair
+//!   ([`transfer::send_framed`], [`transfer::receive_framed`]), the HTTP(S) download client
+//!   ([`transfer::fetch_http`]) with signed player requests, and the resumable `.part` file that
+//!   only ever appears under its final name once the whole file verified.
 //! - [`sensor`] (feature `sensor`): sensor uploads on TCP 14354 — the cloud server
 //!   ([`sensor::SensorServer`], one `CloudSession` per connection, keys and exactly-once writes
 //!   through [`sensor::LoggerStore`], one deadline from accept through TLS and the exchange) and
@@ -27,3 +31,6 @@ pub mod session;
 
 #[cfg(feature = "sensor")]
 pub mod sensor;
+
+#[cfg(feature = "transfer")]
+pub mod transfer;

@@ -1,0 +1,1264 @@
+//! Chunked transfer over tokio (feature `transfer`): the framed TLS/TCP stream driver pair, the
+//! HTTP(S) download client, and the resumable `.part` file both use.
+//!
+//! ## Files on the player
+//! A download of `dest` writes `dest.part` with positioned writes and keeps its resume record
+//! (the [`Partial`] format: signed manifest + bitmap of stored chunks) in `dest.part.state`.
+//! Chunk data is `fdatasync`ed before the record that names it, and the record is replaced
+//! atomically (write, fsync, rename). Only when every chunk is stored and the whole file's
+//! SHA-256 matches the signed manifest is `dest.part` renamed to `dest`: no partial file ever
+//! appears under the final name. A killed download restarted with the same `dest` resumes from
+//! the record; the manifest signature is checked again when the record is loaded.
+//!
+//! ## At most one window re-sent after a kill
+//! A chunk counts against the window from the moment it is requested (HTTP) or offered (framed)
+//! until the record that names it is durable. So whatever instant the process dies, the data
+//! that had arrived but must be fetched again is at most one window.
+//!
+//! ## Framed stream ([`send_framed`], [`receive_framed`])
+//! Each transfer message is the body of one `fleetwire-wire` frame (`version 1 | type | len`),
+//! over TLS ([`crate::tls`]) or any byte stream. The [`Sender`] and [`Receiver`] machines decide
+//! everything (window, SACK, retransmission); the drivers move bytes and touch files.
+//!
+//! ## HTTP and HTTPS ([`fetch_http`])
+//! The player pulls. Endpoints (served by `fleetwire-server` on HTTPS and on plain HTTP, port
+//! 8001 by default, or 80):
+//! - `GET /v1/content/{id}/manifest`: the signed manifest bytes.
+//! - `GET /v1/content/{id}/chunks/{index}?count=N`: chunks `index..index+N` concatenated.
+//!
+//! Up to `window` chunks are requested and not yet durable at once, over `window /
+//! chunks_per_request` keep-alive connections; the request for the next chunks is the
+//! acknowledgement of the ones before. Every chunk is verified against the signed manifest as
+//! it arrives (on the connection's own task, so verification runs on every core), so plain
+//! HTTP cannot alter content: a tampered chunk is dropped, counted, and fetched again.
+//! Requests carry [`AUTH_HEADER`]: the player's Ed25519 signature over the path and the time
+//! ([`RequestSigner`]); the server checks it with the verifier it already stores.
+//!
+//! File writes are short blocking calls made on the driving task (run it on a multi-threaded
+//! runtime); nothing blocks while holding a lock.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use fleetwire_transfer::{
+    Bitmap, ChunkSource, DEFAULT_MAX_CHUNKS, MAX_CHUNK_SIZE, Message, Partial, PublicKey,
+    Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig, SenderEvent, SignedManifest,
+    TransferError, TransferId,
+};
+use fleetwire_wire::{FrameDecoder, Writer, encode_frame};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use ring::signature::{ED25519, Ed25519KeyPair, UnparsedPublicKey};
+use rustls::pki_types::ServerName;
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsConnector;
+
+/// The request header that carries a player's signature (see [`RequestSigner`]).
+pub const AUTH_HEADER: &str = "x-fleetwire-player";
+
+/// Most chunks one HTTP chunk request may ask for (servers refuse more).
+pub const MAX_CHUNKS_PER_REQUEST: u32 = 64;
+
+/// How far a download has come, for progress bars and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// The file.
+    pub file_id: u64,
+    /// Its version.
+    pub version: u64,
+    /// The file's length.
+    pub total_bytes: u64,
+    /// Bytes verified and written, including `resumed_bytes`.
+    pub stored_bytes: u64,
+    /// Bytes that were already stored by an earlier run (resume).
+    pub resumed_bytes: u64,
+    /// Chunk bytes received by this run (including duplicates and rejected chunks).
+    pub received_bytes: u64,
+    /// Chunks that failed verification (tampering or corruption on the path).
+    pub rejected_chunks: u64,
+    /// The file is complete under its final name.
+    pub done: bool,
+}
+
+/// A download or upload failed. The `.part` file and its record stay: run again to resume.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The connection failed or broke.
+    #[error("connection to {addr}: {source}")]
+    Connection {
+        /// The server.
+        addr: SocketAddr,
+        /// The error.
+        source: io::Error,
+    },
+    /// The server answered with an HTTP error.
+    #[error("HTTP {status} for {path}")]
+    Status {
+        /// The status code.
+        status: u16,
+        /// The request path.
+        path: String,
+    },
+    /// An HTTP protocol error.
+    #[error("HTTP: {0}")]
+    Http(String),
+    /// The transfer failed (bad manifest signature, rejected, timed out, cancelled).
+    #[error("transfer: {0}")]
+    Transfer(#[from] TransferError),
+    /// Too many requests failed in a row.
+    #[error("gave up after {attempts} failed requests in a row; last: {last}")]
+    TooManyFailures {
+        /// Failures in a row.
+        attempts: u32,
+        /// The last one.
+        last: String,
+    },
+    /// Every chunk verified but the file on disk does not match the whole-file digest (the disk
+    /// changed it); the bad chunks were marked missing: run again to fetch them.
+    #[error("the stored file does not match its signed SHA-256; {bad_chunks} chunks will be fetched again")]
+    AtRest {
+        /// Chunks found bad on disk.
+        bad_chunks: u32,
+    },
+    /// The peer closed the stream before the transfer finished.
+    #[error("the peer closed the connection before the transfer finished")]
+    Closed,
+    /// A bad option.
+    #[error("invalid option: {0}")]
+    InvalidOption(&'static str),
+}
+
+fn file_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::File {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The resumable .part file
+// ---------------------------------------------------------------------------------------------
+
+/// A download in progress: `dest.part`, its resume record `dest.part.state`, and the final
+/// rename. Used by both drivers; usable by any other driver.
+#[derive(Debug)]
+pub struct PartFile {
+    dest: PathBuf,
+    part: PathBuf,
+    state: PathBuf,
+    file: File,
+    manifest: SignedManifest,
+    stored: Bitmap,
+    resumed: u32,
+    dirty: bool,
+}
+
+impl PartFile {
+    /// `dest` with `.part` appended.
+    pub fn part_path(dest: &Path) -> PathBuf {
+        let mut p = dest.as_os_str().to_owned();
+        p.push(".part");
+        PathBuf::from(p)
+    }
+
+    /// `dest` with `.part.state` appended.
+    pub fn state_path(dest: &Path) -> PathBuf {
+        let mut p = dest.as_os_str().to_owned();
+        p.push(".part.state");
+        PathBuf::from(p)
+    }
+
+    /// The resume record saved for `dest`, if there is one that verifies under `trusted`.
+    pub fn load_partial(dest: &Path, trusted: &[PublicKey], max_chunks: u32) -> Option<Partial> {
+        let bytes = std::fs::read(Self::state_path(dest)).ok()?;
+        match Partial::decode(&bytes, trusted, max_chunks) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(dest = %dest.display(), "ignoring a bad resume record: {e}");
+                None
+            }
+        }
+    }
+
+    /// Opens the download of `manifest` into `dest`: resumes `dest.part` if its record is for
+    /// the same signed manifest, starts afresh otherwise.
+    pub fn open(dest: &Path, manifest: SignedManifest, trusted: &[PublicKey]) -> Result<Self, Error> {
+        let part = Self::part_path(dest);
+        let state = Self::state_path(dest);
+        let count = manifest.chunk_count();
+        let resumed = Self::load_partial(dest, trusted, count.max(1))
+            .filter(|p| p.manifest().as_bytes() == manifest.as_bytes())
+            .and_then(|p| {
+                let len = std::fs::metadata(&part).ok()?.len();
+                (len == manifest.length()).then(|| p.stored().clone())
+            });
+        let (file, stored) = match resumed {
+            Some(stored) => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&part)
+                    .map_err(file_err(&part))?;
+                (file, stored)
+            }
+            None => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&part)
+                    .map_err(file_err(&part))?;
+                file.set_len(manifest.length()).map_err(file_err(&part))?;
+                (file, Bitmap::new(count))
+            }
+        };
+        let resumed = stored.count();
+        let mut me = Self {
+            dest: dest.to_owned(),
+            part,
+            state,
+            file,
+            manifest,
+            stored,
+            resumed,
+            dirty: true,
+        };
+        me.persist()?;
+        Ok(me)
+    }
+
+    /// The signed manifest being downloaded.
+    pub fn manifest(&self) -> &SignedManifest {
+        &self.manifest
+    }
+
+    /// Chunks stored (durable once [`PartFile::persist`] returned).
+    pub fn stored(&self) -> &Bitmap {
+        &self.stored
+    }
+
+    /// Chunks that were stored when the file was opened.
+    pub fn resumed_chunks(&self) -> u32 {
+        self.resumed
+    }
+
+    /// Bytes of the stored chunks.
+    pub fn stored_bytes(&self) -> u64 {
+        let last = self.manifest.chunk_count().checked_sub(1);
+        let full = u64::from(self.manifest.chunk_size());
+        let mut n = u64::from(self.stored.count()) * full;
+        if let Some(last) = last {
+            if self.stored.contains(last) {
+                n = n - full + self.manifest.chunk_len(last) as u64;
+            }
+        }
+        n
+    }
+
+    /// Writes verified chunk `index` (not yet durable: call [`PartFile::persist`]).
+    pub fn write_chunk(&mut self, index: u32, data: &[u8]) -> Result<(), Error> {
+        self.file
+            .write_all_at(data, self.manifest.chunk_offset(index))
+            .map_err(file_err(&self.part))?;
+        self.stored.insert(index);
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Makes the written chunks durable, then the record that names them.
+    pub fn persist(&mut self) -> Result<(), Error> {
+        if !self.dirty {
+            return Ok(());
+        }
+        self.file.sync_data().map_err(file_err(&self.part))?;
+        // The `Partial` encoding (docs/PROTOCOL.md): "FWRP" | 1 | manifest | bitmap.
+        let mut bytes = Vec::with_capacity(self.manifest.as_bytes().len() + 64);
+        let mut w = Writer::new(&mut bytes);
+        w.bytes(b"FWRP");
+        w.u8(1);
+        w.bytes_varint(self.manifest.as_bytes());
+        self.stored.encode(&mut w);
+        let mut tmp = self.state.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut f = File::create(&tmp).map_err(file_err(&tmp))?;
+        f.write_all(&bytes).map_err(file_err(&tmp))?;
+        f.sync_all().map_err(file_err(&tmp))?;
+        std::fs::rename(&tmp, &self.state).map_err(file_err(&self.state))?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// True when every chunk is stored.
+    pub fn is_complete(&self) -> bool {
+        self.stored.is_full()
+    }
+
+    /// Checks the whole file against the signed SHA-256, syncs it, renames `dest.part` to
+    /// `dest` and removes the record. If the disk altered data, the bad chunks are marked
+    /// missing and [`Error::AtRest`] is returned (run again to fetch them).
+    pub fn finish(mut self) -> Result<PathBuf, Error> {
+        self.persist()?;
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut reader = File::open(&self.part).map_err(file_err(&self.part))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = reader.read(&mut buf).map_err(file_err(&self.part))?;
+            if n == 0 {
+                break;
+            }
+            ctx.update(&buf[..n]);
+        }
+        if ctx.finish().as_ref() != self.manifest.file_digest() {
+            let mut bad = 0;
+            for index in 0..self.manifest.chunk_count() {
+                let mut chunk = vec![0u8; self.manifest.chunk_len(index)];
+                let ok = self
+                    .file
+                    .read_exact_at(&mut chunk, self.manifest.chunk_offset(index))
+                    .is_ok()
+                    && self.manifest.chunk_matches(index, &chunk);
+                if !ok {
+                    self.stored.remove(index);
+                    bad += 1;
+                }
+            }
+            self.dirty = true;
+            self.persist()?;
+            return Err(Error::AtRest { bad_chunks: bad });
+        }
+        self.file.sync_all().map_err(file_err(&self.part))?;
+        std::fs::rename(&self.part, &self.dest).map_err(file_err(&self.dest))?;
+        if let Some(dir) = self.dest.parent() {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        let _ = std::fs::remove_file(&self.state);
+        Ok(self.dest)
+    }
+
+    fn progress(&self, received: u64, rejected: u64, done: bool) -> Progress {
+        let resumed_bytes = if self.resumed == 0 {
+            0
+        } else {
+            u64::from(self.resumed) * u64::from(self.manifest.chunk_size())
+        }
+        .min(self.manifest.length());
+        Progress {
+            file_id: self.manifest.file_id(),
+            version: self.manifest.version(),
+            total_bytes: self.manifest.length(),
+            stored_bytes: self.stored_bytes(),
+            resumed_bytes,
+            received_bytes: received,
+            rejected_chunks: rejected,
+            done,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Player request signatures
+// ---------------------------------------------------------------------------------------------
+
+const AUTH_CONTEXT: &[u8] = b"fleetwire content request v1\0";
+
+/// Signs HTTP content requests as a player: `x-fleetwire-player: <id hex>.<unix secs>.<sig hex>`,
+/// the Ed25519 signature (with the player's provisioning secret, the seed whose public key the
+/// server stores as the player's verifier) over `"fleetwire content request v1\0" ‖ id ‖
+/// secs:u64be ‖ path`. A captured header is valid only for that path and within the server's
+/// clock tolerance.
+pub struct RequestSigner {
+    player_id: [u8; 16],
+    key: Ed25519KeyPair,
+}
+
+impl std::fmt::Debug for RequestSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestSigner")
+            .field("player_id", &hex::encode(self.player_id))
+            .finish_non_exhaustive()
+    }
+}
+
+impl RequestSigner {
+    /// A signer for player `player_id` holding the 32-byte secret (Ed25519 seed).
+    pub fn new(player_id: [u8; 16], secret: &[u8; 32]) -> Self {
+        // INVARIANT: ring accepts any 32-byte seed.
+        let key = Ed25519KeyPair::from_seed_unchecked(secret).expect("INVARIANT: 32-byte seed");
+        Self { player_id, key }
+    }
+
+    /// The header value for a request of `path` at `unix_secs`.
+    pub fn header(&self, path: &str, unix_secs: u64) -> String {
+        let sig = self.key.sign(&auth_message(&self.player_id, unix_secs, path));
+        format!(
+            "{}.{unix_secs}.{}",
+            hex::encode(self.player_id),
+            hex::encode(sig.as_ref())
+        )
+    }
+}
+
+fn auth_message(id: &[u8; 16], secs: u64, path: &str) -> Vec<u8> {
+    let mut m = Vec::with_capacity(AUTH_CONTEXT.len() + 24 + path.len());
+    m.extend_from_slice(AUTH_CONTEXT);
+    m.extend_from_slice(id);
+    m.extend_from_slice(&secs.to_be_bytes());
+    m.extend_from_slice(path.as_bytes());
+    m
+}
+
+/// A parsed [`AUTH_HEADER`], not yet verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestAuth {
+    /// The player it claims to be.
+    pub player_id: [u8; 16],
+    /// When it was signed (Unix seconds).
+    pub unix_secs: u64,
+    signature: [u8; 64],
+}
+
+/// A content request's signature was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The header is not `<32 hex>.<secs>.<128 hex>`.
+    #[error("malformed x-fleetwire-player header (expected <player id hex>.<unix secs>.<signature hex>)")]
+    Malformed,
+    /// The time is too far from the server's clock.
+    #[error("request time is {skew_secs} s from the server's clock (limit {limit_secs} s)")]
+    Stale {
+        /// The difference.
+        skew_secs: u64,
+        /// The tolerance.
+        limit_secs: u64,
+    },
+    /// The signature does not verify with the player's key.
+    #[error("bad request signature")]
+    BadSignature,
+}
+
+impl RequestAuth {
+    /// Parses a header value.
+    pub fn parse(value: &str) -> Result<Self, AuthError> {
+        let mut parts = value.trim().split('.');
+        let (Some(id), Some(secs), Some(sig), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::Malformed);
+        };
+        let mut player_id = [0u8; 16];
+        hex::decode_to_slice(id, &mut player_id).map_err(|_| AuthError::Malformed)?;
+        let unix_secs = secs.parse().map_err(|_| AuthError::Malformed)?;
+        let mut signature = [0u8; 64];
+        hex::decode_to_slice(sig, &mut signature).map_err(|_| AuthError::Malformed)?;
+        Ok(Self {
+            player_id,
+            unix_secs,
+            signature,
+        })
+    }
+
+    /// Verifies the signature over `path` with the player's verifier (Ed25519 public key), and
+    /// the time within `tolerance_secs` of `now_unix_secs`.
+    pub fn verify(
+        &self,
+        path: &str,
+        now_unix_secs: u64,
+        tolerance_secs: u64,
+        verifier: &[u8; 32],
+    ) -> Result<(), AuthError> {
+        let skew = now_unix_secs.abs_diff(self.unix_secs);
+        if skew > tolerance_secs {
+            return Err(AuthError::Stale {
+                skew_secs: skew,
+                limit_secs: tolerance_secs,
+            });
+        }
+        UnparsedPublicKey::new(&ED25519, verifier)
+            .verify(
+                &auth_message(&self.player_id, self.unix_secs, path),
+                &self.signature,
+            )
+            .map_err(|_| AuthError::BadSignature)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP(S) download
+// ---------------------------------------------------------------------------------------------
+
+/// Where and how to reach a content server over HTTP or HTTPS.
+#[derive(Clone)]
+pub struct HttpEndpoint {
+    addr: SocketAddr,
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    signer: Option<Arc<RequestSigner>>,
+}
+
+impl std::fmt::Debug for HttpEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpEndpoint")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpEndpoint {
+    /// HTTPS with this client configuration (for example
+    /// [`crate::tls::pinned_client_config`]).
+    pub fn https(
+        addr: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+        server_name: ServerName<'static>,
+    ) -> Self {
+        Self {
+            addr,
+            tls: Some((config, server_name)),
+            signer: None,
+        }
+    }
+
+    /// Plain HTTP (port 80 or 8001). Content stays tamper-proof (every chunk is checked against
+    /// the signed manifest) but anyone on the path can read it.
+    pub fn http(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            tls: None,
+            signer: None,
+        }
+    }
+
+    /// Signs every request as this player.
+    #[must_use]
+    pub fn with_signer(mut self, signer: Arc<RequestSigner>) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// The server address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// How [`fetch_http`] downloads.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// Chunks requested and not yet durable at once (1 = the seed's lock-step). Default 16.
+    pub window: u32,
+    /// Chunks per request (at most half the window, at most [`MAX_CHUNKS_PER_REQUEST`]).
+    /// Connections = window / this. Default 4.
+    pub chunks_per_request: u32,
+    /// Requests that may fail in a row before giving up. Default 8.
+    pub max_failures: u32,
+    /// Largest manifest accepted, in chunks.
+    pub max_chunks: u32,
+    /// A request with no data for this long fails (and is retried). Default 30 s.
+    pub stall_timeout: Duration,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        Self {
+            window: 16,
+            chunks_per_request: 4,
+            max_failures: 8,
+            max_chunks: DEFAULT_MAX_CHUNKS,
+            stall_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a finished download did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchReport {
+    /// The final progress (`done` is true).
+    pub progress: Progress,
+}
+
+/// Downloads content `content_id` into `dest` over HTTP(S), resuming `dest.part` if a previous
+/// run left one. `progress` is called after every stored chunk. Returns when `dest` holds the
+/// verified file.
+pub async fn fetch_http(
+    endpoint: &HttpEndpoint,
+    content_id: &str,
+    dest: &Path,
+    trusted: &[PublicKey],
+    options: &FetchOptions,
+    mut progress: impl FnMut(Progress),
+) -> Result<FetchReport, Error> {
+    if options.window == 0 {
+        return Err(Error::InvalidOption("window must be at least 1"));
+    }
+    if content_id.is_empty() || !content_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(Error::InvalidOption(
+            "content id must be letters, digits and '-'",
+        ));
+    }
+    let flush_every = (options.window / 2).max(1);
+    let per_request = options
+        .chunks_per_request
+        .clamp(1, MAX_CHUNKS_PER_REQUEST)
+        .min(flush_every);
+    let mut conn = HttpConn::connect(endpoint).await?;
+    let manifest_path = format!("/v1/content/{content_id}/manifest");
+    let bytes = conn.get_all(endpoint, &manifest_path).await?;
+    drop(conn);
+    let manifest = SignedManifest::decode(&bytes, trusted, options.max_chunks)?;
+    let mut part = PartFile::open(dest, manifest, trusted)?;
+    let mut received = 0u64;
+    let mut rejected = 0u64;
+    progress(part.progress(0, 0, false));
+
+    let mut missing = VecDeque::new();
+    let count = part.manifest().chunk_count();
+    let mut i = part.stored().first_clear_from(0);
+    while i < count {
+        let end = part.stored().first_set_from(i).min(i + per_request);
+        missing.push_back((i, end - i));
+        i = part.stored().first_clear_from(end);
+    }
+    let queue = Arc::new(Mutex::new(missing));
+    let permits = Arc::new(Semaphore::new(options.window as usize));
+    let manifest = Arc::new(part.manifest().clone());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut workers = JoinSet::new();
+    if !part.is_complete() {
+        for _ in 0..(options.window / per_request).max(1) {
+            workers.spawn(http_worker(Worker {
+                endpoint: endpoint.clone(),
+                prefix: format!("/v1/content/{content_id}/chunks/"),
+                manifest: manifest.clone(),
+                queue: queue.clone(),
+                permits: permits.clone(),
+                tx: tx.clone(),
+                options: options.clone(),
+            }));
+        }
+    }
+    drop(tx);
+    let mut unpersisted = 0u32;
+    let mut failure = None;
+    while !part.is_complete() {
+        let got = match tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+            Ok(Some(got)) => Some(got),
+            Ok(None) => break,
+            Err(_) => None,
+        };
+        let idle = got.is_none();
+        match got {
+            Some(Got::Chunk { index, data }) => {
+                received += data.len() as u64;
+                part.write_chunk(index, &data)?;
+                unpersisted += 1;
+            }
+            Some(Got::Rejected { index, len }) => {
+                received += len as u64;
+                rejected += 1;
+                tracing::warn!(index, "chunk failed verification against the signed manifest: fetching it again");
+                permits.add_permits(1);
+            }
+            Some(Got::Failed(e)) => {
+                failure = Some(e);
+                break;
+            }
+            None => {}
+        }
+        if unpersisted > 0 && (unpersisted >= flush_every || idle || part.is_complete()) {
+            part.persist()?;
+            permits.add_permits(unpersisted as usize);
+            unpersisted = 0;
+        }
+        if !idle {
+            progress(part.progress(received, rejected, false));
+        }
+    }
+    workers.abort_all();
+    if !part.is_complete() {
+        part.persist()?;
+        return Err(failure.unwrap_or(Error::Closed));
+    }
+    let mut last = part.progress(received, rejected, true);
+    part.finish()?;
+    last.done = true;
+    progress(last);
+    Ok(FetchReport { progress: last })
+}
+
+enum Got {
+    Chunk { index: u32, data: Bytes },
+    Rejected { index: u32, len: usize },
+    Failed(Error),
+}
+
+struct Worker {
+    endpoint: HttpEndpoint,
+    prefix: String,
+    manifest: Arc<SignedManifest>,
+    queue: Arc<Mutex<VecDeque<(u32, u32)>>>,
+    permits: Arc<Semaphore>,
+    tx: mpsc::UnboundedSender<Got>,
+    options: FetchOptions,
+}
+
+impl Worker {
+    fn pop(&self) -> Option<(u32, u32)> {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+    }
+
+    fn push_front(&self, start: u32, count: u32) {
+        if count > 0 {
+            self.queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push_front((start, count));
+        }
+    }
+}
+
+async fn http_worker(w: Worker) {
+    let mut conn: Option<HttpConn> = None;
+    let mut failures = 0u32;
+    while let Some((start, count)) = w.pop() {
+        let Ok(permit) = w.permits.acquire_many(count).await else {
+            return;
+        };
+        permit.forget();
+        let result = async {
+            if conn.is_none() {
+                conn = Some(HttpConn::connect(&w.endpoint).await.map_err(|e| (start, e))?);
+            }
+            // INVARIANT: set just above.
+            let c = conn.as_mut().expect("INVARIANT: connected");
+            fetch_range(c, &w, start, count).await
+        }
+        .await;
+        match result {
+            Ok(()) => failures = 0,
+            Err((next, e)) => {
+                conn = None;
+                let left = start + count - next.max(start);
+                w.push_front(next.max(start), left);
+                w.permits.add_permits(left as usize);
+                failures += 1;
+                if failures >= w.options.max_failures {
+                    let _ = w.tx.send(Got::Failed(Error::TooManyFailures {
+                        attempts: failures,
+                        last: e.to_string(),
+                    }));
+                    return;
+                }
+                tracing::debug!("content request failed ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(failures))).await;
+            }
+        }
+    }
+}
+
+/// Fetches chunks `start..start+count`; on error returns the first chunk not handled.
+async fn fetch_range(
+    conn: &mut HttpConn,
+    w: &Worker,
+    start: u32,
+    count: u32,
+) -> Result<(), (u32, Error)> {
+    let path = format!("{}{start}?count={count}", w.prefix);
+    let response = conn.get(&w.endpoint, &path).await.map_err(|e| (start, e))?;
+    if !response.status().is_success() {
+        return Err((
+            start,
+            Error::Status {
+                status: response.status().as_u16(),
+                path,
+            },
+        ));
+    }
+    let mut body = response.into_body();
+    let mut index = start;
+    let end = start + count;
+    let mut buf = BytesMut::with_capacity(w.manifest.chunk_len(start));
+    while index < end {
+        let frame = tokio::time::timeout(w.options.stall_timeout, body.frame()).await;
+        let data = match frame {
+            Ok(Some(Ok(frame))) => match frame.into_data() {
+                Ok(d) => d,
+                Err(_) => continue,
+            },
+            Ok(Some(Err(e))) => return Err((index, Error::Http(e.to_string()))),
+            Ok(None) => return Err((index, Error::Http("response body ended early".into()))),
+            Err(_) => return Err((index, Error::Http("response stalled".into()))),
+        };
+        let mut data: &[u8] = &data;
+        while !data.is_empty() && index < end {
+            let want = w.manifest.chunk_len(index) - buf.len();
+            let take = want.min(data.len());
+            buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if buf.len() == w.manifest.chunk_len(index) {
+                let chunk = buf.split().freeze();
+                let got = if w.manifest.chunk_matches(index, &chunk) {
+                    Got::Chunk { index, data: chunk }
+                } else {
+                    w.push_front(index, 1);
+                    Got::Rejected {
+                        index,
+                        len: chunk.len(),
+                    }
+                };
+                if w.tx.send(got).is_err() {
+                    return Ok(());
+                }
+                index += 1;
+                if index < end {
+                    buf.reserve(w.manifest.chunk_len(index));
+                }
+            }
+        }
+        if !data.is_empty() {
+            return Err((end, Error::Http("response body longer than the chunks asked for".into())));
+        }
+    }
+    Ok(())
+}
+
+struct HttpConn {
+    send: SendRequest<Empty<Bytes>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HttpConn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl HttpConn {
+    async fn connect(ep: &HttpEndpoint) -> Result<Self, Error> {
+        let conn_err = |source| Error::Connection {
+            addr: ep.addr,
+            source,
+        };
+        let tcp = TcpStream::connect(ep.addr).await.map_err(conn_err)?;
+        tcp.set_nodelay(true).map_err(conn_err)?;
+        match &ep.tls {
+            None => Self::handshake(tcp).await,
+            Some((config, name)) => {
+                let tls = TlsConnector::from(config.clone())
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(conn_err)?;
+                Self::handshake(tls).await
+            }
+        }
+    }
+
+    async fn handshake<T>(io: T) -> Result<Self, Error>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| Error::Http(e.to_string()))?;
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Self { send, task })
+    }
+
+    async fn get(&mut self, ep: &HttpEndpoint, path: &str) -> Result<hyper::Response<Incoming>, Error> {
+        let mut request = hyper::Request::get(path).header(hyper::header::HOST, ep.addr.to_string());
+        if let Some(signer) = &ep.signer {
+            request = request.header(AUTH_HEADER, signer.header(path, unix_now()));
+        }
+        let request = request
+            .body(Empty::new())
+            .map_err(|e| Error::Http(e.to_string()))?;
+        self.send
+            .ready()
+            .await
+            .map_err(|e| Error::Http(e.to_string()))?;
+        self.send
+            .send_request(request)
+            .await
+            .map_err(|e| Error::Http(e.to_string()))
+    }
+
+    async fn get_all(&mut self, ep: &HttpEndpoint, path: &str) -> Result<Bytes, Error> {
+        let response = self.get(ep, path).await?;
+        if !response.status().is_success() {
+            return Err(Error::Status {
+                status: response.status().as_u16(),
+                path: path.to_owned(),
+            });
+        }
+        // Manifests are small: 32 bytes a chunk. Bound what we buffer anyway.
+        let limited = http_body_util::Limited::new(response.into_body(), 4 << 20);
+        Ok(limited
+            .collect()
+            .await
+            .map_err(|e| Error::Http(e.to_string()))?
+            .to_bytes())
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Framed stream
+// ---------------------------------------------------------------------------------------------
+
+/// Frame header version for transfer messages on a stream.
+const FRAME_VERSION: u8 = 1;
+
+/// How [`send_framed`] sends.
+#[derive(Debug, Clone)]
+pub struct SendOptions {
+    /// The sender machine's configuration (window, timeouts, bandwidth cap).
+    pub config: Arc<SenderConfig>,
+    /// Test hook: alters the first transmission of this chunk (with a valid message checksum),
+    /// as an attacker on the path would. Never set it outside tests.
+    #[doc(hidden)]
+    pub danger_tamper_chunk_once: Option<u32>,
+}
+
+impl Default for SendOptions {
+    fn default() -> Self {
+        Self {
+            config: Arc::new(SenderConfig::default()),
+            danger_tamper_chunk_once: None,
+        }
+    }
+}
+
+/// What a framed send did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendReport {
+    /// Chunks the receiver already held (resume).
+    pub already_held: u32,
+    /// Chunk data bytes sent, retransmissions included.
+    pub chunk_bytes_sent: u64,
+    /// Retransmissions.
+    pub retransmissions: u64,
+}
+
+/// Sends `file` (described by `manifest`) over a framed stream and returns once the receiver
+/// acknowledged every chunk as stored.
+pub async fn send_framed<S>(
+    stream: &mut S,
+    manifest: SignedManifest,
+    file: &Path,
+    options: &SendOptions,
+) -> Result<SendReport, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let source = File::open(file).map_err(file_err(file))?;
+    let max_frame = frame_limit(manifest.chunk_count());
+    let mut sender = Sender::new(options.config.clone(), Instant::now());
+    sender
+        .offer(Instant::now(), manifest, ChunkSource::OnDemand, None)
+        .map_err(|e| Error::Http(e.to_string()))?;
+    let mut tamper = options.danger_tamper_chunk_once;
+    let mut decoder = FrameDecoder::new(max_frame);
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut chunk = Vec::new();
+    let mut input = vec![0u8; 64 * 1024];
+    let mut already_held = 0;
+    loop {
+        let mut completed = false;
+        while let Some(event) = sender.poll_event() {
+            match event {
+                SenderEvent::ChunkNeeded {
+                    transfer,
+                    index,
+                    offset,
+                    len,
+                } => {
+                    chunk.resize(len, 0);
+                    source.read_exact_at(&mut chunk, offset).map_err(file_err(file))?;
+                    sender
+                        .provide_chunk(Instant::now(), transfer, index, &chunk)
+                        .map_err(|e| Error::Http(e.to_string()))?;
+                }
+                SenderEvent::Accepted { already_held: n, .. } => already_held = n,
+                SenderEvent::Completed { .. } => completed = true,
+                SenderEvent::Failed { reason, .. } | SenderEvent::Closed { reason } => {
+                    return Err(reason.into());
+                }
+                _ => {}
+            }
+        }
+        while sender.poll_transmit(&mut buf).is_some() {
+            if let Some(target) = tamper {
+                if let Ok(Message::Chunk {
+                    transfer,
+                    index,
+                    seq,
+                    data,
+                }) = Message::decode(&buf)
+                {
+                    if index == target {
+                        let mut bad = data.to_vec();
+                        if let Some(b) = bad.first_mut() {
+                            *b ^= 0xff;
+                        }
+                        let mut forged = Vec::new();
+                        Message::Chunk {
+                            transfer,
+                            index,
+                            seq,
+                            data: &bad,
+                        }
+                        .encode(&mut forged);
+                        buf = forged;
+                        tamper = None;
+                    }
+                }
+            }
+            encode_frame(&mut out, FRAME_VERSION, buf.get(1).copied().unwrap_or(0), &buf);
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await.map_err(stream_err)?;
+            stream.flush().await.map_err(stream_err)?;
+            out.clear();
+        }
+        if completed {
+            let stats = sender.stats();
+            let _ = stream.shutdown().await;
+            return Ok(SendReport {
+                already_held,
+                chunk_bytes_sent: stats.chunk_bytes_sent,
+                retransmissions: stats.retransmissions,
+            });
+        }
+        let deadline = sender.poll_timeout();
+        tokio::select! {
+            read = stream.read(&mut input) => match read {
+                Ok(0) => return Err(Error::Closed),
+                Ok(n) => feed(&mut decoder, &input[..n], |m| { let _ = sender.handle_input(Instant::now(), m); })?,
+                Err(e) => return Err(stream_err(e)),
+            },
+            () = sleep_until(deadline) => sender.handle_timeout(Instant::now()),
+        }
+    }
+}
+
+/// How [`receive_framed`] receives.
+#[derive(Debug, Clone)]
+pub struct ReceiveOptions {
+    /// The receiver machine's configuration (trusted keys, window, limits).
+    pub config: Arc<ReceiverConfig>,
+}
+
+/// Receives one file over a framed stream into `dest` (through `dest.part`), resuming a
+/// previous partial download of the same signed manifest. Further offers on the connection are
+/// refused. Returns once `dest` holds the verified file.
+pub async fn receive_framed<S>(
+    stream: &mut S,
+    dest: &Path,
+    options: &ReceiveOptions,
+    mut progress: impl FnMut(Progress),
+) -> Result<FetchReport, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let config = &options.config;
+    let mut receiver = Receiver::new(config.clone(), Instant::now());
+    if let Some(partial) = PartFile::load_partial(dest, &config.trusted_keys, config.max_chunks) {
+        receiver.add_partial(partial);
+    }
+    let flush_every = (config.max_window / 2).max(1) as usize;
+    let mut decoder = FrameDecoder::new(frame_limit(config.max_chunks));
+    let mut part: Option<(TransferId, PartFile)> = None;
+    let mut pending: Vec<u32> = Vec::new();
+    let (mut received, mut rejected) = (0u64, 0u64);
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut input = vec![0u8; 256 * 1024];
+    let mut completed = false;
+    loop {
+        while let Some(event) = receiver.poll_event() {
+            match event {
+                ReceiverEvent::Offered {
+                    transfer, manifest, ..
+                } => {
+                    if part.is_some() {
+                        let _ = receiver.cancel(Instant::now(), transfer);
+                        continue;
+                    }
+                    let file = PartFile::open(dest, manifest, &config.trusted_keys)?;
+                    progress(file.progress(received, rejected, false));
+                    part = Some((transfer, file));
+                }
+                ReceiverEvent::ChunkVerified {
+                    transfer,
+                    index,
+                    data,
+                    ..
+                } => {
+                    if let Some((_, file)) = part.as_mut().filter(|(t, _)| *t == transfer) {
+                        received += data.len() as u64;
+                        file.write_chunk(index, &data)?;
+                        pending.push(index);
+                        progress(file.progress(received, rejected, false));
+                    }
+                }
+                ReceiverEvent::ChunkRejected { index, .. } => {
+                    rejected += 1;
+                    tracing::warn!(index, "chunk failed verification against the signed manifest");
+                }
+                ReceiverEvent::CopyChunk {
+                    transfer, index, ..
+                } => {
+                    let _ = receiver.local_chunk(Instant::now(), transfer, index, &[]);
+                }
+                ReceiverEvent::Completed { transfer, .. } => {
+                    completed = part.as_ref().is_some_and(|(t, _)| *t == transfer);
+                }
+                ReceiverEvent::Failed { transfer, reason } => {
+                    if part.as_ref().is_some_and(|(t, _)| *t == transfer) {
+                        return Err(reason.into());
+                    }
+                }
+                ReceiverEvent::Closed { reason } => return Err(reason.into()),
+                _ => {}
+            }
+        }
+        if pending.len() >= flush_every {
+            flush_pending(&mut receiver, &mut part, &mut pending)?;
+            continue;
+        }
+        while receiver.poll_transmit(&mut buf).is_some() {
+            encode_frame(&mut out, FRAME_VERSION, buf.get(1).copied().unwrap_or(0), &buf);
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await.map_err(stream_err)?;
+            stream.flush().await.map_err(stream_err)?;
+            out.clear();
+        }
+        if completed {
+            // INVARIANT: `completed` is set only for the transfer held in `part`.
+            let (_, file) = part.take().expect("INVARIANT: completed transfer has a file");
+            let mut last = file.progress(received, rejected, true);
+            file.finish()?;
+            last.stored_bytes = last.total_bytes;
+            progress(last);
+            let _ = stream.shutdown().await;
+            return Ok(FetchReport { progress: last });
+        }
+        let deadline = receiver.poll_timeout();
+        tokio::select! {
+            biased;
+            read = stream.read(&mut input) => match read {
+                Ok(0) => {
+                    flush_pending(&mut receiver, &mut part, &mut pending)?;
+                    return Err(Error::Closed);
+                }
+                Ok(n) => feed(&mut decoder, &input[..n], |m| { let _ = receiver.handle_input(Instant::now(), m); })?,
+                Err(e) => {
+                    flush_pending(&mut receiver, &mut part, &mut pending)?;
+                    return Err(stream_err(e));
+                }
+            },
+            () = tokio::task::yield_now(), if !pending.is_empty() => {
+                // Nothing more to read right now: make what arrived durable and acknowledge it.
+                flush_pending(&mut receiver, &mut part, &mut pending)?;
+            }
+            () = sleep_until(deadline) => receiver.handle_timeout(Instant::now()),
+        }
+    }
+}
+
+fn flush_pending(
+    receiver: &mut Receiver,
+    part: &mut Option<(TransferId, PartFile)>,
+    pending: &mut Vec<u32>,
+) -> Result<(), Error> {
+    let Some((transfer, file)) = part.as_mut() else {
+        pending.clear();
+        return Ok(());
+    };
+    if pending.is_empty() {
+        return Ok(());
+    }
+    file.persist()?;
+    for index in pending.drain(..) {
+        let _ = receiver.chunk_stored(Instant::now(), *transfer, index);
+    }
+    Ok(())
+}
+
+fn frame_limit(max_chunks: u32) -> u32 {
+    MAX_CHUNK_SIZE.max(max_chunks.saturating_mul(32)) + 4096
+}
+
+fn feed(
+    decoder: &mut FrameDecoder,
+    mut input: &[u8],
+    mut on_message: impl FnMut(&[u8]),
+) -> Result<(), Error> {
+    while !input.is_empty() {
+        let (used, frame) = decoder
+            .decode(input)
+            .map_err(|e| Error::Transfer(TransferError::Decode(e)))?;
+        if let Some(frame) = frame {
+            on_message(frame.body);
+        }
+        input = &input[used..];
+    }
+    Ok(())
+}
+
+fn stream_err(e: io::Error) -> Error {
+    Error::Connection {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source: e,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
