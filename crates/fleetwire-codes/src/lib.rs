@@ -47,9 +47,9 @@
 //! // A user types the code sloppily: case, spaces and dashes do not matter.
 //! let typed = printed.to_lowercase().replace('-', " ");
 //! let presented = spec.parse(&typed)?; // a typo fails here, before it costs a token
-//! guard.check("203.0.113.7", now)?;
-//! assert!(registry.contains(&presented)); // the lookup; on a miss: guard.record_failure(..)
-//! guard.record_success("203.0.113.7", now);
+//! let ticket = guard.begin("203.0.113.7", now)?; // counted as wrong until shown otherwise
+//! let found = registry.contains(&presented); // the lookup
+//! guard.finish(ticket, found, now);
 //! assert_eq!(thing.connect(now, UserId(1), &presented)?, Connected::BecameAdministrator);
 //! assert_eq!(thing.connect(now, UserId(2), &presented)?, Connected::RequestPending);
 //! thing.approve(now, UserId(1), UserId(2))?;
@@ -185,11 +185,14 @@
 //!
 //! ## Throttling
 //!
-//! [`AttemptGuard`] is the interface the accounts crate's lockout engine will implement (it has
-//! not landed yet). Parse first — a malformed or mistyped code costs nothing — then
-//! [`AttemptGuard::check`], then the lookup, then `record_failure` or `record_success`.
-//! [`GcraGuard`] is a complete in-memory implementation: a GCRA per source with bounded memory
-//! that fails closed when full.
+//! [`AttemptGuard`] is reserve-before-verify: parse first — a malformed or mistyped code costs
+//! nothing — then [`AttemptGuard::begin`] (the attempt counts as a wrong code from here, so
+//! parallel attempts cannot overrun the budget), then the lookup, then
+//! [`AttemptGuard::finish`] with whether a thing matched. Two implementations: [`GcraGuard`], a
+//! GCRA per source with bounded memory that fails closed when full (a found code refunds only
+//! itself), and `LockoutGuard` (feature `lockout`, on by default), which puts the accounts
+//! crate's `fleetwire_auth::lockout::LockoutEngine` behind the trait: blocks that grow with
+//! further wrong codes and a hard limit that locks a source until an operator clears it.
 
 mod access;
 mod alphabet;
@@ -211,5 +214,7 @@ pub use code::{
 pub use error::{GenerateError, ParseError, SpecError};
 pub use generate::{BATCH_BYTES, CodeGenerator, CodeRegistry, DEFAULT_UNIQUE_ATTEMPTS};
 pub use math::{EXACT_TERMS_LIMIT, combinations, guess_probability, guesses_for_probability};
-pub use throttle::{AttemptGuard, GcraGuard, Throttled};
+#[cfg(feature = "lockout")]
+pub use throttle::LockoutGuard;
+pub use throttle::{AttemptGuard, GcraGuard, GcraTicket, Throttled};
 pub use time::UnixTime;

@@ -30,16 +30,13 @@ impl Server {
             Ok(code) => code,
             Err(e) => return Outcome::Typo(e),
         };
-        if let Err(t) = self.guard.check(source, now) {
-            return Outcome::Throttled(t);
-        }
-        if let Some(&id) = self.things.get(&code) {
-            self.guard.record_success(source, now);
-            Outcome::Found(id)
-        } else {
-            self.guard.record_failure(source, now);
-            Outcome::NoSuchThing
-        }
+        let ticket = match self.guard.begin(source, now) {
+            Ok(ticket) => ticket,
+            Err(t) => return Outcome::Throttled(t),
+        };
+        let found = self.things.get(&code).copied();
+        self.guard.finish(ticket, found.is_some(), now);
+        found.map_or(Outcome::NoSuchThing, Outcome::Found)
     }
 }
 
