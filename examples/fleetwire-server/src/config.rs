@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub(crate) struct Config {
     pub(crate) session: SessionSettings,
     pub(crate) http: HttpSettings,
+    pub(crate) sensor: crate::loggers::SensorSettings,
+    pub(crate) accounts: crate::accounts::AccountsSettings,
+    pub(crate) content: crate::content::ContentSettings,
 }
 
 /// The HTTPS API and the plain-HTTP port.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
@@ -24,13 +24,16 @@ use crate::serve::{Ctx, Service};
 pub(crate) fn api(ctx: &Arc<Ctx>) -> Router {
     Router::new()
         .route("/v1/status", get(status))
+        .merge(crate::content::routes())
         .with_state(ctx.clone())
+        .merge(crate::accounts::api(ctx))
 }
 
 /// Routes served over plain HTTP too; anything else redirects to HTTPS on `https_port`.
 pub(crate) fn plain(ctx: &Arc<Ctx>, https_port: u16) -> Router {
     Router::new()
         .fallback(move |request: Request| async move { redirect_to_https(https_port, &request) })
+        .merge(crate::content::routes())
         .with_state(ctx.clone())
 }
 
@@ -129,7 +132,7 @@ async fn accept_loop(
         };
         let (tls, app) = (tls.clone(), app.clone());
         tokio::spawn(async move {
-            let service = TowerToHyperService::new(app);
+            let service = TowerToHyperService::new(app.layer(axum::Extension(ConnectInfo(peer))));
             let builder = {
                 let mut b = hyper::server::conn::http1::Builder::new();
                 b.timer(TokioTimer::new())

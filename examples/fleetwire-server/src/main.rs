@@ -10,9 +10,12 @@
 #![allow(clippy::disallowed_methods)] // the server reads the clock
 #![allow(clippy::print_stdout)] // a command-line program prints
 
+mod accounts;
 mod certs;
 mod config;
+mod content;
 mod http;
+mod loggers;
 mod players;
 mod serve;
 mod store;
@@ -46,6 +49,20 @@ enum Command {
     /// Provision and manage signage players.
     #[command(subcommand)]
     Player(players::PlayerCommand),
+    /// Provision and list sensor loggers.
+    #[command(subcommand)]
+    Logger(loggers::LoggerCommand),
+    /// Print a logger's readings in real units (CSV or JSON).
+    Readings(loggers::ReadingsArgs),
+    /// Manage user accounts (read a new password from standard input).
+    #[command(subcommand)]
+    User(accounts::UserCommand),
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(accounts::AuditCommand),
+    /// Publish content to players (signed manifests, served over HTTP and HTTPS).
+    #[command(subcommand)]
+    Content(content::ContentCommand),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +93,11 @@ fn run(cli: Cli) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .block_on(serve::serve(&cli.data_dir, store)),
         Command::Player(cmd) => players::cli(cmd, &store),
+        Command::Logger(cmd) => loggers::cli(cmd, &store),
+        Command::Readings(args) => loggers::readings(&args, &store),
+        Command::User(cmd) => accounts::user_cli(cmd, &store, &cli.data_dir),
+        Command::Audit(cmd) => accounts::audit_cli(cmd, &store),
+        Command::Content(cmd) => content::cli(cmd, &cli.data_dir, &store),
     }
 }
 

@@ -50,7 +50,13 @@ pub(crate) async fn serve(data_dir: &Path, store: Arc<Store>) -> Result<(), Stri
         shutdown,
         sessions: OnceLock::new(),
     });
-    let services = vec![players::start(&ctx).await?, http::start(&ctx).await?];
+    let services = vec![
+        players::start(&ctx).await?,
+        crate::loggers::start(&ctx).await?,
+        crate::accounts::start(&ctx).await?,
+        crate::content::start(&ctx).await?,
+        http::start(&ctx).await?,
+    ];
     println!("data directory: {}", ctx.data_dir.display());
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!("Ctrl-C: closing every session");

@@ -1,0 +1,922 @@
+//! `/v1/auth/…`: the accounts JSON API (HTTPS only). Every error is JSON `{"error": "…"}` with
+//! a reason a person can act on; none tells whether an account exists.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post, put};
+use fleetwire_auth::UnixTime;
+use fleetwire_auth::audit::AuditEvent;
+use fleetwire_auth::captcha::CaptchaChallenge;
+use fleetwire_auth::hash::MAX_PASSWORD_BYTES;
+use fleetwire_auth::lockout::{LockStatus, LockoutKey, Outcome};
+use fleetwire_auth::recovery::RecoveryCodes;
+use fleetwire_auth::session::{Activity, SessionInfo};
+use fleetwire_auth::totp::Totp;
+use rand_core::OsRng;
+use rusqlite::{OptionalExtension, params};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::{Accounts, LOGIN_NS, UserRow, canonical_name, now, state, token_digest, user_by_id};
+use crate::serve::Ctx;
+
+/// The accounts routes, merged into the HTTPS router.
+pub(crate) fn api(ctx: &Arc<Ctx>) -> Router {
+    let accounts = match state(ctx) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("accounts API not available: {e}");
+            return Router::new();
+        }
+    };
+    Router::new()
+        .route("/v1/auth/login", post(login))
+        .route("/v1/auth/logout", post(logout))
+        .route("/v1/auth/captcha", get(captcha))
+        .route("/v1/auth/me", get(me))
+        .route("/v1/auth/me/idle-timeout", put(set_idle))
+        .route("/v1/auth/reset/request", post(reset_request))
+        .route("/v1/auth/reset/complete", post(reset_complete))
+        .route("/v1/auth/mfa/enroll", post(mfa_enroll))
+        .route("/v1/auth/mfa/confirm", post(mfa_confirm))
+        .route("/v1/auth/check", get(check))
+        .route("/v1/auth/roles", post(roles))
+        .with_state(accounts)
+}
+
+type A = State<Arc<Accounts>>;
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn error_with(status: StatusCode, message: &str, extra: Value) -> Response {
+    let mut body = json!({ "error": message });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    (status, Json(body)).into_response()
+}
+
+fn retry(status: StatusCode, message: &str, retry_after_ms: u64) -> Response {
+    let mut r = error_with(status, message, json!({ "retry_after_ms": retry_after_ms }));
+    if let Ok(v) = retry_after_ms.div_ceil(1000).max(1).to_string().parse() {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+fn internal(e: &str) -> Response {
+    tracing::error!("accounts: {e}");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error; try again",
+    )
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))
+}
+
+fn challenge_json(c: &CaptchaChallenge) -> Value {
+    json!({ "id": c.id, "svg": c.svg, "expires_at_ms": c.expires_at.as_millis() })
+}
+
+const GENERIC: &str = "wrong user name or password";
+const LOCKED: &str = "too many failed attempts; try again later";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    user: String,
+    password: String,
+    #[serde(default)]
+    totp: Option<String>,
+    #[serde(default)]
+    recovery_code: Option<String>,
+    #[serde(default)]
+    captcha_id: Option<String>,
+    #[serde(default)]
+    captcha_answer: Option<String>,
+}
+
+/// Why the second factor failed.
+enum MfaResult {
+    Ok,
+    Missing,
+    Wrong,
+}
+
+#[allow(clippy::too_many_lines)] // one login, in order
+async fn login(
+    State(a): A,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
+    let req: LoginRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let name = canonical_name(&req.user);
+    if name.is_empty() || name.len() > 254 {
+        return error(StatusCode::BAD_REQUEST, "user: 1 to 254 characters");
+    }
+    if req.password.len() > MAX_PASSWORD_BYTES {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("password: at most {MAX_PASSWORD_BYTES} bytes"),
+        );
+    }
+    let t = now();
+    let origin = peer.ip().to_string();
+    // 1. Throttles per source and global: cheap refusals before anything else.
+    if let Err(th) = {
+        let mut e = a.engines();
+        let r = e.throttle.check(LOGIN_NS, origin.as_bytes(), t);
+        if r.is_err() {
+            e.throttled += 1;
+        }
+        r
+    } {
+        return retry(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many login attempts; slow down",
+            th.retry_after_ms,
+        );
+    }
+    // 2. A place on the Argon2 pool, before anything is counted: a full pool refuses at once.
+    let Some(slot) = a.pool.try_slot() else {
+        a.engines().busy += 1;
+        return retry(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is busy; try again shortly",
+            1000,
+        );
+    };
+    // 3. Lockout and CAPTCHA, keyed by the submitted name whether or not it exists.
+    let key = LockoutKey::untrusted(LOGIN_NS, name.as_bytes());
+    let gate = {
+        let mut e = a.engines();
+        if let LockStatus::Locked(l) = e.lockout.status(&key, t) {
+            Err(l)
+        } else {
+        let failures = e.lockout.failures(&key, t);
+        if e.captcha.required(failures) {
+            let solved = match (&req.captcha_id, &req.captcha_answer) {
+                (Some(id), Some(answer)) => e.captcha.solve(id, answer, t).map_err(|e| e.to_string()),
+                _ => Err("a CAPTCHA is required: type the digits shown".to_owned()),
+            };
+            if let Err(why) = solved {
+                let c = e.captcha.issue(t, &mut OsRng);
+                return error_with(
+                    StatusCode::UNAUTHORIZED,
+                    &why,
+                    json!({ "captcha_required": true, "captcha": challenge_json(&c) }),
+                );
+            }
+        }
+            e.lockout.begin_attempt(&key, t)
+        }
+    };
+    let ticket = match gate {
+        Ok(ticket) => ticket,
+        Err(l) => return locked(&a, &name, &origin, l.until, t).await,
+    };
+    // 4. The account, if any; then exactly one Argon2 verification either way.
+    let lookup = name.clone();
+    let user = match a.db(move |c| super::user_by_name(c, &lookup)).await {
+        Ok(u) => u,
+        Err(e) => return internal(&e),
+    };
+    let hasher = a.hasher.clone();
+    let phc = user.as_ref().map(|u| u.phc.clone());
+    let password = req.password.clone();
+    let verified = a
+        .pool
+        .run(slot, move || match phc {
+            Some(phc) => match hasher.verify(&password, &phc) {
+                Ok(v) if v.needs_rehash => Some(hasher.hash(&password, &mut OsRng).ok()),
+                Ok(_) => Some(None),
+                Err(_) => None,
+            },
+            None => {
+                let _ = hasher.verify_unknown_user(&password);
+                None
+            }
+        })
+        .await;
+    let (Some(user), Some(Some(rehash))) = (user.clone(), verified.clone()) else {
+        a.engines().lockout.finish(ticket, Outcome::Failure, now());
+        let who = user.map_or_else(|| a.pseudonym(&name), |u| u.id);
+        a.audit(AuditEvent::LoginFailed {
+            user: who,
+            origin,
+        });
+        return error(StatusCode::UNAUTHORIZED, GENERIC);
+    };
+    // 5. The password was right: administrator lock, then the second factor.
+    if user.locked {
+        a.engines().lockout.finish(ticket, Outcome::Failure, now());
+        a.audit(AuditEvent::LoginLocked {
+            user: user.id.clone(),
+            origin,
+        });
+        return error(
+            StatusCode::FORBIDDEN,
+            "this account is locked; ask an administrator",
+        );
+    }
+    if user.mfa {
+        let (id, totp, recovery) = (user.id.clone(), req.totp.clone(), req.recovery_code.clone());
+        let result = a
+            .db(move |c| check_second_factor(c, &id, totp.as_deref(), recovery.as_deref(), t))
+            .await;
+        match result {
+            Ok(MfaResult::Ok) => {}
+            Ok(r) => {
+                a.engines().lockout.finish(ticket, Outcome::Failure, now());
+                a.audit(AuditEvent::LoginFailed {
+                    user: user.id.clone(),
+                    origin,
+                });
+                return if matches!(r, MfaResult::Missing) {
+                    error_with(
+                        StatusCode::UNAUTHORIZED,
+                        "a second factor is required: send totp (or recovery_code) with the password",
+                        json!({ "mfa_required": true }),
+                    )
+                } else {
+                    error(
+                        StatusCode::UNAUTHORIZED,
+                        "the one-time code or recovery code is not valid",
+                    )
+                };
+            }
+            Err(e) => return internal(&e),
+        }
+    }
+    // 6. Signed in.
+    let (token, info, new_origin) = {
+        let mut e = a.engines();
+        let t = now();
+        e.lockout.finish(ticket, Outcome::Success, t);
+        let new_origin = e.origins.observe(&user.id, &origin);
+        e.sessions.set_idle_timeout(&user.id, user.idle_ms(&a.settings));
+        let (token, info) = e.sessions.create(&user.id, t, &mut OsRng);
+        (token, info, new_origin)
+    };
+    let (id, digest, o, created) = (
+        user.id.clone(),
+        token_digest(&token),
+        origin.clone(),
+        info.created_at.as_millis(),
+    );
+    let stored = a
+        .db(move |c| {
+            c.execute(
+                "INSERT INTO auth_sessions (digest, user_id, created_ms, origin) VALUES (?1, ?2, ?3, ?4)",
+                params![digest, id, created, o],
+            )?;
+            c.execute(
+                "UPDATE auth_users SET last_login_at = ?2 WHERE id = ?1",
+                params![id, crate::unix_now()],
+            )?;
+            if let Some(phc) = rehash {
+                c.execute(
+                    "UPDATE auth_users SET phc = ?2 WHERE id = ?1",
+                    params![id, phc],
+                )?;
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = stored {
+        return internal(&e);
+    }
+    if new_origin {
+        tracing::warn!(user = %user.id, %origin, "sign-in from a new origin");
+    }
+    a.audit(AuditEvent::LoginSucceeded {
+        user: user.id.clone(),
+        origin,
+        new_origin,
+    });
+    Json(json!({
+        "token": token,
+        "user": user.name,
+        "groups": user.groups,
+        "expires_at_ms": info.expires_at.as_millis(),
+        "new_origin": new_origin,
+    }))
+    .into_response()
+}
+
+async fn locked(
+    a: &Accounts,
+    name: &str,
+    origin: &str,
+    until: Option<UnixTime>,
+    t: UnixTime,
+) -> Response {
+    let who = match a
+        .db({
+            let n = name.to_owned();
+            move |c| super::user_by_name(c, &n)
+        })
+        .await
+    {
+        Ok(Some(u)) => u.id,
+        _ => a.pseudonym(name),
+    };
+    a.audit(AuditEvent::LoginLocked {
+        user: who,
+        origin: origin.to_owned(),
+    });
+    match until {
+        Some(u) => retry(StatusCode::TOO_MANY_REQUESTS, LOCKED, u.millis_since(t)),
+        None => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed attempts; reset the password or ask an administrator",
+        ),
+    }
+}
+
+/// Checks a TOTP code (single use per time step) or uses a recovery code, under the store lock.
+fn check_second_factor(
+    c: &mut rusqlite::Connection,
+    id: &str,
+    totp: Option<&str>,
+    recovery: Option<&str>,
+    t: UnixTime,
+) -> rusqlite::Result<MfaResult> {
+    let row: Option<(Option<String>, Option<u64>, Option<String>)> = c
+        .query_row(
+            "SELECT mfa, mfa_last_step, recovery FROM auth_users WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((Some(secret), last, codes)) = row else {
+        return Ok(MfaResult::Wrong);
+    };
+    if let Some(code) = totp {
+        let Ok(totp) = serde_json::from_str::<Totp>(&secret) else {
+            return Ok(MfaResult::Wrong);
+        };
+        return Ok(match totp.verify(code, t, last) {
+            Ok(step) => {
+                c.execute(
+                    "UPDATE auth_users SET mfa_last_step = ?2 WHERE id = ?1",
+                    params![id, step],
+                )?;
+                MfaResult::Ok
+            }
+            Err(_) => MfaResult::Wrong,
+        });
+    }
+    if let Some(code) = recovery {
+        let Some(mut codes) = codes.and_then(|s| serde_json::from_str::<RecoveryCodes>(&s).ok())
+        else {
+            return Ok(MfaResult::Wrong);
+        };
+        return Ok(match codes.redeem(code) {
+            Ok(_) => {
+                let json = serde_json::to_string(&codes).unwrap_or_default();
+                c.execute(
+                    "UPDATE auth_users SET recovery = ?2 WHERE id = ?1",
+                    params![id, json],
+                )?;
+                MfaResult::Ok
+            }
+            Err(_) => MfaResult::Wrong,
+        });
+    }
+    Ok(MfaResult::Missing)
+}
+
+/// A signed-in request: the session (checked, idle timer extended unless the request says
+/// `X-Fleetwire-Activity: background`) and the current account row.
+struct Authed {
+    token: String,
+    info: SessionInfo,
+    user: UserRow,
+}
+
+async fn authed(a: &Accounts, headers: &HeaderMap) -> Result<Authed, Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 128)
+        .ok_or_else(|| {
+            error(
+                StatusCode::UNAUTHORIZED,
+                "sign in first: send Authorization: Bearer <token from /v1/auth/login>",
+            )
+        })?
+        .to_owned();
+    let activity = match headers
+        .get("x-fleetwire-activity")
+        .and_then(|h| h.to_str().ok())
+    {
+        Some("background") => Activity::Background,
+        _ => Activity::User,
+    };
+    let info = a
+        .engines()
+        .sessions
+        .check(&token, now(), activity)
+        .map_err(|e| error(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    let id = info.user.clone();
+    let user = a
+        .db(move |c| user_by_id(c, &id))
+        .await
+        .map_err(|e| internal(&e))?;
+    match user {
+        Some(user) if !user.locked => Ok(Authed { token, info, user }),
+        found => {
+            a.engines().sessions.end_all(&info.user);
+            Err(if found.is_some() {
+                error(
+                    StatusCode::FORBIDDEN,
+                    "this account is locked; ask an administrator",
+                )
+            } else {
+                error(StatusCode::UNAUTHORIZED, "session not found; sign in again")
+            })
+        }
+    }
+}
+
+async fn logout(State(a): A, headers: HeaderMap) -> Response {
+    let s = match authed(&a, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    a.engines().sessions.end(&s.token);
+    let digest = token_digest(&s.token);
+    if let Err(e) = a
+        .db(move |c| c.execute("DELETE FROM auth_sessions WHERE digest = ?1", [digest]))
+        .await
+    {
+        return internal(&e);
+    }
+    a.audit(AuditEvent::AdminAction {
+        actor: s.user.id.clone(),
+        action: "logout".into(),
+        target: s.user.id,
+    });
+    Json(json!({ "ok": true })).into_response()
+}
+
+async fn captcha(State(a): A) -> Response {
+    let c = a.engines().captcha.issue(now(), &mut OsRng);
+    Json(challenge_json(&c)).into_response()
+}
+
+async fn me(State(a): A, headers: HeaderMap) -> Response {
+    match authed(&a, &headers).await {
+        Ok(s) => Json(json!({
+            "id": s.user.id,
+            "user": s.user.name,
+            "email": s.user.email,
+            "groups": s.user.groups,
+            "mfa": s.user.mfa,
+            "created_at": s.user.created_at,
+            "idle_timeout_secs": s.user.idle_ms(&a.settings).map(|ms| ms / 1000),
+            "session_expires_at_ms": s.info.expires_at.as_millis(),
+        }))
+        .into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdleRequest {
+    /// Seconds, or `null` for off.
+    idle_timeout_secs: Option<u64>,
+}
+
+async fn set_idle(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
+    let s = match authed(&a, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let req: IdleRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if req.idle_timeout_secs == Some(0) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "idle_timeout_secs: a number of seconds (at least 1), or null for off",
+        );
+    }
+    let stored = req.idle_timeout_secs.unwrap_or(0);
+    let id = s.user.id.clone();
+    if let Err(e) = a
+        .db(move |c| {
+            c.execute(
+                "UPDATE auth_users SET idle_timeout_secs = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, stored, crate::unix_now()],
+            )
+        })
+        .await
+    {
+        return internal(&e);
+    }
+    a.engines().sessions.set_idle_timeout(
+        &s.user.id,
+        req.idle_timeout_secs.map(|n| n.saturating_mul(1000)),
+    );
+    Json(json!({ "ok": true, "idle_timeout_secs": req.idle_timeout_secs })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetRequest {
+    user: String,
+}
+
+const RESET_SENT: &str = "if an account with that name exists, a reset link is on its way";
+
+async fn reset_request(
+    State(a): A,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
+    let req: ResetRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let name = canonical_name(&req.user);
+    if name.is_empty() || name.len() > 254 {
+        return error(StatusCode::BAD_REQUEST, "user: 1 to 254 characters");
+    }
+    let t = now();
+    if let Err(th) = a
+        .engines()
+        .throttle
+        .check("reset", peer.ip().to_string().as_bytes(), t)
+    {
+        return retry(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many reset requests; slow down",
+            th.retry_after_ms,
+        );
+    }
+    let lookup = name.clone();
+    let user = match a.db(move |c| super::user_by_name(c, &lookup)).await {
+        Ok(u) => u,
+        Err(e) => return internal(&e),
+    };
+    let who = user.as_ref().map_or_else(|| a.pseudonym(&name), |u| u.id.clone());
+    a.audit(AuditEvent::ResetRequested { user: who });
+    // Same answer, same work on the request path, whether or not the account exists: the mail
+    // goes out from a separate task.
+    if let Some(user) = user.filter(|u| !u.locked) {
+        if let Some(to) = user.email.clone() {
+            let token = a
+                .engines()
+                .resets
+                .issue(&user.id, user.password_version, t, &mut OsRng);
+            let a2 = a.clone();
+            tokio::spawn(async move {
+                let (digest, id, expires) = (
+                    token_digest(&token),
+                    user.id.clone(),
+                    t.plus_secs(a2.settings.reset_lifetime_secs).as_millis(),
+                );
+                let row = a2
+                    .db(move |c| {
+                        c.execute("DELETE FROM auth_reset_tokens WHERE user_id = ?1", [&id])?;
+                        c.execute(
+                            "INSERT INTO auth_reset_tokens (digest, user_id, expires_ms) VALUES (?1, ?2, ?3)",
+                            params![digest, id, expires],
+                        )
+                    })
+                    .await;
+                if let Err(e) = row {
+                    tracing::error!("reset token row: {e}");
+                }
+                let body = format!(
+                    "Someone asked to reset the password of {}.\n\nReset it here (the link works once, for {} minutes):\n{}{token}\n\nIf it was not you, ignore this message.",
+                    user.name,
+                    a2.settings.reset_lifetime_secs / 60,
+                    a2.settings.reset_url,
+                );
+                super::send_mail(&a2, to, "fleetwire password reset".into(), body).await;
+            });
+        }
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "ok": true, "message": RESET_SENT })),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetComplete {
+    token: String,
+    password: String,
+}
+
+async fn reset_complete(State(a): A, body: Bytes) -> Response {
+    let req: ResetComplete = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if req.password.len() > MAX_PASSWORD_BYTES || req.token.len() > 128 {
+        return error(StatusCode::BAD_REQUEST, "token or password too long");
+    }
+    let t = now();
+    let id = match a.engines().resets.user_of(&req.token, t) {
+        Ok(id) => id.to_owned(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let lookup = id.clone();
+    let user = match a.db(move |c| user_by_id(c, &lookup)).await {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "this reset link is invalid or was already used; request a new one",
+            );
+        }
+        Err(e) => return internal(&e),
+    };
+    // The password is checked before the token is used, so a rejected password can be retried.
+    let accepted = match a.policy.accept(&req.password, &user.policy_context()) {
+        Ok(p) => p,
+        Err(violations) => {
+            let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
+            return error_with(
+                StatusCode::BAD_REQUEST,
+                "the new password does not meet the rules",
+                json!({ "violations": list }),
+            );
+        }
+    };
+    let Some(slot) = a.pool.try_slot() else {
+        return retry(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is busy; try again shortly",
+            1000,
+        );
+    };
+    let hasher = a.hasher.clone();
+    let phc = match a
+        .pool
+        .run(slot, move || hasher.hash(accepted.as_str(), &mut OsRng))
+        .await
+    {
+        Some(Ok(phc)) => phc,
+        Some(Err(e)) => return internal(&e.to_string()),
+        None => return internal("hashing thread gone"),
+    };
+    // Use the token now: single use, bound to the password version.
+    if let Err(e) = a
+        .engines()
+        .resets
+        .redeem(&req.token, user.password_version, now())
+    {
+        return error(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    let (uid, version) = (user.id.clone(), user.password_version);
+    let updated = a
+        .db(move |c| {
+            let n = c.execute(
+                "UPDATE auth_users SET phc = ?2, password_version = password_version + 1, updated_at = ?4 WHERE id = ?1 AND password_version = ?3",
+                params![uid, phc, version, crate::unix_now()],
+            )?;
+            c.execute("DELETE FROM auth_reset_tokens WHERE user_id = ?1", [&uid])?;
+            c.execute("DELETE FROM auth_sessions WHERE user_id = ?1", [&uid])?;
+            Ok(n)
+        })
+        .await;
+    match updated {
+        Ok(1) => {}
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the password was changed since this link was sent; request a new one",
+            );
+        }
+        Err(e) => return internal(&e),
+    }
+    {
+        let mut e = a.engines();
+        e.sessions.end_all(&user.id);
+        e.resets.password_changed(&user.id);
+        e.lockout
+            .clear(&LockoutKey::untrusted(LOGIN_NS, user.name.as_bytes()));
+        if let Some(email) = &user.email {
+            e.lockout
+                .clear(&LockoutKey::untrusted(LOGIN_NS, email.as_bytes()));
+        }
+    }
+    a.audit(AuditEvent::ResetCompleted {
+        user: user.id.clone(),
+    });
+    Json(json!({ "ok": true, "message": "password changed; sign in with the new password" }))
+        .into_response()
+}
+
+async fn mfa_enroll(State(a): A, headers: HeaderMap) -> Response {
+    let s = match authed(&a, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if s.user.mfa {
+        return error(
+            StatusCode::CONFLICT,
+            "two-factor sign-in is already on for this account",
+        );
+    }
+    let totp = Totp::generate(&mut OsRng);
+    let (secret, uri) = (
+        totp.secret_base32(),
+        totp.provisioning_uri("fleetwire", &s.user.name),
+    );
+    let (id, json) = (
+        s.user.id.clone(),
+        serde_json::to_string(&totp).unwrap_or_default(),
+    );
+    if let Err(e) = a
+        .db(move |c| {
+            c.execute(
+                "UPDATE auth_users SET mfa_pending = ?2 WHERE id = ?1",
+                params![id, json],
+            )
+        })
+        .await
+    {
+        return internal(&e);
+    }
+    Json(json!({
+        "secret": secret,
+        "otpauth_uri": uri,
+        "next": "POST /v1/auth/mfa/confirm with {\"code\": \"<6 digits from the app>\"}",
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmRequest {
+    code: String,
+}
+
+async fn mfa_confirm(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
+    let s = match authed(&a, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let req: ConfirmRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let id = s.user.id.clone();
+    let t = now();
+    let result = a
+        .db(move |c| {
+            let pending: Option<String> = c.query_row(
+                "SELECT mfa_pending FROM auth_users WHERE id = ?1",
+                [&id],
+                |r| r.get(0),
+            )?;
+            let Some(totp) = pending.and_then(|p| serde_json::from_str::<Totp>(&p).ok()) else {
+                return Ok(Err("start with POST /v1/auth/mfa/enroll"));
+            };
+            let Ok(step) = totp.verify(&req.code, t, None) else {
+                return Ok(Err(
+                    "the code is not valid; check the time on your device and try the next code",
+                ));
+            };
+            let (plain, codes) = RecoveryCodes::generate(10, &mut OsRng);
+            c.execute(
+                "UPDATE auth_users SET mfa = mfa_pending, mfa_pending = NULL, mfa_last_step = ?2, recovery = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, step, serde_json::to_string(&codes).unwrap_or_default(), crate::unix_now()],
+            )?;
+            Ok(Ok(plain))
+        })
+        .await;
+    match result {
+        Ok(Ok(codes)) => {
+            a.audit(AuditEvent::AdminAction {
+                actor: s.user.id.clone(),
+                action: "mfa_enabled".into(),
+                target: s.user.id,
+            });
+            Json(json!({
+                "ok": true,
+                "recovery_codes": codes,
+                "message": "two-factor sign-in is on; keep the recovery codes somewhere safe, they are shown once",
+            }))
+            .into_response()
+        }
+        Ok(Err(why)) => error(StatusCode::BAD_REQUEST, why),
+        Err(e) => internal(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CheckQuery {
+    right: String,
+}
+
+async fn check(
+    State(a): A,
+    headers: HeaderMap,
+    q: Result<Query<CheckQuery>, QueryRejection>,
+) -> Response {
+    let s = match authed(&a, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Ok(Query(q)) = q else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "missing ?right=<dotted right name>",
+        );
+    };
+    match s.user.roles(&a.settings).check(&s.user.id, &q.right) {
+        Ok(()) => Json(json!({ "allowed": true, "right": q.right })).into_response(),
+        Err(e) => error(StatusCode::FORBIDDEN, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleRequest {
+    user: String,
+    group: String,
+    grant: bool,
+}
+
+async fn roles(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
+    let s = match authed(&a, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(e) = s.user.roles(&a.settings).check(&s.user.id, "user.roles") {
+        return error(StatusCode::FORBIDDEN, e.to_string());
+    }
+    let req: RoleRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if !a.settings.groups.contains_key(&req.group) {
+        let known: Vec<&String> = a.settings.groups.keys().collect();
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("no group {:?}; groups: {known:?}", req.group),
+        );
+    }
+    let (name, group, grant) = (req.user.clone(), req.group.clone(), req.grant);
+    let changed = a
+        .db(move |c| {
+            let Some(u) = super::user_by_name(c, &name)? else {
+                return Ok(None);
+            };
+            let mut groups = u.groups.clone();
+            groups.retain(|g| *g != group);
+            if grant {
+                groups.push(group);
+            }
+            groups.sort();
+            c.execute(
+                "UPDATE auth_users SET groups = ?2, updated_at = ?3 WHERE id = ?1",
+                params![u.id, groups.join(","), crate::unix_now()],
+            )?;
+            Ok(Some((u.id, groups)))
+        })
+        .await;
+    match changed {
+        Ok(Some((id, groups))) => {
+            a.audit(AuditEvent::RoleChanged {
+                actor: s.user.id,
+                user: id,
+                group: req.group,
+                granted: req.grant,
+            });
+            Json(json!({ "ok": true, "user": canonical_name(&req.user), "groups": groups }))
+                .into_response()
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such user"),
+        Err(e) => internal(&e),
+    }
+}
