@@ -48,8 +48,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use fleetwire_transfer::{
-    Bitmap, ChunkSource, DEFAULT_MAX_CHUNKS, MAX_CHUNK_SIZE, Message, Partial, PublicKey,
-    Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig, SenderEvent, SignedManifest,
+    Bitmap, ChunkSource, DEFAULT_MAX_CHUNKS, MAX_CHUNK_SIZE, Message, Partial, PublicKey, Receiver,
+    ReceiverConfig, ReceiverEvent, Sender, SenderConfig, SenderEvent, SignedManifest,
     TransferError, TransferId,
 };
 use fleetwire_wire::{FrameDecoder, Writer, encode_frame};
@@ -137,7 +137,9 @@ pub enum Error {
     },
     /// Every chunk verified but the file on disk does not match the whole-file digest (the disk
     /// changed it); the bad chunks were marked missing: run again to fetch them.
-    #[error("the stored file does not match its signed SHA-256; {bad_chunks} chunks will be fetched again")]
+    #[error(
+        "the stored file does not match its signed SHA-256; {bad_chunks} chunks will be fetched again"
+    )]
     AtRest {
         /// Chunks found bad on disk.
         bad_chunks: u32,
@@ -204,7 +206,11 @@ impl PartFile {
 
     /// Opens the download of `manifest` into `dest`: resumes `dest.part` if its record is for
     /// the same signed manifest, starts afresh otherwise.
-    pub fn open(dest: &Path, manifest: SignedManifest, trusted: &[PublicKey]) -> Result<Self, Error> {
+    pub fn open(
+        dest: &Path,
+        manifest: SignedManifest,
+        trusted: &[PublicKey],
+    ) -> Result<Self, Error> {
         let part = Self::part_path(dest);
         let state = Self::state_path(dest);
         let count = manifest.chunk_count();
@@ -214,26 +220,23 @@ impl PartFile {
                 let len = std::fs::metadata(&part).ok()?.len();
                 (len == manifest.length()).then(|| p.stored().clone())
             });
-        let (file, stored) = match resumed {
-            Some(stored) => {
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&part)
-                    .map_err(file_err(&part))?;
-                (file, stored)
-            }
-            None => {
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(&part)
-                    .map_err(file_err(&part))?;
-                file.set_len(manifest.length()).map_err(file_err(&part))?;
-                (file, Bitmap::new(count))
-            }
+        let (file, stored) = if let Some(stored) = resumed {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&part)
+                .map_err(file_err(&part))?;
+            (file, stored)
+        } else {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&part)
+                .map_err(file_err(&part))?;
+            file.set_len(manifest.length()).map_err(file_err(&part))?;
+            (file, Bitmap::new(count))
         };
         let resumed = stored.count();
         let mut me = Self {
@@ -420,7 +423,9 @@ impl RequestSigner {
 
     /// The header value for a request of `path` at `unix_secs`.
     pub fn header(&self, path: &str, unix_secs: u64) -> String {
-        let sig = self.key.sign(&auth_message(&self.player_id, unix_secs, path));
+        let sig = self
+            .key
+            .sign(&auth_message(&self.player_id, unix_secs, path));
         format!(
             "{}.{unix_secs}.{}",
             hex::encode(self.player_id),
@@ -453,7 +458,9 @@ pub struct RequestAuth {
 #[non_exhaustive]
 pub enum AuthError {
     /// The header is not `<32 hex>.<secs>.<128 hex>`.
-    #[error("malformed x-fleetwire-player header (expected <player id hex>.<unix secs>.<signature hex>)")]
+    #[error(
+        "malformed x-fleetwire-player header (expected <player id hex>.<unix secs>.<signature hex>)"
+    )]
     Malformed,
     /// The time is too far from the server's clock.
     #[error("request time is {skew_secs} s from the server's clock (limit {limit_secs} s)")]
@@ -611,6 +618,7 @@ pub struct FetchReport {
 /// Downloads content `content_id` into `dest` over HTTP(S), resuming `dest.part` if a previous
 /// run left one. `progress` is called after every stored chunk. Returns when `dest` holds the
 /// verified file.
+#[allow(clippy::too_many_lines)] // one run loop, read top to bottom
 pub async fn fetch_http(
     endpoint: &HttpEndpoint,
     content_id: &str,
@@ -622,7 +630,11 @@ pub async fn fetch_http(
     if options.window == 0 {
         return Err(Error::InvalidOption("window must be at least 1"));
     }
-    if content_id.is_empty() || !content_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+    if content_id.is_empty()
+        || !content_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
         return Err(Error::InvalidOption(
             "content id must be letters, digits and '-'",
         ));
@@ -687,7 +699,10 @@ pub async fn fetch_http(
             Some(Got::Rejected { index, len }) => {
                 received += len as u64;
                 rejected += 1;
-                tracing::warn!(index, "chunk failed verification against the signed manifest: fetching it again");
+                tracing::warn!(
+                    index,
+                    "chunk failed verification against the signed manifest: fetching it again"
+                );
                 permits.add_permits(1);
             }
             Some(Got::Failed(e)) => {
@@ -761,7 +776,11 @@ async fn http_worker(w: Worker) {
         permit.forget();
         let result = async {
             if conn.is_none() {
-                conn = Some(HttpConn::connect(&w.endpoint).await.map_err(|e| (start, e))?);
+                conn = Some(
+                    HttpConn::connect(&w.endpoint)
+                        .await
+                        .map_err(|e| (start, e))?,
+                );
             }
             // INVARIANT: set just above.
             let c = conn.as_mut().expect("INVARIANT: connected");
@@ -850,7 +869,10 @@ async fn fetch_range(
             }
         }
         if !data.is_empty() {
-            return Err((end, Error::Http("response body longer than the chunks asked for".into())));
+            return Err((
+                end,
+                Error::Http("response body longer than the chunks asked for".into()),
+            ));
         }
     }
     Ok(())
@@ -900,8 +922,13 @@ impl HttpConn {
         Ok(Self { send, task })
     }
 
-    async fn get(&mut self, ep: &HttpEndpoint, path: &str) -> Result<hyper::Response<Incoming>, Error> {
-        let mut request = hyper::Request::get(path).header(hyper::header::HOST, ep.addr.to_string());
+    async fn get(
+        &mut self,
+        ep: &HttpEndpoint,
+        path: &str,
+    ) -> Result<hyper::Response<Incoming>, Error> {
+        let mut request =
+            hyper::Request::get(path).header(hyper::header::HOST, ep.addr.to_string());
         if let Some(signer) = &ep.signer {
             request = request.header(AUTH_HEADER, signer.header(path, unix_now()));
         }
@@ -982,6 +1009,7 @@ pub struct SendReport {
 
 /// Sends `file` (described by `manifest`) over a framed stream and returns once the receiver
 /// acknowledged every chunk as stored.
+#[allow(clippy::too_many_lines)] // one run loop, read top to bottom
 pub async fn send_framed<S>(
     stream: &mut S,
     manifest: SignedManifest,
@@ -1015,12 +1043,16 @@ where
                     len,
                 } => {
                     chunk.resize(len, 0);
-                    source.read_exact_at(&mut chunk, offset).map_err(file_err(file))?;
+                    source
+                        .read_exact_at(&mut chunk, offset)
+                        .map_err(file_err(file))?;
                     sender
                         .provide_chunk(Instant::now(), transfer, index, &chunk)
                         .map_err(|e| Error::Http(e.to_string()))?;
                 }
-                SenderEvent::Accepted { already_held: n, .. } => already_held = n,
+                SenderEvent::Accepted {
+                    already_held: n, ..
+                } => already_held = n,
                 SenderEvent::Completed { .. } => completed = true,
                 SenderEvent::Failed { reason, .. } | SenderEvent::Closed { reason } => {
                     return Err(reason.into());
@@ -1055,7 +1087,12 @@ where
                     }
                 }
             }
-            encode_frame(&mut out, FRAME_VERSION, buf.get(1).copied().unwrap_or(0), &buf);
+            encode_frame(
+                &mut out,
+                FRAME_VERSION,
+                buf.get(1).copied().unwrap_or(0),
+                &buf,
+            );
         }
         if !out.is_empty() {
             stream.write_all(&out).await.map_err(stream_err)?;
@@ -1093,6 +1130,7 @@ pub struct ReceiveOptions {
 /// Receives one file over a framed stream into `dest` (through `dest.part`), resuming a
 /// previous partial download of the same signed manifest. Further offers on the connection are
 /// refused. Returns once `dest` holds the verified file.
+#[allow(clippy::too_many_lines)] // one run loop, read top to bottom
 pub async fn receive_framed<S>(
     stream: &mut S,
     dest: &Path,
@@ -1145,7 +1183,10 @@ where
                 }
                 ReceiverEvent::ChunkRejected { index, .. } => {
                     rejected += 1;
-                    tracing::warn!(index, "chunk failed verification against the signed manifest");
+                    tracing::warn!(
+                        index,
+                        "chunk failed verification against the signed manifest"
+                    );
                 }
                 ReceiverEvent::CopyChunk {
                     transfer, index, ..
@@ -1155,10 +1196,10 @@ where
                 ReceiverEvent::Completed { transfer, .. } => {
                     completed = part.as_ref().is_some_and(|(t, _)| *t == transfer);
                 }
-                ReceiverEvent::Failed { transfer, reason } => {
-                    if part.as_ref().is_some_and(|(t, _)| *t == transfer) {
-                        return Err(reason.into());
-                    }
+                ReceiverEvent::Failed { transfer, reason }
+                    if part.as_ref().is_some_and(|(t, _)| *t == transfer) =>
+                {
+                    return Err(reason.into());
                 }
                 ReceiverEvent::Closed { reason } => return Err(reason.into()),
                 _ => {}
@@ -1169,7 +1210,12 @@ where
             continue;
         }
         while receiver.poll_transmit(&mut buf).is_some() {
-            encode_frame(&mut out, FRAME_VERSION, buf.get(1).copied().unwrap_or(0), &buf);
+            encode_frame(
+                &mut out,
+                FRAME_VERSION,
+                buf.get(1).copied().unwrap_or(0),
+                &buf,
+            );
         }
         if !out.is_empty() {
             stream.write_all(&out).await.map_err(stream_err)?;
@@ -1178,7 +1224,9 @@ where
         }
         if completed {
             // INVARIANT: `completed` is set only for the transfer held in `part`.
-            let (_, file) = part.take().expect("INVARIANT: completed transfer has a file");
+            let (_, file) = part
+                .take()
+                .expect("INVARIANT: completed transfer has a file");
             let mut last = file.progress(received, rejected, true);
             file.finish()?;
             last.stored_bytes = last.total_bytes;

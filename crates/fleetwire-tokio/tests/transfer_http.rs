@@ -35,10 +35,17 @@ async fn file_arrives_identical_over_http_and_https_and_never_partial_under_its_
         let calls = Arc::new(AtomicU64::new(0));
         let seen = calls.clone();
         let check = dest.clone();
-        let report = fetch_http(ep, "5", &dest, &trusted(), &FetchOptions::default(), |p: Progress| {
-            seen.fetch_add(1, Ordering::Relaxed);
-            assert_no_partial_under(&check, p.done);
-        })
+        let report = fetch_http(
+            ep,
+            "5",
+            &dest,
+            &trusted(),
+            &FetchOptions::default(),
+            |p: Progress| {
+                seen.fetch_add(1, Ordering::Relaxed);
+                assert_no_partial_under(&check, p.done);
+            },
+        )
         .await
         .unwrap();
         assert!(report.progress.done);
@@ -101,7 +108,10 @@ async fn killed_at_random_points_resumes_and_refetches_at_most_one_window() {
         reached.notified().await;
         task.abort();
         let _ = task.await;
-        assert!(!dest.exists(), "the final name appeared for an unfinished download");
+        assert!(
+            !dest.exists(),
+            "the final name appeared for an unfinished download"
+        );
         let first_run_sent = server.sent.load(Ordering::SeqCst);
         let resumed = Arc::new(Mutex::new(None));
         let seen = resumed.clone();
@@ -118,7 +128,10 @@ async fn killed_at_random_points_resumes_and_refetches_at_most_one_window() {
             "round {round}: {refetched} bytes sent in the killed run were not kept (window {window_bytes})"
         );
         let total = server.sent.load(Ordering::SeqCst);
-        assert!(total - data.len() as u64 <= window_bytes, "round {round}: total {total}");
+        assert!(
+            total - data.len() as u64 <= window_bytes,
+            "round {round}: total {total}"
+        );
         assert_eq!(report.progress.resumed_bytes, resumed);
     }
 }

@@ -67,7 +67,11 @@ pub fn server_name() -> ServerName<'static> {
 /// The final file never exists before the download says it is done.
 pub fn assert_no_partial_under(dest: &Path, done: bool) {
     if !done {
-        assert!(!dest.exists(), "{} appeared before verification", dest.display());
+        assert!(
+            !dest.exists(),
+            "{} appeared before verification",
+            dest.display()
+        );
     }
 }
 
@@ -110,14 +114,17 @@ impl ContentServer {
         });
         let (cert, key) = self_signed();
         let fingerprint = tls::fingerprint(&cert);
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(vec![cert], key).unwrap());
+        let acceptor =
+            tokio_rustls::TlsAcceptor::from(tls::server_config(vec![cert], key).unwrap());
         let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let secure = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (http, https) = (plain.local_addr().unwrap(), secure.local_addr().unwrap());
         let c1 = content.clone();
         let t1 = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = plain.accept().await else { return };
+                let Ok((tcp, _)) = plain.accept().await else {
+                    return;
+                };
                 let c = c1.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |r| handle(c.clone(), r));
@@ -129,10 +136,14 @@ impl ContentServer {
         });
         let t2 = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = secure.accept().await else { return };
+                let Ok((tcp, _)) = secure.accept().await else {
+                    return;
+                };
                 let (c, acceptor) = (content.clone(), acceptor.clone());
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
                     let svc = service_fn(move |r| handle(c.clone(), r));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tls), svc)
@@ -151,6 +162,7 @@ impl ContentServer {
     }
 }
 
+#[allow(clippy::unused_async)] // hyper wants a future
 async fn handle(
     c: Arc<Content>,
     r: Request<hyper::body::Incoming>,
