@@ -1,0 +1,591 @@
+//! Content for players (S1): `content add FILE --to PLAYER|all` stores the file
+//! content-addressed under `data/content/`, builds and signs its manifest with the server's
+//! content-signing key (`data/content.key`, created on first use, mode 0600), assigns it, and
+//! updates each affected player's configuration hash (a digest over its assigned manifests).
+//! The running server polls the store every 2 s and tells connected players a changed hash in
+//! the next heartbeat reply; the player then fetches over HTTP(S):
+//!
+//! - `GET /v1/content/{id}/manifest`: the signed manifest.
+//! - `GET /v1/content/{id}/chunks/{index}?count=N`: chunks `index..index+N` (N ≤ 64).
+//!
+//! Both are served on HTTPS and on plain HTTP (every chunk is verified by the player against
+//! the signed manifest, so plain HTTP cannot alter content). Every request must carry the
+//! player's signature ([`fleetwire_tokio::transfer::AUTH_HEADER`]), and content is served only
+//! to the players it was published to. Bytes sent are recorded per player.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use clap::Subcommand;
+use fleetwire_session::{ConfigHash, PlayerId};
+use fleetwire_tokio::transfer::{AUTH_HEADER, MAX_CHUNKS_PER_REQUEST, RequestAuth};
+use fleetwire_transfer::{ContentSigner, FileKind, ManifestBuilder, decode_unverified};
+use ring::rand::{SecureRandom, SystemRandom};
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::serve::{Ctx, Service};
+use crate::store::Store;
+use crate::unix_now;
+
+/// The content tables.
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS content (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    sha256     TEXT NOT NULL,
+    length     INTEGER NOT NULL,
+    manifest   BLOB NOT NULL,
+    added_at   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS content_assignments (
+    content INTEGER NOT NULL REFERENCES content(id) ON DELETE CASCADE,
+    player  BLOB NOT NULL,            -- a player id, or X'' for every player
+    PRIMARY KEY (content, player)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS content_bytes_sent (
+    player BLOB PRIMARY KEY,
+    bytes  INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+";
+
+/// `[content]` in fleetwire.toml.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ContentSettings {
+    /// Bytes per chunk in new manifests (1 B to 1 MiB).
+    pub(crate) chunk_size: u32,
+    /// How far a player's request time may be from the server's clock, in seconds.
+    pub(crate) request_time_tolerance_secs: u64,
+}
+
+impl Default for ContentSettings {
+    fn default() -> Self {
+        Self {
+            chunk_size: 256 * 1024,
+            request_time_tolerance_secs: 300,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ContentCommand {
+    /// Publish a file to one player or to all.
+    Add {
+        /// The file.
+        file: PathBuf,
+        /// A player id, or `all` (every player, present and future).
+        #[arg(long)]
+        to: String,
+        /// Bytes per chunk (default from fleetwire.toml, 256 KiB).
+        #[arg(long)]
+        chunk_size: Option<u32>,
+    },
+    /// List published content, its assignments, and bytes sent per player.
+    List,
+    /// Print the content-signing public key players must trust (hex).
+    Key,
+}
+
+/// Runs a `content` command.
+pub(crate) fn cli(cmd: ContentCommand, data_dir: &Path, store: &Store) -> Result<(), String> {
+    let settings = crate::config::Config::load_or_create(&data_dir.join("fleetwire.toml"))?.content;
+    match cmd {
+        ContentCommand::Add {
+            file,
+            to,
+            chunk_size,
+        } => {
+            let signer = signer(data_dir)?;
+            let target = if to == "all" {
+                None
+            } else {
+                let id: PlayerId = to
+                    .parse()
+                    .map_err(|e| format!("--to {to}: not a player id or `all` ({e})"))?;
+                let known: Option<i64> = store
+                    .conn()
+                    .query_row(
+                        "SELECT 1 FROM players WHERE id = ?1",
+                        [&id.as_bytes()[..]],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(|e| e.to_string())?;
+                if known.is_none() {
+                    return Err(format!("no player {id}"));
+                }
+                Some(id)
+            };
+            let (id, length) = add(
+                data_dir,
+                store,
+                &signer,
+                &file,
+                target,
+                chunk_size.unwrap_or(settings.chunk_size),
+            )?;
+            println!(
+                "content {id}: {} ({length} bytes) published to {to}",
+                file.display()
+            );
+            Ok(())
+        }
+        ContentCommand::List => {
+            let conn = store.conn();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT c.id, c.name, c.length, c.sha256, \
+                     (SELECT group_concat(CASE WHEN length(a.player) = 0 THEN 'all' ELSE hex(a.player) END, ' ') \
+                      FROM content_assignments a WHERE a.content = c.id) \
+                     FROM content c ORDER BY c.id",
+                )
+                .map_err(|e| e.to_string())?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                    ))
+                })
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{:<6} {:<24} {:>12}  {:<16} TO",
+                "ID", "NAME", "BYTES", "SHA-256"
+            );
+            for row in rows {
+                let (id, name, length, sha, to) = row.map_err(|e| e.to_string())?;
+                println!(
+                    "{id:<6} {name:<24} {length:>12}  {:<16} {}",
+                    &sha[..16.min(sha.len())],
+                    to.unwrap_or_default().to_lowercase()
+                );
+            }
+            let mut stmt = conn
+                .prepare("SELECT hex(player), bytes FROM content_bytes_sent ORDER BY player")
+                .map_err(|e| e.to_string())?;
+            let sent = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(|e| e.to_string())?;
+            for row in sent {
+                let (player, bytes) = row.map_err(|e| e.to_string())?;
+                println!("sent to {}: {bytes} bytes", player.to_lowercase());
+            }
+            Ok(())
+        }
+        ContentCommand::Key => {
+            println!("{}", hex::encode(signer(data_dir)?.public_key().0));
+            Ok(())
+        }
+    }
+}
+
+/// The content-signing key: `data/content.key` (a 32-byte Ed25519 seed, mode 0600), created on
+/// first use.
+pub(crate) fn signer(data_dir: &Path) -> Result<ContentSigner, String> {
+    let path = data_dir.join("content.key");
+    let mut seed = [0u8; 32];
+    match std::fs::File::open(&path) {
+        Ok(mut f) => {
+            f.read_exact(&mut seed)
+                .map_err(|e| format!("{}: {e} (expected a 32-byte key)", path.display()))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            SystemRandom::new()
+                .fill(&mut seed)
+                .map_err(|_| "no system randomness")?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            options
+                .open(&path)
+                .and_then(|mut f| f.write_all(&seed).and_then(|()| f.sync_all()))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            println!("created the content-signing key {}", path.display());
+        }
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    }
+    Ok(ContentSigner::from_seed(&seed))
+}
+
+/// Stores, signs and assigns a file; returns its content id and length.
+fn add(
+    data_dir: &Path,
+    store: &Store,
+    signer: &ContentSigner,
+    file: &Path,
+    to: Option<PlayerId>,
+    chunk_size: u32,
+) -> Result<(i64, u64), String> {
+    let dir = data_dir.join("content");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let id: i64 = store
+        .conn()
+        .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM content", [], |r| {
+            r.get(0)
+        })
+        .map_err(|e| e.to_string())?;
+    let file_id = u64::try_from(id).map_err(|_| "bad content id")?;
+    let mut builder = ManifestBuilder::new(FileKind::Media, file_id, 1, chunk_size)
+        .map_err(|e| format!("--chunk-size {chunk_size}: {e}"))?;
+    let mut src =
+        std::fs::File::open(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let tmp = dir.join(format!(".incoming-{}", std::process::id()));
+    let mut copy =
+        std::fs::File::create(&tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = src
+            .read(&mut buf)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        if n == 0 {
+            break;
+        }
+        builder.update(&buf[..n]);
+        copy.write_all(&buf[..n])
+            .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    }
+    copy.sync_all().map_err(|e| e.to_string())?;
+    let manifest = builder.finish();
+    let sha = hex::encode(manifest.file_digest());
+    std::fs::rename(&tmp, dir.join(&sha)).map_err(|e| e.to_string())?;
+    let signed = manifest.sign(signer);
+    let name = file
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let player: Vec<u8> = to.map(|p| p.as_bytes().to_vec()).unwrap_or_default();
+    {
+        let mut conn = store.conn();
+        let tx = conn.transaction().map_err(|e| e.to_string())?;
+        tx.execute(
+            "INSERT INTO content (id, name, sha256, length, manifest, added_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id,
+                name,
+                sha,
+                i64::try_from(manifest.length()).unwrap_or(i64::MAX),
+                signed.as_bytes(),
+                unix_now()
+            ],
+        )
+        .map_err(|e| e.to_string())?;
+        tx.execute(
+            "INSERT INTO content_assignments (content, player) VALUES (?1, ?2)",
+            params![id, player],
+        )
+        .map_err(|e| e.to_string())?;
+        refresh_config_hashes(&tx, to).map_err(|e| e.to_string())?;
+        tx.commit().map_err(|e| e.to_string())?;
+    }
+    Ok((id, manifest.length()))
+}
+
+/// Recomputes `players.config_hash` for one player, or every player: SHA-256 over
+/// `"fleetwire config v1\0"` and, per assigned content in id order, `id:u64be ‖ SHA-256(signed
+/// manifest)`.
+fn refresh_config_hashes(
+    conn: &rusqlite::Connection,
+    only: Option<PlayerId>,
+) -> rusqlite::Result<()> {
+    let players: Vec<Vec<u8>> = match only {
+        Some(p) => vec![p.as_bytes().to_vec()],
+        None => {
+            let mut stmt = conn.prepare("SELECT id FROM players")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        }
+    };
+    let mut stmt = conn.prepare(
+        "SELECT c.id, c.manifest FROM content c WHERE EXISTS (SELECT 1 FROM content_assignments a \
+         WHERE a.content = c.id AND (a.player = ?1 OR length(a.player) = 0)) ORDER BY c.id",
+    )?;
+    let mut update = conn.prepare("UPDATE players SET config_hash = ?2 WHERE id = ?1")?;
+    for player in players {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(b"fleetwire config v1\0");
+        let rows = stmt.query_map([&player], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        for row in rows {
+            let (id, manifest) = row?;
+            ctx.update(&id.to_be_bytes());
+            ctx.update(ring::digest::digest(&ring::digest::SHA256, &manifest).as_ref());
+        }
+        update.execute(params![player, ctx.finish().as_ref()])?;
+    }
+    Ok(())
+}
+
+/// Bytes of content sent per player since the last flush to the store.
+static SENT: Mutex<BTreeMap<PlayerId, u64>> = Mutex::new(BTreeMap::new());
+
+/// Starts the task that pushes changed configuration hashes to connected players and writes
+/// bytes sent per player, every 2 s.
+pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
+    // Create the key on first run, so `content key` and the server agree from the start.
+    let data_dir = ctx.data_dir.clone();
+    tokio::task::spawn_blocking(move || signer(&data_dir).map(|_| ()))
+        .await
+        .map_err(|e| e.to_string())??;
+    let ctx = ctx.clone();
+    let mut stop = ctx.shutdown.clone();
+    Ok(tokio::spawn(async move {
+        let mut told: HashMap<PlayerId, [u8; 32]> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => {
+                    flush_sent(&ctx.store).await;
+                    return Ok(());
+                }
+            }
+            flush_sent(&ctx.store).await;
+            let Some(sessions) = ctx.sessions.get() else {
+                continue;
+            };
+            let online = sessions.online();
+            if online.is_empty() {
+                continue;
+            }
+            let store = ctx.store.clone();
+            let hashes = tokio::task::spawn_blocking(move || config_hashes(&store, &online)).await;
+            let Ok(Ok(hashes)) = hashes else {
+                continue;
+            };
+            for (player, hash) in hashes {
+                if told.get(&player) != Some(&hash) {
+                    sessions.set_config_hash(&player, Some(ConfigHash(hash)));
+                    told.insert(player, hash);
+                }
+            }
+        }
+    }))
+}
+
+fn config_hashes(store: &Store, ids: &[PlayerId]) -> rusqlite::Result<Vec<(PlayerId, [u8; 32])>> {
+    let conn = store.conn();
+    let mut stmt = conn.prepare_cached("SELECT config_hash FROM players WHERE id = ?1")?;
+    let mut out = Vec::new();
+    for id in ids {
+        let hash: Option<Option<Vec<u8>>> = stmt
+            .query_row([&id.as_bytes()[..]], |r| r.get(0))
+            .optional()?;
+        if let Some(h) = hash
+            .flatten()
+            .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+        {
+            out.push((*id, h));
+        }
+    }
+    Ok(out)
+}
+
+async fn flush_sent(store: &Arc<Store>) {
+    let sent = std::mem::take(&mut *SENT.lock().unwrap_or_else(PoisonError::into_inner));
+    if sent.is_empty() {
+        return;
+    }
+    let store = store.clone();
+    let result = tokio::task::spawn_blocking(move || -> rusqlite::Result<()> {
+        let mut conn = store.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut add = tx.prepare_cached(
+                "INSERT INTO content_bytes_sent (player, bytes) VALUES (?1, ?2) \
+                 ON CONFLICT(player) DO UPDATE SET bytes = bytes + excluded.bytes",
+            )?;
+            for (player, bytes) in sent {
+                add.execute(params![
+                    &player.as_bytes()[..],
+                    i64::try_from(bytes).unwrap_or(i64::MAX)
+                ])?;
+            }
+        }
+        tx.commit()
+    })
+    .await;
+    if let Ok(Err(e)) = result {
+        tracing::error!("recording bytes sent failed: {e}");
+    }
+}
+
+/// The content routes, for both the HTTPS API and plain HTTP.
+pub(crate) fn routes() -> Router<Arc<Ctx>> {
+    Router::new()
+        .route("/v1/content/{id}/manifest", get(manifest))
+        .route("/v1/content/{id}/chunks/{index}", get(chunks))
+}
+
+#[derive(Deserialize)]
+struct ChunkQuery {
+    count: Option<u32>,
+}
+
+async fn manifest(
+    State(ctx): State<Arc<Ctx>>,
+    UrlPath(id): UrlPath<i64>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    match authorize(&ctx, id, &headers, &uri).await {
+        Ok((_, item)) => octets(item.manifest),
+        Err(response) => response,
+    }
+}
+
+async fn chunks(
+    State(ctx): State<Arc<Ctx>>,
+    UrlPath((id, index)): UrlPath<(i64, u32)>,
+    Query(query): Query<ChunkQuery>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let count = query.count.unwrap_or(1);
+    if count == 0 || count > MAX_CHUNKS_PER_REQUEST {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("count must be 1 to {MAX_CHUNKS_PER_REQUEST}\n"),
+        )
+            .into_response();
+    }
+    let (player, item) = match authorize(&ctx, id, &headers, &uri).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let Ok(manifest) = decode_unverified(&item.manifest, u32::MAX) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let chunks = manifest.chunk_count();
+    if index >= chunks {
+        return (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            format!("chunk {index} is past the last chunk ({chunks} chunks)\n"),
+        )
+            .into_response();
+    }
+    let end = index.saturating_add(count).min(chunks);
+    let offset = manifest.chunk_offset(index);
+    let len = (manifest.chunk_offset(end).min(manifest.length()) - offset) as usize;
+    let path = ctx.data_dir.join("content").join(&item.sha256);
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let f = std::fs::File::open(&path)?;
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    })
+    .await;
+    match read {
+        Ok(Ok(bytes)) => {
+            *SENT
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(player)
+                .or_default() += bytes.len() as u64;
+            octets(bytes)
+        }
+        Ok(Err(e)) => {
+            tracing::error!(content = id, "cannot read content: {e}");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+fn octets(bytes: Vec<u8>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from(bytes),
+    )
+        .into_response()
+}
+
+struct Item {
+    manifest: Vec<u8>,
+    sha256: String,
+}
+
+/// Checks the player's signature and that the content was published to it.
+async fn authorize(
+    ctx: &Arc<Ctx>,
+    id: i64,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<(PlayerId, Item), Response> {
+    let refuse = |status: StatusCode, why: String| (status, format!("{why}\n")).into_response();
+    let Some(value) = headers.get(AUTH_HEADER).and_then(|v| v.to_str().ok()) else {
+        return Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            format!("missing {AUTH_HEADER} header (a player's signed request)"),
+        ));
+    };
+    let auth =
+        RequestAuth::parse(value).map_err(|e| refuse(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    let path = uri
+        .path_and_query()
+        .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned());
+    let player = PlayerId::from_bytes(auth.player_id);
+    let store = ctx.store.clone();
+    let found = tokio::task::spawn_blocking(move || -> rusqlite::Result<_> {
+        let conn = store.conn();
+        let verifier: Option<(Vec<u8>, bool)> = conn
+            .prepare_cached("SELECT verifier, approved FROM players WHERE id = ?1")?
+            .query_row([&player.as_bytes()[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let item: Option<(Vec<u8>, String)> = conn
+            .prepare_cached(
+                "SELECT c.manifest, c.sha256 FROM content c WHERE c.id = ?1 AND EXISTS \
+                 (SELECT 1 FROM content_assignments a WHERE a.content = c.id \
+                  AND (a.player = ?2 OR length(a.player) = 0))",
+            )?
+            .query_row(params![id, &player.as_bytes()[..]], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        Ok((verifier, item))
+    })
+    .await;
+    let Ok(Ok((verifier, item))) = found else {
+        return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    };
+    let Some((verifier, true)) = verifier else {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "unknown or unapproved player".into(),
+        ));
+    };
+    let Ok(verifier) = <[u8; 32]>::try_from(verifier.as_slice()) else {
+        return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    };
+    let now = u64::try_from(unix_now()).unwrap_or(0);
+    auth.verify(
+        &path,
+        now,
+        ctx.config.content.request_time_tolerance_secs,
+        &verifier,
+    )
+    .map_err(|e| refuse(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    let Some((manifest, sha256)) = item else {
+        return Err(refuse(
+            StatusCode::NOT_FOUND,
+            format!("no content {id} for this player"),
+        ));
+    };
+    Ok((player, Item { manifest, sha256 }))
+}
