@@ -866,13 +866,14 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
                     return Err(format!("no group {g:?}; groups: {}", known.join(", ")));
                 }
             }
-            let idle = match idle_timeout.as_deref() {
-                None => None,
-                Some("off") => Some(0),
-                Some(s) => Some(s.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    format!("--idle-timeout {s:?}: a number of seconds, or off")
-                })?),
-            };
+            let idle =
+                match idle_timeout.as_deref() {
+                    None => None,
+                    Some("off") => Some(0),
+                    Some(s) => Some(s.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        format!("--idle-timeout {s:?}: a number of seconds, or off")
+                    })?),
+                };
             eprintln!("password for {name} (one line on standard input):");
             let mut password = String::new();
             std::io::stdin()
@@ -910,7 +911,9 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
                 )
                 .map_err(|e| e.to_string())?;
             if n == 0 {
-                return Err(format!("a user named {name:?} (or with that e-mail) exists"));
+                return Err(format!(
+                    "a user named {name:?} (or with that e-mail) exists"
+                ));
             }
             audit(&mut conn, "user_add", &id)?;
             println!("added {name} ({id}) groups: {}", groups.join(","));
@@ -1032,9 +1035,15 @@ fn set_locked(store: &Store, name: &str, lock: bool) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     if lock {
-        println!("locked {} ({}); its sessions end at their next request", user.name, user.id);
+        println!(
+            "locked {} ({}); its sessions end at their next request",
+            user.name, user.id
+        );
     } else {
-        println!("unlocked {} ({}); failed-login blocks cleared", user.name, user.id);
+        println!(
+            "unlocked {} ({}); failed-login blocks cleared",
+            user.name, user.id
+        );
     }
     Ok(())
 }
@@ -1045,7 +1054,9 @@ pub(crate) fn audit_cli(cmd: AuditCommand, store: &Store) -> Result<(), String> 
         AuditCommand::Verify => {
             let (count, head) = verify_audit(&store.conn())?;
             println!("audit chain ok: {count} entries, head {head}");
-            println!("(record the head elsewhere: cutting entries off the end is detectable only against it)");
+            println!(
+                "(record the head elsewhere: cutting entries off the end is detectable only against it)"
+            );
             Ok(())
         }
     }

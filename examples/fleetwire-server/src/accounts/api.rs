@@ -117,11 +117,7 @@ enum MfaResult {
 }
 
 #[allow(clippy::too_many_lines)] // one login, in order
-async fn login(
-    State(a): A,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    body: Bytes,
-) -> Response {
+async fn login(State(a): A, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: Bytes) -> Response {
     let req: LoginRequest = match parse(&body) {
         Ok(r) => r,
         Err(r) => return r,
@@ -169,21 +165,23 @@ async fn login(
         if let LockStatus::Locked(l) = e.lockout.status(&key, t) {
             Err(l)
         } else {
-        let failures = e.lockout.failures(&key, t);
-        if e.captcha.required(failures) {
-            let solved = match (&req.captcha_id, &req.captcha_answer) {
-                (Some(id), Some(answer)) => e.captcha.solve(id, answer, t).map_err(|e| e.to_string()),
-                _ => Err("a CAPTCHA is required: type the digits shown".to_owned()),
-            };
-            if let Err(why) = solved {
-                let c = e.captcha.issue(t, &mut OsRng);
-                return error_with(
-                    StatusCode::UNAUTHORIZED,
-                    &why,
-                    json!({ "captcha_required": true, "captcha": challenge_json(&c) }),
-                );
+            let failures = e.lockout.failures(&key, t);
+            if e.captcha.required(failures) {
+                let solved = match (&req.captcha_id, &req.captcha_answer) {
+                    (Some(id), Some(answer)) => {
+                        e.captcha.solve(id, answer, t).map_err(|e| e.to_string())
+                    }
+                    _ => Err("a CAPTCHA is required: type the digits shown".to_owned()),
+                };
+                if let Err(why) = solved {
+                    let c = e.captcha.issue(t, &mut OsRng);
+                    return error_with(
+                        StatusCode::UNAUTHORIZED,
+                        &why,
+                        json!({ "captcha_required": true, "captcha": challenge_json(&c) }),
+                    );
+                }
             }
-        }
             e.lockout.begin_attempt(&key, t)
         }
     };
@@ -217,10 +215,7 @@ async fn login(
     let (Some(user), Some(Some(rehash))) = (user.clone(), verified.clone()) else {
         a.engines().lockout.finish(ticket, Outcome::Failure, now());
         let who = user.map_or_else(|| a.pseudonym(&name), |u| u.id);
-        a.audit(AuditEvent::LoginFailed {
-            user: who,
-            origin,
-        });
+        a.audit(AuditEvent::LoginFailed { user: who, origin });
         return error(StatusCode::UNAUTHORIZED, GENERIC);
     };
     // 5. The password was right: administrator lock, then the second factor.
@@ -270,7 +265,8 @@ async fn login(
         let t = now();
         e.lockout.finish(ticket, Outcome::Success, t);
         let new_origin = e.origins.observe(&user.id, &origin);
-        e.sessions.set_idle_timeout(&user.id, user.idle_ms(&a.settings));
+        e.sessions
+            .set_idle_timeout(&user.id, user.idle_ms(&a.settings));
         let (token, info) = e.sessions.create(&user.id, t, &mut OsRng);
         (token, info, new_origin)
     };
@@ -581,7 +577,9 @@ async fn reset_request(
         Ok(u) => u,
         Err(e) => return internal(&e),
     };
-    let who = user.as_ref().map_or_else(|| a.pseudonym(&name), |u| u.id.clone());
+    let who = user
+        .as_ref()
+        .map_or_else(|| a.pseudonym(&name), |u| u.id.clone());
     a.audit(AuditEvent::ResetRequested { user: who });
     // Same answer, same work on the request path, whether or not the account exists: the mail
     // goes out from a separate task.

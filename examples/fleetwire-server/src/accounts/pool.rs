@@ -55,7 +55,10 @@ impl HashPool {
 
     /// A place in the pool, or `None` when every worker is busy and the queue is full.
     pub(crate) fn try_slot(&self) -> Option<Slot> {
-        self.slots.clone().try_acquire_owned().ok()
+        self.slots
+            .clone()
+            .try_acquire_owned()
+            .ok()
             .map(|p| Slot { _permit: p })
     }
 
