@@ -22,6 +22,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
 
+mod auth;
 mod session;
 
 create_exception!(
@@ -60,6 +61,10 @@ fn _fleetwire(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let session = PyModule::new(py, "session")?;
     session::register(&session)?;
     m.add_submodule(&session)?;
+
+    let auth = PyModule::new(py, "auth")?;
+    auth::register(&auth)?;
+    m.add_submodule(&auth)?;
     Ok(())
 }
 

@@ -2,7 +2,8 @@
 
 The machines do no I/O: your code reads and writes the sockets, passes the bytes and the time
 in, and drains bytes, deadlines and events out. One public module per protocol
-(``fleetwire.session`` today). Every exception derives from :class:`FleetwireError`.
+(``fleetwire.session``, ``fleetwire.auth``, ``fleetwire.sensor``,
+``fleetwire.codes``, ``fleetwire.transfer``). Every exception derives from :class:`FleetwireError`.
 
 Time is integer milliseconds on a monotonic clock of your choice, for example
 ``time.monotonic_ns() // 1_000_000``. Each object keeps its own origin; values that go
@@ -10,7 +11,16 @@ backwards are clamped.
 """
 
 from ._fleetwire import ApiMisuse, DecodeError, FleetwireError, ParseError
-from . import session
+from . import auth, session
+from .auth import (
+    AuthError,
+    HashError,
+    Locked,
+    PasswordMismatch,
+    PolicyRejected,
+    TotpRejected,
+    TotpReplayed,
+)
 from .session import (
     AuthFailed,
     BadFrame,
@@ -27,18 +37,26 @@ from .session import (
 
 __all__ = [
     "ApiMisuse",
+    "AuthError",
     "AuthFailed",
     "BadFrame",
     "DecodeError",
     "FleetwireError",
+    "HashError",
+    "Locked",
     "LocalClose",
     "LoginTimeout",
     "NotApproved",
     "ParseError",
+    "PasswordMismatch",
     "PeerClosed",
     "PeerSilent",
+    "PolicyRejected",
     "ProtocolViolation",
     "SessionError",
+    "TotpRejected",
+    "TotpReplayed",
     "VersionMismatch",
+    "auth",
     "session",
 ]

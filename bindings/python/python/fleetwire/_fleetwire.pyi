@@ -1,7 +1,8 @@
 # The private native module. Import from `fleetwire` and `fleetwire.session` instead.
+from fleetwire import auth as auth
 from fleetwire import session as session
 
-__all__ = ["FleetwireError", "DecodeError", "ApiMisuse", "ParseError", "session"]
+__all__ = ["FleetwireError", "DecodeError", "ApiMisuse", "ParseError", "auth", "session"]
 
 class FleetwireError(Exception):
     """The root of every exception raised by fleetwire."""
