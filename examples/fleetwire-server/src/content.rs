@@ -303,13 +303,12 @@ fn refresh_config_hashes(
     conn: &rusqlite::Connection,
     only: Option<PlayerId>,
 ) -> rusqlite::Result<()> {
-    let players: Vec<Vec<u8>> = match only {
-        Some(p) => vec![p.as_bytes().to_vec()],
-        None => {
-            let mut stmt = conn.prepare("SELECT id FROM players")?;
-            let rows = stmt.query_map([], |r| r.get(0))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        }
+    let players: Vec<Vec<u8>> = if let Some(p) = only {
+        vec![p.as_bytes().to_vec()]
+    } else {
+        let mut stmt = conn.prepare("SELECT id FROM players")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
     };
     let mut stmt = conn.prepare(
         "SELECT c.id, c.manifest FROM content c WHERE EXISTS (SELECT 1 FROM content_assignments a \
