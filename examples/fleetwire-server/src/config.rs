@@ -16,6 +16,7 @@ pub(crate) struct Config {
     pub(crate) sensor: crate::loggers::SensorSettings,
     pub(crate) accounts: crate::accounts::AccountsSettings,
     pub(crate) content: crate::content::ContentSettings,
+    pub(crate) things: crate::things::ThingsSettings,
 }
 
 /// The HTTPS API and the plain-HTTP port.

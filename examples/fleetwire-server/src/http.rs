@@ -27,6 +27,7 @@ pub(crate) fn api(ctx: &Arc<Ctx>) -> Router {
         .merge(crate::content::routes())
         .with_state(ctx.clone())
         .merge(crate::accounts::api(ctx))
+        .merge(crate::things::routes(ctx))
 }
 
 /// Routes served over plain HTTP too; anything else redirects to HTTPS on `https_port`.

@@ -19,6 +19,7 @@ mod loggers;
 mod players;
 mod serve;
 mod store;
+mod things;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +64,9 @@ enum Command {
     /// Publish content to players (signed manifests, served over HTTP and HTTPS).
     #[command(subcommand)]
     Content(content::ContentCommand),
+    /// IoT things: create (prints the code), list, show, revoke a user, rotate the code.
+    #[command(subcommand)]
+    Thing(things::ThingCommand),
 }
 
 fn main() -> ExitCode {
@@ -98,6 +102,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::User(cmd) => accounts::user_cli(cmd, &store, &cli.data_dir),
         Command::Audit(cmd) => accounts::audit_cli(cmd, &store),
         Command::Content(cmd) => content::cli(cmd, &cli.data_dir, &store),
+        Command::Thing(cmd) => things::cli(cmd, &store, &cli.data_dir),
     }
 }
 

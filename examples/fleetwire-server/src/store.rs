@@ -35,7 +35,14 @@ pub(crate) struct Seen {
 
 /// Every module's tables. A protocol module adds its own `SCHEMA` here (idempotent SQL:
 /// `CREATE TABLE IF NOT EXISTS …`); all run at every open.
-const SCHEMAS: &[&str] = &[PRAGMAS, SCHEMA, crate::loggers::SCHEMA, crate::accounts::SCHEMA, crate::content::SCHEMA];
+const SCHEMAS: &[&str] = &[
+    PRAGMAS,
+    SCHEMA,
+    crate::loggers::SCHEMA,
+    crate::accounts::SCHEMA,
+    crate::content::SCHEMA,
+    crate::things::SCHEMA,
+];
 
 const PRAGMAS: &str = "
 PRAGMA journal_mode = WAL;
