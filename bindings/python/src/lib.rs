@@ -23,6 +23,7 @@ use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
 
 mod auth;
+mod sensor;
 mod session;
 
 create_exception!(
@@ -65,6 +66,10 @@ fn _fleetwire(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let auth = PyModule::new(py, "auth")?;
     auth::register(&auth)?;
     m.add_submodule(&auth)?;
+
+    let sensor = PyModule::new(py, "sensor")?;
+    sensor::register(&sensor)?;
+    m.add_submodule(&sensor)?;
     Ok(())
 }
 

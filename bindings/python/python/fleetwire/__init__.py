@@ -11,7 +11,7 @@ backwards are clamped.
 """
 
 from ._fleetwire import ApiMisuse, DecodeError, FleetwireError, ParseError
-from . import auth, session
+from . import auth, sensor, session
 from .auth import (
     AuthError,
     HashError,
@@ -21,6 +21,7 @@ from .auth import (
     TotpRejected,
     TotpReplayed,
 )
+from .sensor import SensorError
 from .session import (
     AuthFailed,
     BadFrame,
@@ -53,10 +54,12 @@ __all__ = [
     "PeerSilent",
     "PolicyRejected",
     "ProtocolViolation",
+    "SensorError",
     "SessionError",
     "TotpRejected",
     "TotpReplayed",
     "VersionMismatch",
     "auth",
+    "sensor",
     "session",
 ]
