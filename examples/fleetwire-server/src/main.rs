@@ -64,7 +64,7 @@ enum Command {
     /// Publish content to players (signed manifests, served over HTTP and HTTPS).
     #[command(subcommand)]
     Content(content::ContentCommand),
-    /// IoT things: create (prints the code), list, show, revoke a user, rotate the code.
+    /// Things end users subscribe to: create (prints the code), list, show, revoke a user, rotate the code.
     #[command(subcommand)]
     Thing(things::ThingCommand),
 }

@@ -1,4 +1,4 @@
-//! IoT things (T1–T4): codes, access, the `/v1/things/…` HTTPS API ([`routes`]) and the
+//! Things (T1–T4: devices end users subscribe to): codes, access, the `/v1/things/…` HTTPS API ([`routes`]) and the
 //! `thing` commands.
 //!
 //! # Store
@@ -48,6 +48,8 @@
 //! `X-Fleetwire-User` header, accepted **only** with `[things] danger_trust_user_header = true`
 //! (tests, or behind a gateway that authenticates and sets the header); otherwise every
 //! `/v1/things` route answers 401. See [`caller`].
+
+#![allow(clippy::result_large_err)] // handlers' errors are finished responses
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -791,13 +793,13 @@ fn caller(t: &Things, headers: &HeaderMap) -> Result<String, Response> {
 fn source_key(peer: SocketAddr) -> String {
     match peer.ip() {
         IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(
+            || {
                 let s = v6.segments();
                 format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
+            },
+            |v4| v4.to_string(),
+        ),
     }
 }
 
@@ -1128,10 +1130,7 @@ async fn approve(
     headers: HeaderMap,
 ) -> Response {
     match caller(&t, &headers) {
-        Ok(who) => {
-            t.admin_op(id, who, user, |a, at, admin, u| a.approve(at, admin, u))
-                .await
-        }
+        Ok(who) => t.admin_op(id, who, user, ThingAccess::approve).await,
         Err(r) => r,
     }
 }
@@ -1142,10 +1141,7 @@ async fn deny(
     headers: HeaderMap,
 ) -> Response {
     match caller(&t, &headers) {
-        Ok(who) => {
-            t.admin_op(id, who, user, |a, at, admin, u| a.reject(at, admin, u))
-                .await
-        }
+        Ok(who) => t.admin_op(id, who, user, ThingAccess::reject).await,
         Err(r) => r,
     }
 }
@@ -1198,12 +1194,7 @@ async fn cancel_invite(
     headers: HeaderMap,
 ) -> Response {
     match caller(&t, &headers) {
-        Ok(who) => {
-            t.admin_op(id, who, user, |a, at, admin, u| {
-                a.cancel_invite(at, admin, u)
-            })
-            .await
-        }
+        Ok(who) => t.admin_op(id, who, user, ThingAccess::cancel_invite).await,
         Err(r) => r,
     }
 }
@@ -1214,10 +1205,7 @@ async fn remove_member(
     headers: HeaderMap,
 ) -> Response {
     match caller(&t, &headers) {
-        Ok(who) => {
-            t.admin_op(id, who, user, |a, at, admin, u| a.remove(at, admin, u))
-                .await
-        }
+        Ok(who) => t.admin_op(id, who, user, ThingAccess::remove).await,
         Err(r) => r,
     }
 }
@@ -1234,10 +1222,8 @@ async fn grant_admin(
     };
     match parse::<UserRequest>(&body) {
         Ok(req) => {
-            t.admin_op(id, who, req.user, |a, at, admin, u| {
-                a.grant_admin(at, admin, u)
-            })
-            .await
+            t.admin_op(id, who, req.user, ThingAccess::grant_admin)
+                .await
         }
         Err(r) => r,
     }
@@ -1249,12 +1235,7 @@ async fn revoke_admin(
     headers: HeaderMap,
 ) -> Response {
     match caller(&t, &headers) {
-        Ok(who) => {
-            t.admin_op(id, who, user, |a, at, admin, u| {
-                a.revoke_admin(at, admin, u)
-            })
-            .await
-        }
+        Ok(who) => t.admin_op(id, who, user, ThingAccess::revoke_admin).await,
         Err(r) => r,
     }
 }
