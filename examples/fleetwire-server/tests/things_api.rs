@@ -132,7 +132,9 @@ impl Server {
             body.len()
         );
         if let Some(u) = user {
-            request.push_str(&format!("X-Fleetwire-User: {u}\r\n"));
+            request.push_str("X-Fleetwire-User: ");
+            request.push_str(u);
+            request.push_str("\r\n");
         }
         request.push_str("\r\n");
         request.push_str(&body);
