@@ -23,6 +23,7 @@ use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
 
 mod auth;
+mod codes;
 mod sensor;
 mod session;
 
@@ -70,6 +71,10 @@ fn _fleetwire(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let sensor = PyModule::new(py, "sensor")?;
     sensor::register(&sensor)?;
     m.add_submodule(&sensor)?;
+
+    let codes = PyModule::new(py, "codes")?;
+    codes::register(&codes)?;
+    m.add_submodule(&codes)?;
     Ok(())
 }
 

@@ -11,7 +11,7 @@ backwards are clamped.
 """
 
 from ._fleetwire import ApiMisuse, DecodeError, FleetwireError, ParseError
-from . import auth, sensor, session
+from . import auth, codes, sensor, session
 from .auth import (
     AuthError,
     HashError,
@@ -21,6 +21,7 @@ from .auth import (
     TotpRejected,
     TotpReplayed,
 )
+from .codes import AccessDenied, CodesError
 from .sensor import SensorError
 from .session import (
     AuthFailed,
@@ -37,10 +38,12 @@ from .session import (
 
 
 __all__ = [
+    "AccessDenied",
     "ApiMisuse",
     "AuthError",
     "AuthFailed",
     "BadFrame",
+    "CodesError",
     "DecodeError",
     "FleetwireError",
     "HashError",
@@ -60,6 +63,7 @@ __all__ = [
     "TotpReplayed",
     "VersionMismatch",
     "auth",
+    "codes",
     "sensor",
     "session",
 ]

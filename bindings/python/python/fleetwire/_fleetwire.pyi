@@ -1,9 +1,10 @@
 # The private native module. Import from `fleetwire` and `fleetwire.session` instead.
 from fleetwire import auth as auth
+from fleetwire import codes as codes
 from fleetwire import sensor as sensor
 from fleetwire import session as session
 
-__all__ = ["FleetwireError", "DecodeError", "ApiMisuse", "ParseError", "auth", "sensor", "session"]
+__all__ = ["FleetwireError", "DecodeError", "ApiMisuse", "ParseError", "auth", "codes", "sensor", "session"]
 
 class FleetwireError(Exception):
     """The root of every exception raised by fleetwire."""
