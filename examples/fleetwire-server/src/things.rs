@@ -11,6 +11,8 @@
 //!   NOTHING`, so two processes can never both win a code, and a rotated code is never issued
 //!   again (an old code can never lead to somebody else's thing).
 //! - `thing_users`: user names ↔ the machine's numeric [`UserId`]s.
+//! - `thing_members`: (user, thing) for every member, rewritten with the state; an index for
+//!   "my things", never consulted for access decisions (the state is).
 //! - `thing_events`: the machine's [`AuditEvent`]s (every change and every refusal), with the
 //!   acting user's name and `via` (`api` or `cli`).
 //!
@@ -109,6 +111,11 @@ CREATE TABLE IF NOT EXISTS thing_events (
     event TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS thing_events_by_thing ON thing_events (thing, seq);
+CREATE TABLE IF NOT EXISTS thing_members (
+    user  INTEGER NOT NULL,
+    thing TEXT NOT NULL,
+    PRIMARY KEY (user, thing)
+) WITHOUT ROWID;
 ";
 
 /// The lockout namespace for code attempts.
@@ -404,6 +411,12 @@ fn save(tx: &Connection, thing: &mut Loaded, via: Via, changed: bool) -> Result<
                 ms(now())
             ],
         )?;
+        tx.execute("DELETE FROM thing_members WHERE thing = ?1", [&thing.id])?;
+        let mut insert =
+            tx.prepare_cached("INSERT INTO thing_members (user, thing) VALUES (?1, ?2)")?;
+        for (user, _) in thing.access.members() {
+            insert.execute(params![i64::try_from(user.0).unwrap_or(-1), thing.id])?;
+        }
     }
     Ok(())
 }
@@ -1019,9 +1032,14 @@ async fn list(State(t): S, headers: HeaderMap) -> Response {
     let r = t
         .db(move |_, c| {
             let user = user_id(c, &who)?;
-            let mut stmt = c.prepare("SELECT id FROM things ORDER BY created_at, id")?;
+            let mut stmt = c.prepare(
+                "SELECT t.id FROM thing_members m JOIN things t ON t.id = m.thing \
+                 WHERE m.user = ?1 ORDER BY t.created_at, t.id",
+            )?;
             let ids = stmt
-                .query_map([], |r| r.get::<_, String>(0))?
+                .query_map([i64::try_from(user.0).unwrap_or(-1)], |r| {
+                    r.get::<_, String>(0)
+                })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut out = Vec::new();
             for id in ids {

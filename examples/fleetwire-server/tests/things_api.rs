@@ -52,6 +52,11 @@ impl std::fmt::Debug for Reply {
 }
 
 fn start(name: &str, things: &str) -> Server {
+    let things = if things.contains("danger_trust_user_header") {
+        things.to_owned()
+    } else {
+        format!("danger_trust_user_header = true\n{things}")
+    };
     let data = std::env::temp_dir().join(format!("fleetwire-things-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).unwrap();
@@ -61,7 +66,7 @@ fn start(name: &str, things: &str) -> Server {
             "[session]\nlisten = \"127.0.0.1:0\"\n\
              [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
              [sensor]\nlisten = \"127.0.0.1:0\"\n\
-             [things]\ndanger_trust_user_header = true\n{things}"
+             [things]\n{things}"
         ),
     )
     .unwrap();
@@ -657,4 +662,28 @@ async fn racing_first_users_make_one_administrator() {
         .map(|m| &m["user"])
         .collect();
     assert_eq!(api_admins, [&json!(admins[0])], "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_header_is_ignored_unless_trusted() {
+    let s = start("untrusted", "danger_trust_user_header = false\n");
+    for (method, path) in [("GET", "/v1/things"), ("POST", "/v1/things/connect")] {
+        let r = s
+            .call(
+                LOCAL,
+                method,
+                path,
+                Some("alice"),
+                Some(&json!({ "code": "X" })),
+            )
+            .await;
+        assert_eq!(r.status, 401, "{r:?}");
+        assert!(
+            r.body["error"]
+                .as_str()
+                .unwrap()
+                .contains("danger_trust_user_header"),
+            "{r:?}"
+        );
+    }
 }
