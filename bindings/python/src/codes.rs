@@ -225,7 +225,7 @@ impl std::fmt::Display for Code {
     }
 }
 
-/// Unbiased codes from ChaCha12 seeded with the caller's 32 bytes (`secrets.token_bytes(32)`;
+/// Unbiased codes from `ChaCha12` seeded with the caller's 32 bytes (`secrets.token_bytes(32)`;
 /// a fixed seed replays). Uniqueness is the caller's: retry on a collision in your store.
 #[pyclass(module = "fleetwire.codes")]
 pub(crate) struct CodeGenerator {
@@ -283,7 +283,7 @@ impl ThingAccess {
     #[new]
     fn new(code: &Code, mode: &str) -> PyResult<Self> {
         Ok(Self {
-            inner: fc::ThingAccess::new(code.inner.clone(), mode_in(mode)?),
+            inner: fc::ThingAccess::new(code.inner, mode_in(mode)?),
         })
     }
 
@@ -389,7 +389,7 @@ impl ThingAccess {
             .rotate_code(
                 t(now_ms),
                 fc::UserId(admin),
-                code.inner.clone(),
+                code.inner,
                 t_opt(expires_at_ms),
             )
             .map_err(|e| access_error(py, &e))
@@ -428,7 +428,7 @@ impl ThingAccess {
     #[getter]
     fn code(&self) -> Code {
         Code {
-            inner: self.inner.code().clone(),
+            inner: *self.inner.code(),
         }
     }
 
