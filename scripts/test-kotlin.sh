@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the uniffi library, generates the Kotlin bindings, compiles them with the Kotlin test
 # program and runs it on the JVM with JNA. Installs JNA (Debian) and kotlinc (npm) when missing.
-# Idempotent; run from anywhere. The test program prints "N passed, N failed" last and exits
+# Idempotent; run from anywhere. The test program (bindings/kotlin/tests/*.kt, one `main` in
+# Harness.kt running every protocol's checks) prints "N passed, N failed" last and exits
 # non-zero on any failure, which this script propagates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +45,7 @@ mapfile -t SOURCES < <(find target/kotlin-gen -name '*.kt' | sort)
 set +e
 java -Djna.library.path="$ROOT/target/debug" \
     -cp "target/kotlin-classes:$JNA:$KC/lib/kotlin-stdlib.jar" \
-    org.fleetwire.tests.SessionTestKt "$ROOT/test-vectors/session.json"
+    org.fleetwire.tests.HarnessKt "$ROOT/test-vectors"
 status=$?
 set -e
 exit $status

@@ -6,7 +6,11 @@
 //! crate only converts types. Errors are uniffi flat error enums carrying the Rust `Display`
 //! message; in Kotlin they are sealed exception classes (`SessionException.AuthFailed`, ...).
 //!
-//! One Rust module per protocol (`session` today).
+//! One Rust module per protocol: `session` (login + heartbeat), `transfer` (signed manifests,
+//! the receiver and sender machines, resume records, the watchdog), `sensor` (record codec,
+//! logger and cloud upload machines) and `codes` (thing codes). Each has its own sealed
+//! exception class (`SessionException`, `TransferException`, `SensorException`,
+//! `CodesException`).
 //!
 //! ## Time
 //! Time crosses the FFI as integer milliseconds since an arbitrary origin chosen by the host,
@@ -23,7 +27,10 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+pub mod codes;
+pub mod sensor;
 pub mod session;
+pub mod transfer;
 
 uniffi::setup_scaffolding!();
 

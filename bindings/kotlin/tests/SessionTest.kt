@@ -1,157 +1,9 @@
 // fleetwire.session through the Kotlin bindings: shared vectors, login, heartbeat, failures.
-// Run by scripts/test-kotlin.sh; the first argument is the path of test-vectors/session.json.
-// Prints "N passed, N failed" on its last line and exits non-zero on any failure.
+// Called from Main.kt's runner with the test-vectors directory.
 package org.fleetwire.tests
 
 import java.io.File
-import kotlin.system.exitProcess
 import org.fleetwire.*
-
-// --- a minimal JSON reader (the Kotlin stdlib has none; no extra libraries here) -----------
-
-private class Json(private val s: String) {
-    private var i = 0
-
-    fun parse(): Any? {
-        val v = value()
-        ws()
-        check(i == s.length) { "trailing JSON at $i" }
-        return v
-    }
-
-    private fun ws() {
-        while (i < s.length && s[i].isWhitespace()) i++
-    }
-
-    private fun value(): Any? {
-        ws()
-        return when (val c = s[i]) {
-            '{' -> obj()
-            '[' -> arr()
-            '"' -> str()
-            't' -> lit("true", true)
-            'f' -> lit("false", false)
-            'n' -> lit("null", null)
-            else -> if (c == '-' || c.isDigit()) num() else error("unexpected '$c' at $i")
-        }
-    }
-
-    private fun lit(word: String, v: Any?): Any? {
-        check(s.startsWith(word, i)) { "bad literal at $i" }
-        i += word.length
-        return v
-    }
-
-    private fun num(): Any {
-        val start = i
-        while (i < s.length && (s[i].isDigit() || s[i] in "+-.eE")) i++
-        val t = s.substring(start, i)
-        return t.toLongOrNull() ?: t.toDouble()
-    }
-
-    private fun str(): String {
-        val sb = StringBuilder()
-        i++ // opening quote
-        while (true) {
-            val c = s[i++]
-            when (c) {
-                '"' -> return sb.toString()
-                '\\' -> {
-                    when (val e = s[i++]) {
-                        'n' -> sb.append('\n')
-                        't' -> sb.append('\t')
-                        'r' -> sb.append('\r')
-                        'b' -> sb.append('\b')
-                        'f' -> sb.append('\u000c')
-                        'u' -> {
-                            sb.append(s.substring(i, i + 4).toInt(16).toChar())
-                            i += 4
-                        }
-                        else -> sb.append(e) // \" \\ \/
-                    }
-                }
-                else -> sb.append(c)
-            }
-        }
-    }
-
-    private fun arr(): List<Any?> {
-        val out = mutableListOf<Any?>()
-        i++
-        ws()
-        if (s[i] == ']') { i++; return out }
-        while (true) {
-            out.add(value())
-            ws()
-            when (s[i++]) {
-                ',' -> continue
-                ']' -> return out
-                else -> error("expected , or ] at ${i - 1}")
-            }
-        }
-    }
-
-    private fun obj(): Map<String, Any?> {
-        val out = linkedMapOf<String, Any?>()
-        i++
-        ws()
-        if (s[i] == '}') { i++; return out }
-        while (true) {
-            ws()
-            val k = str()
-            ws()
-            check(s[i++] == ':') { "expected : at ${i - 1}" }
-            out[k] = value()
-            ws()
-            when (s[i++]) {
-                ',' -> continue
-                '}' -> return out
-                else -> error("expected , or } at ${i - 1}")
-            }
-        }
-    }
-}
-
-@Suppress("UNCHECKED_CAST")
-private fun Any?.obj() = this as Map<String, Any?>
-@Suppress("UNCHECKED_CAST")
-private fun Any?.list() = this as List<Any?>
-
-private fun hex(b: ByteArray) = b.joinToString("") { "%02x".format(it) }
-private fun unhex(s: String) = ByteArray(s.length / 2) { s.substring(2 * it, 2 * it + 2).toInt(16).toByte() }
-
-// --- a tiny test runner ----------------------------------------------------------------------
-
-private var passed = 0
-private var failed = 0
-
-private fun test(name: String, body: () -> Unit) {
-    try {
-        body()
-        passed++
-        println("ok   $name")
-    } catch (t: Throwable) {
-        failed++
-        println("FAIL $name: $t")
-    }
-}
-
-private fun expect(cond: Boolean, msg: () -> String) {
-    if (!cond) throw AssertionError(msg())
-}
-
-private fun <T> eq(actual: T, expected: T, what: String = "value") =
-    expect(actual == expected) { "$what: expected <$expected>, got <$actual>" }
-
-private inline fun <reified E : Throwable> throws(body: () -> Unit): E {
-    try {
-        body()
-    } catch (e: Throwable) {
-        if (e is E) return e
-        throw AssertionError("expected ${E::class.simpleName}, got $e")
-    }
-    throw AssertionError("expected ${E::class.simpleName}, nothing thrown")
-}
 
 // --- helpers ---------------------------------------------------------------------------------
 
@@ -198,7 +50,7 @@ private fun fieldsOf(m: Message): Map<String, Any?> = when (m) {
     is Message.Close -> mapOf("code" to m.code.toLong(), "message" to m.message)
 }
 
-private class Pair(
+private class SessionPair(
     val client: Client,
     val server: ServerConnection,
     val lookup: (ServerEvent.LookupPlayer) -> Triple<PlayerVerifier?, Boolean, ByteArray?>,
@@ -243,7 +95,7 @@ private val PLAYER = PlayerId.fromBytes(ByteArray(16) { 1 })
 private fun newPair(
     secret: PlayerSecret = SECRET,
     lookup: (ServerEvent.LookupPlayer) -> Triple<PlayerVerifier?, Boolean, ByteArray?> = { Triple(SECRET.verifier(), true, null) },
-) = Pair(
+) = SessionPair(
     Client(PLAYER, secret, "player/9.9", T0),
     ServerConnection(ByteArray(32) { 9 }, T0),
     lookup,
@@ -251,9 +103,8 @@ private fun newPair(
 
 // --- the checks ------------------------------------------------------------------------------
 
-fun main(args: Array<String>) {
-    val path = args.firstOrNull() ?: "test-vectors/session.json"
-    val vectors = Json(File(path).readText()).parse().obj()
+internal fun sessionTests(dir: File) {
+    val vectors = Json(File(dir, "session.json").readText()).parse().obj()
     val messages = vectors["messages"].list().map { it.obj() }
     val invalid = vectors["invalid"].list().map { it.obj() }
 
@@ -474,6 +325,4 @@ fun main(args: Array<String>) {
         eq(Backoff.withDefaults().ceilingMs(), 1_000uL)
     }
 
-    println("$passed passed, $failed failed")
-    exitProcess(if (failed == 0) 0 else 1)
 }
