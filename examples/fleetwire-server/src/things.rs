@@ -1411,3 +1411,51 @@ pub(crate) fn cli(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_addresses_and_ipv6_slash_64() {
+        let v4: SocketAddr = "203.0.113.7:4000".parse().unwrap();
+        assert_eq!(source_key(v4), "203.0.113.7");
+        let a: SocketAddr = "[2001:db8:1:2:3:4:5:6]:1".parse().unwrap();
+        let b: SocketAddr = "[2001:db8:1:2:ffff::9]:2".parse().unwrap();
+        assert_eq!(source_key(a), "2001:db8:1:2::/64");
+        assert_eq!(source_key(a), source_key(b));
+        let mapped: SocketAddr = "[::ffff:198.51.100.1]:1".parse().unwrap();
+        assert_eq!(source_key(mapped), "198.51.100.1");
+    }
+
+    #[test]
+    fn settings_make_a_spec_and_guards_or_say_why_not() {
+        let s = ThingsSettings::default();
+        assert_eq!(s.spec().unwrap().code_len(), 11);
+        assert!(s.guards().is_ok());
+        let crockford = ThingsSettings {
+            alphabet: "crockford".into(),
+            code_length: 8,
+            ..ThingsSettings::default()
+        };
+        assert_eq!(crockford.spec().unwrap().combinations(), 32u64.pow(8));
+        let bad = ThingsSettings {
+            alphabet: "AAB".into(),
+            ..ThingsSettings::default()
+        };
+        assert!(bad.spec().unwrap_err().contains("[things] alphabet"));
+        let long = ThingsSettings {
+            code_length: 12,
+            ..ThingsSettings::default()
+        };
+        assert!(long.spec().is_err());
+    }
+
+    #[test]
+    fn user_names_are_bounded_and_plain() {
+        assert!(valid_user("alice@example.com").is_ok());
+        assert!(valid_user("").is_err());
+        assert!(valid_user("a b").is_err());
+        assert!(valid_user(&"x".repeat(MAX_USER_NAME + 1)).is_err());
+    }
+}
