@@ -26,6 +26,7 @@ mod auth;
 mod codes;
 mod sensor;
 mod session;
+mod transfer;
 
 create_exception!(
     fleetwire,
@@ -75,6 +76,10 @@ fn _fleetwire(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let codes = PyModule::new(py, "codes")?;
     codes::register(&codes)?;
     m.add_submodule(&codes)?;
+
+    let transfer = PyModule::new(py, "transfer")?;
+    transfer::register(&transfer)?;
+    m.add_submodule(&transfer)?;
     Ok(())
 }
 

@@ -11,7 +11,7 @@ backwards are clamped.
 """
 
 from ._fleetwire import ApiMisuse, DecodeError, FleetwireError, ParseError
-from . import auth, codes, sensor, session
+from . import auth, codes, sensor, session, transfer
 from .auth import (
     AuthError,
     HashError,
@@ -23,6 +23,7 @@ from .auth import (
 )
 from .codes import AccessDenied, CodesError
 from .sensor import SensorError
+from .transfer import TransferError
 from .session import (
     AuthFailed,
     BadFrame,
@@ -60,10 +61,12 @@ __all__ = [
     "SensorError",
     "SessionError",
     "TotpRejected",
+    "TransferError",
     "TotpReplayed",
     "VersionMismatch",
     "auth",
     "codes",
     "sensor",
     "session",
+    "transfer",
 ]

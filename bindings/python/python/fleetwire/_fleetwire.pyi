@@ -3,8 +3,9 @@ from fleetwire import auth as auth
 from fleetwire import codes as codes
 from fleetwire import sensor as sensor
 from fleetwire import session as session
+from fleetwire import transfer as transfer
 
-__all__ = ["FleetwireError", "DecodeError", "ApiMisuse", "ParseError", "auth", "codes", "sensor", "session"]
+__all__ = ["FleetwireError", "DecodeError", "ApiMisuse", "ParseError", "auth", "codes", "sensor", "session", "transfer"]
 
 class FleetwireError(Exception):
     """The root of every exception raised by fleetwire."""
