@@ -357,7 +357,12 @@ impl SimLogger {
             let now = Instant::now();
             self.advance((now - last_wake).as_secs_f64() * args.speedup);
             last_wake = now;
-            let batches = self.batches(args.batch_max);
+            let mut batches = self.batches(args.batch_max);
+            if batches.is_empty() {
+                // Nothing new since the last ack: check in (as a logger does to fetch settings).
+                let next = self.first_seq + self.pending.len() as u64;
+                batches.push(Batch::empty(self.id, 0, next, self.clock as u64));
+            }
             let Ok(permit) = gate.acquire().await else {
                 return;
             };
