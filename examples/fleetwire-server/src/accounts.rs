@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS auth_users (
     updated_at        INTEGER NOT NULL,
     last_login_at     INTEGER
 );
+CREATE INDEX IF NOT EXISTS auth_users_email ON auth_users (email);
 CREATE TABLE IF NOT EXISTS auth_sessions (
     digest     TEXT PRIMARY KEY,
     user_id    TEXT NOT NULL,
@@ -799,7 +800,7 @@ pub(crate) enum UserCommand {
         /// A group to join (repeatable): see [accounts.groups].
         #[arg(long = "group")]
         groups: Vec<String>,
-        /// Sign-out after this many idle seconds, or `off` (default: [accounts] idle_timeout_secs).
+        /// Sign-out after this many idle seconds, or `off` (default: `[accounts] idle_timeout_secs`).
         #[arg(long)]
         idle_timeout: Option<String>,
     },
@@ -822,13 +823,14 @@ pub(crate) enum UserCommand {
     },
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Clone, Copy)]
 pub(crate) enum AuditCommand {
     /// Recompute the audit hash chain; fails on any edited, deleted, inserted or reordered entry.
     Verify,
 }
 
 /// Runs a `user` command.
+#[allow(clippy::too_many_lines)] // one match over the commands
 pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Result<(), String> {
     let config = Config::load_or_create(&data_dir.join("fleetwire.toml"))?;
     let settings = config.accounts;
