@@ -93,6 +93,10 @@ fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
+            // Blocking work is store access behind one connection lock (and hashing on its own
+            // bounded pool): a few threads suffice, and a login burst must not spawn hundreds
+            // of threads, each with its own malloc arena.
+            .max_blocking_threads(8)
             .build()
             .map_err(|e| e.to_string())?
             .block_on(serve::serve(&cli.data_dir, store)),
