@@ -44,11 +44,12 @@ fn data_dir() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_provision_login_list_revoke_and_stop() {
     let data = data_dir();
-    // Only the port differs from the defaults: tests use an ephemeral port.
+    // Only the ports differ from the defaults: tests use ephemeral ports.
     std::fs::write(
         data.join("fleetwire.toml"),
         "[session]\nlisten = \"127.0.0.1:0\"\nheartbeat_interval_secs = 1\nsilence_grace_secs = 1\n\
-         [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n",
+         [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+         [sensor]\nlisten = \"127.0.0.1:0\"\n",
     )
     .unwrap();
     cli(
