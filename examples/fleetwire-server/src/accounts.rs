@@ -53,7 +53,7 @@ use crate::config::Config;
 use crate::serve::{Ctx, Service};
 use crate::store::Store;
 
-pub(crate) use api::api;
+pub(crate) use api::{api, session_user};
 
 /// The accounts tables (see the module docs).
 pub(crate) const SCHEMA: &str = "
@@ -529,6 +529,11 @@ struct Engines {
 }
 
 static STATE: OnceLock<Arc<Accounts>> = OnceLock::new();
+
+/// The accounts state, if the module has started.
+fn running() -> Option<Arc<Accounts>> {
+    STATE.get().cloned()
+}
 
 /// The shared state, created on first use.
 fn state(ctx: &Arc<Ctx>) -> Result<Arc<Accounts>, String> {

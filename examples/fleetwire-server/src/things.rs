@@ -45,11 +45,11 @@
 //!
 //! # Caller identity
 //!
-//! The accounts module (`/v1/auth`) keeps its session lookup private, so this module cannot
-//! verify `Authorization: Bearer` tokens yet. Until it exposes one, the caller is named by an
-//! `X-Fleetwire-User` header, accepted **only** with `[things] danger_trust_user_header = true`
-//! (tests, or behind a gateway that authenticates and sets the header); otherwise every
-//! `/v1/things` route answers 401. See [`caller`].
+//! A caller signs in at `/v1/auth/login` and sends `Authorization: Bearer <token>`; the accounts
+//! module checks the session (idle and absolute expiry, locked accounts) and names the user.
+//! Behind a gateway that authenticates by itself, `[things] danger_trust_user_header = true`
+//! also accepts an `X-Fleetwire-User` header (the tests use it to play many users); without it
+//! that header is refused. See [`caller`].
 
 #![allow(clippy::result_large_err)] // handlers' errors are finished responses
 
@@ -776,15 +776,27 @@ fn valid_user(name: &str) -> Result<&str, String> {
     }
 }
 
-/// The caller's user name. The accounts module exposes no session lookup (see the module
-/// docs), so: `X-Fleetwire-User`, only with `danger_trust_user_header`; a Bearer token is
-/// refused with a reason rather than ignored.
-fn caller(t: &Things, headers: &HeaderMap) -> Result<String, Response> {
+/// The caller's user name: the account signed in with `Authorization: Bearer <token>` (checked
+/// by the accounts module, as on `/v1/auth`), or — only with `danger_trust_user_header`, behind
+/// a gateway that authenticates — the `X-Fleetwire-User` header.
+async fn caller(t: &Things, headers: &HeaderMap) -> Result<String, Response> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return match crate::accounts::session_user(headers).await {
+            Some(Ok(name)) => valid_user(&name)
+                .map(str::to_owned)
+                .map_err(|e| error(StatusCode::FORBIDDEN, e)),
+            Some(Err(refused)) => Err(refused),
+            None => Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "accounts are not running: sessions cannot be checked",
+            )),
+        };
+    }
     if !t.settings.danger_trust_user_header {
         return Err(error(
             StatusCode::UNAUTHORIZED,
-            "the things API cannot verify sessions yet: set [things] danger_trust_user_header \
-             behind an authenticating gateway",
+            "sign in first: send Authorization: Bearer <token from /v1/auth/login> (the \
+             X-Fleetwire-User header counts only with [things] danger_trust_user_header)",
         ));
     }
     let name = headers
@@ -880,7 +892,7 @@ struct CreateRequest {
 }
 
 async fn create_thing(State(t): S, headers: HeaderMap, body: Bytes) -> Response {
-    let who = match caller(&t, &headers) {
+    let who = match caller(&t, &headers).await {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -940,7 +952,7 @@ async fn connect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let who = match caller(&t, &headers) {
+    let who = match caller(&t, &headers).await {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -1025,7 +1037,7 @@ async fn connect(
 }
 
 async fn list(State(t): S, headers: HeaderMap) -> Response {
-    let who = match caller(&t, &headers) {
+    let who = match caller(&t, &headers).await {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -1058,7 +1070,7 @@ async fn list(State(t): S, headers: HeaderMap) -> Response {
 }
 
 async fn show(State(t): S, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let who = match caller(&t, &headers) {
+    let who = match caller(&t, &headers).await {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -1081,7 +1093,7 @@ async fn show(State(t): S, Path(id): Path<String>, headers: HeaderMap) -> Respon
 }
 
 async fn subscribers(State(t): S, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let who = match caller(&t, &headers) {
+    let who = match caller(&t, &headers).await {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -1114,7 +1126,7 @@ async fn set_mode(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let who = match caller(&t, &headers) {
+    let who = match caller(&t, &headers).await {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -1147,7 +1159,7 @@ async fn approve(
     Path((id, user)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    match caller(&t, &headers) {
+    match caller(&t, &headers).await {
         Ok(who) => t.admin_op(id, who, user, ThingAccess::approve).await,
         Err(r) => r,
     }
@@ -1158,7 +1170,7 @@ async fn deny(
     Path((id, user)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    match caller(&t, &headers) {
+    match caller(&t, &headers).await {
         Ok(who) => t.admin_op(id, who, user, ThingAccess::reject).await,
         Err(r) => r,
     }
@@ -1173,7 +1185,7 @@ struct UserRequest {
 }
 
 async fn invite(State(t): S, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let who = match caller(&t, &headers) {
+    let who = match caller(&t, &headers).await {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -1211,7 +1223,7 @@ async fn cancel_invite(
     Path((id, user)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    match caller(&t, &headers) {
+    match caller(&t, &headers).await {
         Ok(who) => t.admin_op(id, who, user, ThingAccess::cancel_invite).await,
         Err(r) => r,
     }
@@ -1222,7 +1234,7 @@ async fn remove_member(
     Path((id, user)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    match caller(&t, &headers) {
+    match caller(&t, &headers).await {
         Ok(who) => t.admin_op(id, who, user, ThingAccess::remove).await,
         Err(r) => r,
     }
@@ -1234,7 +1246,7 @@ async fn grant_admin(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let who = match caller(&t, &headers) {
+    let who = match caller(&t, &headers).await {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -1252,14 +1264,14 @@ async fn revoke_admin(
     Path((id, user)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    match caller(&t, &headers) {
+    match caller(&t, &headers).await {
         Ok(who) => t.admin_op(id, who, user, ThingAccess::revoke_admin).await,
         Err(r) => r,
     }
 }
 
 async fn rotate_code(State(t): S, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let who = match caller(&t, &headers) {
+    let who = match caller(&t, &headers).await {
         Ok(w) => w,
         Err(r) => return r,
     };

@@ -136,10 +136,18 @@ impl Server {
             self.https.port(),
             body.len()
         );
-        if let Some(u) = user {
-            request.push_str("X-Fleetwire-User: ");
-            request.push_str(u);
-            request.push_str("\r\n");
+        match user {
+            Some(token) if token.starts_with("Bearer ") => {
+                request.push_str("Authorization: ");
+                request.push_str(token);
+                request.push_str("\r\n");
+            }
+            Some(u) => {
+                request.push_str("X-Fleetwire-User: ");
+                request.push_str(u);
+                request.push_str("\r\n");
+            }
+            None => {}
         }
         request.push_str("\r\n");
         request.push_str(&body);
@@ -686,4 +694,74 @@ async fn the_user_header_is_ignored_unless_trusted() {
             "{r:?}"
         );
     }
+}
+
+/// Without the danger header, callers sign in at /v1/auth and use their session token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_in_accounts_use_the_things_api_with_their_session() {
+    let s = start(
+        "bearer",
+        "danger_trust_user_header = false\n[accounts]\ndanger_insecure_fast_hashing = true\n",
+    );
+    for name in ["alice", "bob"] {
+        let mut add = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&s.data)
+            .args(["user", "add", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut add.stdin.take().unwrap(), b"Correct-Horse-42\n").unwrap();
+        assert!(add.wait().unwrap().success());
+    }
+    let mut tokens = Vec::new();
+    for name in ["alice", "bob"] {
+        let body = json!({ "user": name, "password": "Correct-Horse-42" });
+        let r = s
+            .call(LOCAL, "POST", "/v1/auth/login", None, Some(&body))
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        tokens.push(format!("Bearer {}", r.body["token"].as_str().unwrap()));
+    }
+    let create = json!({ "mode": "open", "name": "kiln" });
+    let r = s
+        .call(LOCAL, "POST", "/v1/things", Some(&tokens[0]), Some(&create))
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let code = r.body["code"].as_str().unwrap().to_owned();
+    let join = json!({ "code": code });
+    let r = s
+        .call(
+            LOCAL,
+            "POST",
+            "/v1/things/connect",
+            Some(&tokens[1]),
+            Some(&join),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.body["role"], "administrator",
+        "the first to connect administers: {r:?}"
+    );
+    // A made-up token and the untrusted header are both refused.
+    let r = s
+        .call(LOCAL, "GET", "/v1/things", Some("Bearer nonsense"), None)
+        .await;
+    assert_eq!(r.status, 401, "{r:?}");
+    let r = s
+        .call(LOCAL, "GET", "/v1/things", Some("alice"), None)
+        .await;
+    assert_eq!(r.status, 401, "{r:?}");
+    // After logout the session no longer works here either.
+    let r = s
+        .call(LOCAL, "POST", "/v1/auth/logout", Some(&tokens[1]), None)
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = s
+        .call(LOCAL, "GET", "/v1/things", Some(&tokens[1]), None)
+        .await;
+    assert_eq!(r.status, 401, "{r:?}");
 }

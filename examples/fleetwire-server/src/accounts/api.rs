@@ -414,6 +414,14 @@ struct Authed {
     user: UserRow,
 }
 
+/// The signed-in user behind a request's `Authorization: Bearer` token, checked exactly as the
+/// `/v1/auth` routes check it (idle and absolute expiry, locked accounts), for other modules'
+/// APIs such as `/v1/things`. `None` when the accounts module has not started.
+pub(crate) async fn session_user(headers: &HeaderMap) -> Option<Result<String, Response>> {
+    let accounts = super::running()?;
+    Some(authed(&accounts, headers).await.map(|a| a.user.name))
+}
+
 async fn authed(a: &Accounts, headers: &HeaderMap) -> Result<Authed, Response> {
     let token = headers
         .get(header::AUTHORIZATION)
