@@ -428,6 +428,7 @@ async fn flush_sent(store: &Arc<Store>) {
 /// The content routes, for both the HTTPS API and plain HTTP.
 pub(crate) fn routes() -> Router<Arc<Ctx>> {
     Router::new()
+        .route("/v1/content", get(list))
         .route("/v1/content/{id}/manifest", get(manifest))
         .route("/v1/content/{id}/chunks/{index}", get(chunks))
 }
@@ -520,6 +521,39 @@ struct Item {
     sha256: String,
 }
 
+/// What a player should hold: every content item published to it or to all players, so that a
+/// player told by its heartbeat that its configuration changed knows what to fetch.
+async fn list(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, uri: Uri) -> Response {
+    let player = match authenticate(&ctx, &headers, &uri).await {
+        Ok(player) => player,
+        Err(response) => return response,
+    };
+    let store = ctx.store.clone();
+    let rows = tokio::task::spawn_blocking(move || -> rusqlite::Result<Vec<serde_json::Value>> {
+        let conn = store.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT c.id, c.name, c.sha256, c.length, c.added_at FROM content c WHERE EXISTS \
+             (SELECT 1 FROM content_assignments a WHERE a.content = c.id \
+              AND (a.player = ?1 OR length(a.player) = 0)) ORDER BY c.id",
+        )?;
+        let rows = stmt.query_map([&player.as_bytes()[..]], |r| {
+            Ok(serde_json::json!({
+                "id": r.get::<_, i64>(0)?,
+                "name": r.get::<_, String>(1)?,
+                "sha256": r.get::<_, String>(2)?,
+                "length": r.get::<_, i64>(3)?,
+                "added_at": r.get::<_, i64>(4)?,
+            }))
+        })?;
+        rows.collect()
+    })
+    .await;
+    match rows {
+        Ok(Ok(items)) => axum::Json(serde_json::json!({ "content": items })).into_response(),
+        _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
 /// Checks the player's signature and that the content was published to it.
 async fn authorize(
     ctx: &Arc<Ctx>,
@@ -527,6 +561,40 @@ async fn authorize(
     headers: &HeaderMap,
     uri: &Uri,
 ) -> Result<(PlayerId, Item), Response> {
+    let player = authenticate(ctx, headers, uri).await?;
+    let store = ctx.store.clone();
+    let found = tokio::task::spawn_blocking(move || -> rusqlite::Result<_> {
+        store
+            .conn()
+            .prepare_cached(
+                "SELECT c.manifest, c.sha256 FROM content c WHERE c.id = ?1 AND EXISTS \
+                 (SELECT 1 FROM content_assignments a WHERE a.content = c.id \
+                  AND (a.player = ?2 OR length(a.player) = 0))",
+            )?
+            .query_row(params![id, &player.as_bytes()[..]], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+            })
+            .optional()
+    })
+    .await;
+    match found {
+        Ok(Ok(Some((manifest, sha256)))) => Ok((player, Item { manifest, sha256 })),
+        Ok(Ok(None)) => Err((
+            StatusCode::NOT_FOUND,
+            format!("no content {id} for this player\n"),
+        )
+            .into_response()),
+        _ => Err(StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+    }
+}
+
+/// Checks a player's signed request: a known, approved player, a valid signature over the path
+/// and a time within the tolerance.
+async fn authenticate(
+    ctx: &Arc<Ctx>,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<PlayerId, Response> {
     let refuse = |status: StatusCode, why: String| (status, format!("{why}\n")).into_response();
     let Some(value) = headers.get(AUTH_HEADER).and_then(|v| v.to_str().ok()) else {
         return Err(refuse(
@@ -541,26 +609,16 @@ async fn authorize(
         .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned());
     let player = PlayerId::from_bytes(auth.player_id);
     let store = ctx.store.clone();
-    let found = tokio::task::spawn_blocking(move || -> rusqlite::Result<_> {
-        let conn = store.conn();
-        let verifier: Option<(Vec<u8>, bool)> = conn
-            .prepare_cached("SELECT verifier, approved FROM players WHERE id = ?1")?
-            .query_row([&player.as_bytes()[..]], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let item: Option<(Vec<u8>, String)> = conn
-            .prepare_cached(
-                "SELECT c.manifest, c.sha256 FROM content c WHERE c.id = ?1 AND EXISTS \
-                 (SELECT 1 FROM content_assignments a WHERE a.content = c.id \
-                  AND (a.player = ?2 OR length(a.player) = 0))",
-            )?
-            .query_row(params![id, &player.as_bytes()[..]], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        Ok((verifier, item))
-    })
-    .await;
-    let Ok(Ok((verifier, item))) = found else {
+    let found =
+        tokio::task::spawn_blocking(move || -> rusqlite::Result<Option<(Vec<u8>, bool)>> {
+            store
+                .conn()
+                .prepare_cached("SELECT verifier, approved FROM players WHERE id = ?1")?
+                .query_row([&player.as_bytes()[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .await;
+    let Ok(Ok(verifier)) = found else {
         return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
     };
     let Some((verifier, true)) = verifier else {
@@ -580,11 +638,5 @@ async fn authorize(
         &verifier,
     )
     .map_err(|e| refuse(StatusCode::UNAUTHORIZED, e.to_string()))?;
-    let Some((manifest, sha256)) = item else {
-        return Err(refuse(
-            StatusCode::NOT_FOUND,
-            format!("no content {id} for this player"),
-        ));
-    };
-    Ok((player, Item { manifest, sha256 }))
+    Ok(player)
 }

@@ -167,8 +167,13 @@ async fn content_add_notifies_player_which_fetches_over_http_and_https() {
         .expect("no configuration change heard")
         .unwrap();
 
-    // Fetch over plain HTTP and over HTTPS, signed as the player.
+    // The player asks what it should hold, then fetches over plain HTTP and over HTTPS, signed.
     let signer = Arc::new(RequestSigner::new(*id.as_bytes(), secret.as_bytes()));
+    let listing = signed_get(http, &signer, "/v1/content").await;
+    assert!(listing.starts_with("HTTP/1.1 200"), "{listing}");
+    assert!(listing.contains("\"id\":1"), "{listing}");
+    let unsigned = signed_get(http, &RequestSigner::new([9; 16], &[9; 32]), "/v1/content").await;
+    assert!(unsigned.starts_with("HTTP/1.1 403"), "{unsigned}");
     let endpoints = [
         HttpEndpoint::http(http).with_signer(signer.clone()),
         HttpEndpoint::https(
@@ -247,4 +252,23 @@ async fn content_add_notifies_player_which_fetches_over_http_and_https() {
         .unwrap();
     assert!(server.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// A GET on plain HTTP carrying the player's signed-request header; the raw response.
+async fn signed_get(addr: std::net::SocketAddr, signer: &RequestSigner, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{}: {}\r\n\r\n",
+        fleetwire_tokio::transfer::AUTH_HEADER,
+        signer.header(path, now)
+    );
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut response)).await;
+    String::from_utf8_lossy(&response).into_owned()
 }
