@@ -72,10 +72,12 @@ impl HashParams {
     }
 
     fn validate(&self) -> Result<(), HashError> {
+        // The range checks come first: `p` from a stored PHC string can be anything, and
+        // `8 * p` must not overflow (found by the fuzz smoke with p = 1999999999).
         let ok = (8..=MAX_M_COST_KIB).contains(&self.m_cost_kib)
-            && self.m_cost_kib >= 8 * self.p_cost
             && (1..=MAX_T_COST).contains(&self.t_cost)
             && (1..=MAX_P_COST).contains(&self.p_cost)
+            && self.m_cost_kib >= self.p_cost.saturating_mul(8)
             && (16..=64).contains(&self.output_len)
             && (8..=64).contains(&self.salt_len);
         if ok {
@@ -398,6 +400,13 @@ mod tests {
 
     fn hasher() -> PasswordHasher {
         PasswordHasher::new(HashParams::danger_insecure_for_tests()).unwrap()
+    }
+
+    #[test]
+    fn huge_parallelism_in_a_stored_hash_is_refused_not_a_panic() {
+        // Found by the CI fuzz smoke (auth_phc): `8 * p` overflowed before the range check.
+        let phc = "$argon2id$v=19$m=64,t=1,p=1999999999$EREYAwJuULg$oHyeGlGlHeaamgZEKx3tU3c6t/jq81oDzQXZj1EeHaamgZE";
+        assert_eq!(PhcHash::parse(phc), Err(HashError::ParamsOutOfRange));
     }
 
     #[test]
