@@ -9,7 +9,7 @@ if ! cargo fuzz --version 2>/dev/null | grep -q '0.13'; then
 fi
 cd fuzz
 targets=$(cargo fuzz list)
-cargo fuzz build --sanitizer none $targets >/dev/null 2>&1 || cargo fuzz build --sanitizer none
+cargo fuzz build --sanitizer none
 failed=0
 for t in $targets; do
   mkdir -p "corpus/$t"

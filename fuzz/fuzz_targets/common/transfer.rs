@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use fleetwire_transfer::*;
 
 /// Which machine the harness drives.
+#[allow(dead_code)] // each target constructs one role
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// The server side.
