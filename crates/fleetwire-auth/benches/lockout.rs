@@ -19,6 +19,7 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const KEYS: u64 = 1_000_000;
+const BATCH: usize = 64;
 
 #[allow(clippy::cast_possible_wrap)] // heap sizes are far below i64::MAX
 fn live_bytes(region: &Region<'_, System>) -> i64 {
@@ -124,8 +125,36 @@ fn bench(c: &mut Criterion, now: UnixTime) {
             black_box(e.begin_attempt(&LockoutKey::untrusted("", &k), now).is_ok())
         });
     });
+    group.finish();
+
+    // The batch calls: 64 keys per call, the same key stream; throughput per decision.
+    let mut group = c.benchmark_group("decisions_1M_keys_batch64");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let mut statuses = Vec::with_capacity(BATCH);
+    group.bench_function("fleetwire_lockout_statuses", |b| {
+        b.iter(|| {
+            let subjects: [[u8; 8]; BATCH] = std::array::from_fn(|_| keys.next().to_le_bytes());
+            let batch = subjects.each_ref().map(|s| LockoutKey::untrusted("", s));
+            statuses.clear();
+            e.statuses(&batch, now, &mut statuses);
+            black_box(&statuses);
+        });
+    });
+    let mut results = Vec::with_capacity(BATCH);
+    group.bench_function("fleetwire_lockout_begin_attempts", |b| {
+        b.iter(|| {
+            let subjects: [[u8; 8]; BATCH] = std::array::from_fn(|_| keys.next().to_le_bytes());
+            let batch = subjects.each_ref().map(|s| LockoutKey::untrusted("", s));
+            results.clear();
+            e.begin_attempts(&batch, now, &mut results);
+            black_box(&results);
+        });
+    });
+    group.finish();
     drop(e);
 
+    let mut group = c.benchmark_group("decisions_1M_keys");
+    group.throughput(Throughput::Elements(1));
     let mut th = throttle(now);
     group.bench_function("fleetwire_throttle_check", |b| {
         b.iter(|| {

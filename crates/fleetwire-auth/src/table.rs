@@ -116,6 +116,16 @@ impl<V: Copy + Default> KeyTable<V> {
         }
     }
 
+    /// Starts loading the home slot of `tag` into the cache, so that a later [`Self::find`]
+    /// of it does not stall. Issued for a batch of tags before their lookups, the cache misses
+    /// of the batch overlap instead of following one another.
+    #[inline]
+    pub(crate) fn prefetch(&self, tag: u64) {
+        // A plain independent load (no unsafe prefetch intrinsic): the out-of-order core keeps
+        // several of them in flight while the batch's tags are still being computed.
+        std::hint::black_box(self.slots[self.home(tag)].tag);
+    }
+
     #[inline]
     pub(crate) fn get(&self, idx: usize) -> V {
         self.slots[idx].val
