@@ -10,7 +10,8 @@
 //! - [`session`] (feature `session`): the player login + heartbeat server ([`session::SessionServer`])
 //!   with per-connection limits — a login deadline against slowloris, the frame limit, a maximum
 //!   number of connections — and the player side ([`session::run_player`]). A slow or hostile
-//!   peer only ever occupies its own task.
+//!   peer only ever occupies its own task. A [`session::SourceGate`] can refuse sources at
+//!   accept; [`login_gate::LockoutGate`] (feature `login-gate`) refuses those that keep failing.
 //! - [`transfer`] (feature `transfer`): chunked transfer — the framed stream driver pair
 //!   ([`transfer::send_framed`], [`transfer::receive_framed`]), the HTTP(S) download client
 //!   ([`transfer::fetch_http`]) with signed player requests, and the resumable `.part` file that
@@ -28,6 +29,9 @@ pub mod tls;
 
 #[cfg(feature = "session")]
 pub mod session;
+
+#[cfg(feature = "login-gate")]
+pub mod login_gate;
 
 #[cfg(feature = "sensor")]
 pub mod sensor;

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -41,6 +41,33 @@ impl<H: std::hash::BuildHasher + Send + Sync + 'static> PlayerDirectory
             .cloned()
             .unwrap_or(PlayerLookup::Unknown)
     }
+}
+
+/// Decides, per source address, whether a new connection may try to log in — for example a
+/// lockout after repeated failed logins from that address ([`crate::login_gate::LockoutGate`]).
+/// Consulted at accept, before the TLS handshake, so a refused source costs no handshake.
+pub trait SourceGate: Send + Sync + 'static {
+    /// `Err(why)` refuses the connection (it is closed at once and reported as
+    /// [`Notice::Refused`]).
+    fn admit(&self, source: IpAddr) -> Result<(), String>;
+    /// An admitted connection logged in.
+    fn logged_in(&self, source: IpAddr);
+    /// An admitted connection ended without logging in: `Some` with the session's reason, or
+    /// `None` when the TLS handshake failed or timed out (a peer that closes before sending
+    /// anything, such as a TCP health check, is not reported).
+    fn login_failed(&self, source: IpAddr, reason: Option<&SessionError>);
+}
+
+/// Admits every source (the default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenGate;
+
+impl SourceGate for OpenGate {
+    fn admit(&self, _: IpAddr) -> Result<(), String> {
+        Ok(())
+    }
+    fn logged_in(&self, _: IpAddr) {}
+    fn login_failed(&self, _: IpAddr, _: Option<&SessionError>) {}
 }
 
 /// How the server speaks to players.
@@ -134,6 +161,7 @@ pub struct SessionServer<D> {
     listener: TcpListener,
     transport: Transport,
     directory: Arc<D>,
+    gate: Arc<dyn SourceGate>,
     shared: Arc<Shared>,
 }
 
@@ -186,8 +214,16 @@ impl<D: PlayerDirectory> SessionServer<D> {
             listener,
             transport,
             directory: Arc::new(directory),
+            gate: Arc::new(OpenGate),
             shared,
         })
+    }
+
+    /// Puts `gate` in front of every login (the default admits everyone).
+    #[must_use]
+    pub fn with_gate(mut self, gate: Arc<dyn SourceGate>) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// The bound address.
@@ -237,9 +273,14 @@ impl<D: PlayerDirectory> SessionServer<D> {
             });
             return; // dropping the stream closes it
         };
+        if let Err(why) = self.gate.admit(peer.ip()) {
+            self.shared.notice(Notice::Refused { peer, why });
+            return; // dropping the stream closes it
+        }
         let _ = tcp.set_nodelay(true);
         let shared = self.shared.clone();
         let directory = self.directory.clone();
+        let gate = self.gate.clone();
         let transport = self.transport.clone();
         tokio::spawn(async move {
             let accepted = Instant::now();
@@ -248,6 +289,7 @@ impl<D: PlayerDirectory> SessionServer<D> {
                     let conn = Conn {
                         shared,
                         directory,
+                        gate,
                         peer,
                         accepted,
                     };
@@ -263,19 +305,29 @@ impl<D: PlayerDirectory> SessionServer<D> {
                             let conn = Conn {
                                 shared,
                                 directory,
+                                gate,
                                 peer,
                                 accepted,
                             };
                             conn.serve(stream, binding, stop).await;
                         }
-                        Ok(Err(e)) => shared.notice(Notice::Refused {
-                            peer,
-                            why: format!("TLS handshake failed: {e}"),
-                        }),
-                        Err(_) => shared.notice(Notice::Refused {
-                            peer,
-                            why: "TLS handshake did not finish within the login deadline".into(),
-                        }),
+                        Ok(Err(e)) => {
+                            if e.kind() != io::ErrorKind::UnexpectedEof {
+                                gate.login_failed(peer.ip(), None);
+                            }
+                            shared.notice(Notice::Refused {
+                                peer,
+                                why: format!("TLS handshake failed: {e}"),
+                            });
+                        }
+                        Err(_) => {
+                            gate.login_failed(peer.ip(), None);
+                            shared.notice(Notice::Refused {
+                                peer,
+                                why: "TLS handshake did not finish within the login deadline"
+                                    .into(),
+                            });
+                        }
                     }
                 }
             }
@@ -393,6 +445,7 @@ async fn presence_ticker(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 struct Conn<D> {
     shared: Arc<Shared>,
     directory: Arc<D>,
+    gate: Arc<dyn SourceGate>,
     peer: SocketAddr,
     accepted: Instant,
 }
@@ -425,6 +478,7 @@ impl<D: PlayerDirectory> Conn<D> {
                     }
                     ServerEvent::LoggedIn { player_id } => {
                         player = Some(player_id);
+                        self.gate.logged_in(self.peer.ip());
                         self.register(player_id, conn_id, &control);
                         shared.notice(Notice::LoggedIn {
                             player_id,
@@ -514,24 +568,24 @@ impl<D: PlayerDirectory> Conn<D> {
 
     fn closed(&self, player: Option<PlayerId>, machine: &ServerConnection, reason: SessionError) {
         let shared = &self.shared;
-        match player {
-            Some(player_id) => {
-                if matches!(
-                    reason,
-                    SessionError::PeerClosed {
-                        code: CloseCode::Normal,
-                        ..
-                    }
-                ) {
-                    shared.with_presence(|p| p.gone(Instant::now(), player_id));
+        if let Some(player_id) = player {
+            if matches!(
+                reason,
+                SessionError::PeerClosed {
+                    code: CloseCode::Normal,
+                    ..
                 }
-                shared.notice(Notice::Disconnected { player_id, reason });
+            ) {
+                shared.with_presence(|p| p.gone(Instant::now(), player_id));
             }
-            None => shared.notice(Notice::LoginFailed {
+            shared.notice(Notice::Disconnected { player_id, reason });
+        } else {
+            self.gate.login_failed(self.peer.ip(), Some(&reason));
+            shared.notice(Notice::LoginFailed {
                 claimed: machine.player_id(),
                 peer: self.peer,
                 reason,
-            }),
+            });
         }
     }
 }

@@ -56,6 +56,12 @@ pub(crate) struct SessionSettings {
     pub(crate) login_timeout_secs: u64,
     /// Connections held at once.
     pub(crate) max_connections: usize,
+    /// Consecutive failed logins from one address (IPv4, or IPv6 /64) before it is refused at
+    /// accept for 1 minute, then 2, 4 … 60 for each further failure; a good login from the
+    /// address ends the streak. 0 turns the gate off.
+    pub(crate) failed_logins_per_source: u16,
+    /// Most source addresses the gate tracks (about 21 bytes each).
+    pub(crate) max_tracked_sources: u32,
     /// Serve without TLS. Anyone on the network path can read and alter player traffic.
     pub(crate) danger_plaintext: bool,
 }
@@ -68,6 +74,8 @@ impl Default for SessionSettings {
             silence_grace_secs: 5,
             login_timeout_secs: 10,
             max_connections: 20_000,
+            failed_logins_per_source: 20,
+            max_tracked_sources: 100_000,
             danger_plaintext: false,
         }
     }

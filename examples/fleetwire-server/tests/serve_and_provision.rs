@@ -1,6 +1,7 @@
 //! The binary end to end: provision players, serve with zero configuration (self-signed TLS),
 //! a player logs in and shows online in `player list`, an unapproved player is refused, a
-//! removed player is disconnected while online, and Ctrl-C stops the server cleanly.
+//! removed player is disconnected while online, an address that keeps failing to log in is
+//! refused at accept, and Ctrl-C stops the server cleanly.
 #![allow(clippy::disallowed_methods, clippy::too_many_lines)] // a real clock; one end-to-end story
 
 use std::io::{BufRead, BufReader};
@@ -48,6 +49,7 @@ async fn serve_provision_login_list_revoke_and_stop() {
     std::fs::write(
         data.join("fleetwire.toml"),
         "[session]\nlisten = \"127.0.0.1:0\"\nheartbeat_interval_secs = 1\nsilence_grace_secs = 1\n\
+         failed_logins_per_source = 2\n\
          [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
          [sensor]\nlisten = \"127.0.0.1:0\"\n",
     )
@@ -140,7 +142,7 @@ async fn serve_provision_login_list_revoke_and_stop() {
     let refused = run_player(
         addr,
         &transport,
-        Arc::new(ClientConfig::new(pending_id, pending_secret)),
+        Arc::new(ClientConfig::new(pending_id, pending_secret.clone())),
         status.clone(),
         |_| {},
         std::future::pending(),
@@ -151,7 +153,7 @@ async fn serve_provision_login_list_revoke_and_stop() {
 
     // The approved player logs in and `player list` shows it online with its status.
     let player = {
-        let (transport, status) = (transport.clone(), status.clone());
+        let (transport, status, secret) = (transport.clone(), status.clone(), secret.clone());
         tokio::spawn(async move {
             run_player(
                 addr,
@@ -193,6 +195,35 @@ async fn serve_provision_login_list_revoke_and_stop() {
             }
         ),
         "{reason:?}"
+    );
+
+    // The removed player's secret no longer logs in; after two such failures in a row the
+    // address is refused at accept, before TLS, even for a player that waits for approval.
+    for _ in 0..2 {
+        let failed = run_player(
+            addr,
+            &transport,
+            Arc::new(ClientConfig::new(id, secret.clone())),
+            status.clone(),
+            |_| {},
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(failed, SessionError::AuthFailed);
+    }
+    let blocked = run_player(
+        addr,
+        &transport,
+        Arc::new(ClientConfig::new(pending_id, pending_secret.clone())),
+        status.clone(),
+        |_| {},
+        std::future::pending(),
+    )
+    .await;
+    assert!(
+        blocked.is_err(),
+        "closed before the TLS handshake: {blocked:?}"
     );
 
     // Ctrl-C: a clean stop.

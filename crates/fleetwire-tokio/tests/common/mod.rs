@@ -48,6 +48,16 @@ pub async fn start(
     limits: Limits,
     players: &[u8],
 ) -> TestServer {
+    start_gated(tls_on, config, limits, players, Arc::new(OpenGate)).await
+}
+
+pub async fn start_gated(
+    tls_on: bool,
+    config: ServerConfig,
+    limits: Limits,
+    players: &[u8],
+    gate: Arc<dyn SourceGate>,
+) -> TestServer {
     let mut dir = HashMap::new();
     for &n in players {
         let (id, secret) = player(n);
@@ -70,7 +80,8 @@ pub async fn start(
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let server = SessionServer::bind(addr, transport, Arc::new(config), limits, dir)
         .await
-        .unwrap();
+        .unwrap()
+        .with_gate(gate);
     let addr = server.local_addr().unwrap();
     let handle = server.handle();
     let (tx, rx) = oneshot::channel::<()>();
