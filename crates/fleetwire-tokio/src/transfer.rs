@@ -369,7 +369,7 @@ impl PartFile {
         Ok(self.dest)
     }
 
-    fn progress(&self, received: u64, rejected: u64, done: bool) -> Progress {
+    pub(crate) fn progress(&self, received: u64, rejected: u64, done: bool) -> Progress {
         let resumed_bytes = if self.resumed == 0 {
             0
         } else {
@@ -974,7 +974,7 @@ fn unix_now() -> u64 {
 // ---------------------------------------------------------------------------------------------
 
 /// Frame header version for transfer messages on a stream.
-const FRAME_VERSION: u8 = 1;
+pub(crate) const FRAME_VERSION: u8 = 1;
 
 /// How [`send_framed`] sends.
 #[derive(Debug, Clone)]
@@ -1276,11 +1276,11 @@ fn flush_pending(
     Ok(())
 }
 
-fn frame_limit(max_chunks: u32) -> u32 {
+pub(crate) fn frame_limit(max_chunks: u32) -> u32 {
     MAX_CHUNK_SIZE.max(max_chunks.saturating_mul(32)) + 4096
 }
 
-fn feed(
+pub(crate) fn feed(
     decoder: &mut FrameDecoder,
     mut input: &[u8],
     mut on_message: impl FnMut(&[u8]),
@@ -1297,14 +1297,14 @@ fn feed(
     Ok(())
 }
 
-fn stream_err(e: io::Error) -> Error {
+pub(crate) fn stream_err(e: io::Error) -> Error {
     Error::Connection {
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         source: e,
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(t) => tokio::time::sleep_until(t.into()).await,
         None => std::future::pending().await,

@@ -640,3 +640,37 @@ async fn authenticate(
     .map_err(|e| refuse(StatusCode::UNAUTHORIZED, e.to_string()))?;
     Ok(player)
 }
+
+/// Records chunk bytes sent to a player by another path (the framed transfer listener), in the
+/// same per-player account as the HTTP(S) chunk endpoints.
+pub(crate) fn record_sent(player: PlayerId, bytes: u64) {
+    if bytes == 0 {
+        return;
+    }
+    *SENT
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(player)
+        .or_default() += bytes;
+}
+
+/// What a player should hold, in content id order: each item's signed manifest and the path of
+/// its bytes.
+pub(crate) fn assigned(
+    store: &Store,
+    data_dir: &Path,
+    player: PlayerId,
+) -> rusqlite::Result<Vec<(Vec<u8>, PathBuf)>> {
+    let conn = store.conn();
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.manifest, c.sha256 FROM content c WHERE EXISTS \
+         (SELECT 1 FROM content_assignments a WHERE a.content = c.id \
+          AND (a.player = ?1 OR length(a.player) = 0)) ORDER BY c.id",
+    )?;
+    let rows = stmt.query_map([&player.as_bytes()[..]], |r| {
+        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let dir = data_dir.join("content");
+    rows.map(|row| row.map(|(manifest, sha)| (manifest, dir.join(sha))))
+        .collect()
+}
