@@ -589,13 +589,20 @@ fn flush_all(
     receiver: &mut Receiver,
     files: &mut HashMap<TransferId, Download>,
 ) -> Result<(), Error> {
-    for (transfer, d) in files.iter_mut() {
-        if d.pending.is_empty() {
+    // Configuration before media here too: acknowledge (and so complete) in priority order.
+    let mut order: Vec<(fleetwire_transfer::FileKind, TransferId)> = files
+        .iter()
+        .filter(|(_, d)| !d.pending.is_empty())
+        .map(|(t, d)| (d.file.manifest().kind(), *t))
+        .collect();
+    order.sort_unstable();
+    for (_, transfer) in order {
+        let Some(d) = files.get_mut(&transfer) else {
             continue;
-        }
+        };
         d.file.persist()?;
         for index in d.pending.drain(..) {
-            let _ = receiver.chunk_stored(Instant::now(), *transfer, index);
+            let _ = receiver.chunk_stored(Instant::now(), transfer, index);
         }
     }
     Ok(())
