@@ -182,20 +182,29 @@ async fn framed_listener_authenticates_then_pushes_assigned_content() {
     let (carol, carol_secret) = players[2].clone();
     let (pending, pending_secret) = read(&pending_secrets)[0].clone();
 
-    // Content: one item for alice, one for everyone, a big one for bob.
+    // Content: media for alice, a configuration file for everyone, big media for bob.
     let menu = bytes(700_000, 1);
-    let banner = bytes(150_001, 2);
+    let settings = bytes(150_001, 2);
     let big = bytes(16 << 20, 3);
-    for (name, content, to) in [
-        ("menu.mp4", &menu, alice.to_string()),
-        ("banner.png", &banner, "all".to_owned()),
-        ("big.mp4", &big, bob.to_string()),
+    for (name, content, to, kind) in [
+        ("menu.mp4", &menu, alice.to_string(), "media"),
+        ("player.conf", &settings, "all".to_owned(), "configuration"),
+        ("big.mp4", &big, bob.to_string(), "media"),
     ] {
         let src = data.join(name);
         std::fs::write(&src, content).unwrap();
+        let to = to.as_str();
         cli(
             &data,
-            &["content", "add", src.to_str().unwrap(), "--to", &to],
+            &[
+                "content",
+                "add",
+                src.to_str().unwrap(),
+                "--to",
+                to,
+                "--kind",
+                kind,
+            ],
         );
     }
     let mut key = [0u8; 32];
@@ -232,7 +241,7 @@ async fn framed_listener_authenticates_then_pushes_assigned_content() {
     };
 
     // Alice logs in and receives her item and the one for everyone, byte-identical, on one
-    // connection; the big item for bob is not offered to her.
+    // connection, configuration first; the big item for bob is not offered to her.
     let mut conn = server.connect(alice, alice_secret.clone()).await.unwrap();
     let dir = data.join("alice");
     std::fs::create_dir_all(&dir).unwrap();
@@ -256,16 +265,21 @@ async fn framed_listener_authenticates_then_pushes_assigned_content() {
     .unwrap();
     offered.sort_unstable();
     assert_eq!(offered, [1, 2]);
-    assert_eq!(report.received.len(), 2, "{report:?}");
+    let done: Vec<u64> = report.received.iter().map(|r| r.progress.file_id).collect();
+    assert_eq!(
+        done,
+        [2, 1],
+        "the configuration item completes before the media"
+    );
     assert!(report.failed.is_empty(), "{report:?}");
     assert_eq!(std::fs::read(dir.join("1")).unwrap(), menu);
-    assert_eq!(std::fs::read(dir.join("2")).unwrap(), banner);
+    assert_eq!(std::fs::read(dir.join("2")).unwrap(), settings);
 
     // Bytes sent are recorded per player, in the account HTTP uses (flushed every 2 s).
     let want = format!(
         "sent to {}: {} bytes",
         hex::encode(alice.as_bytes()),
-        menu.len() + banner.len()
+        menu.len() + settings.len()
     );
     let start = Instant::now();
     loop {
