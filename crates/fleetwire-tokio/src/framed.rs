@@ -69,14 +69,16 @@ const LOGIN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// [`ServerConnection`] until the player proved its identity and is approved (returns it) or
 /// the login failed (the player was told why with a `Close` message; returns the reason).
 ///
-/// `binding` is the TLS exporter value ([`tls_binding`]). The login deadline is
-/// `config.login_timeout`; before the login, the peer costs a 512-byte read buffer and one frame
-/// of at most 256 bytes.
+/// `binding` is the TLS exporter value ([`tls_binding`]). The login must finish within
+/// `config.login_timeout` of `accepted` (when the TCP connection was accepted, so the TLS
+/// handshake counts too, as on the session port); before the login, the peer costs a 512-byte
+/// read buffer and one frame of at most 256 bytes.
 pub async fn accept_player<S, D>(
     stream: &mut S,
     binding: ChannelBinding,
     config: Arc<ServerConfig>,
     directory: &D,
+    accepted: Instant,
 ) -> Result<PlayerId, SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -89,7 +91,7 @@ where
             message: "the server has no randomness".into(),
         });
     }
-    let mut machine = ServerConnection::new(config, Instant::now(), nonce, binding);
+    let mut machine = ServerConnection::new(config, accepted, nonce, binding);
     let mut pending: Vec<u8> = Vec::new();
     let mut out = Vec::new();
     let mut buf = [0u8; 512];

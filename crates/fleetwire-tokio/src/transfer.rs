@@ -19,6 +19,9 @@
 //! Each transfer message is the body of one `fleetwire-wire` frame (`version 1 | type | len`),
 //! over TLS ([`crate::tls`]) or any byte stream. The [`Sender`] and [`Receiver`] machines decide
 //! everything (window, SACK, retransmission); the drivers move bytes and touch files.
+//! Several files on one connection, after the player's login, are
+//! `framed::send_framed_many` / `framed::receive_framed_many` (features `session` + `transfer`;
+//! the server's TCP 4702).
 //!
 //! ## HTTP and HTTPS ([`fetch_http`])
 //! The player pulls. Endpoints (served by `fleetwire-server` on HTTPS and on plain HTTP, port

@@ -75,6 +75,7 @@ async fn login_then_many_files_configuration_first_one_declined() {
             BINDING,
             Arc::new(ServerConfig::default()),
             &directory(),
+            Instant::now(),
         )
         .await
         .unwrap();
@@ -139,6 +140,7 @@ async fn other_channel_or_wrong_secret_is_refused_before_any_content() {
                 BINDING,
                 Arc::new(ServerConfig::default()),
                 &directory(),
+                Instant::now(),
             )
             .await
         });
@@ -162,6 +164,7 @@ async fn bytes_before_the_welcome_are_a_protocol_violation() {
             BINDING,
             Arc::new(ServerConfig::default()),
             &directory(),
+            Instant::now(),
         )
         .await
     });

@@ -99,12 +99,13 @@ async fn serve(
                 file: file.clone(),
             }];
             tokio::spawn(async move {
+                let accepted = std::time::Instant::now();
                 let Ok(mut stream) = acceptor.accept(tcp).await else {
                     return;
                 };
                 let binding = tls_binding(stream.get_ref().1).unwrap();
                 let config = Arc::new(fleetwire_session::ServerConfig::default());
-                if accept_player(&mut stream, binding, config, &*directory)
+                if accept_player(&mut stream, binding, config, &*directory, accepted)
                     .await
                     .is_err()
                 {

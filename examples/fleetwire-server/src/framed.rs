@@ -17,7 +17,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fleetwire_session::{PlayerId, ServerConfig};
 use fleetwire_tokio::framed::{Outgoing, accept_player, send_framed_many, tls_binding};
@@ -142,6 +142,7 @@ pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
 }
 
 async fn serve_connection(shared: &Listener, tcp: TcpStream, peer: SocketAddr) {
+    let accepted = Instant::now();
     let _ = tcp.set_nodelay(true);
     let deadline = shared.login.login_timeout;
     let mut tls = match tokio::time::timeout(deadline, shared.acceptor.accept(tcp)).await {
@@ -159,7 +160,13 @@ async fn serve_connection(shared: &Listener, tcp: TcpStream, peer: SocketAddr) {
         return;
     };
     // The machine enforces the login deadline; the outer bound only guards a stuck lookup.
-    let login = accept_player(&mut tls, binding, shared.login.clone(), &shared.directory);
+    let login = accept_player(
+        &mut tls,
+        binding,
+        shared.login.clone(),
+        &shared.directory,
+        accepted,
+    );
     let player = match tokio::time::timeout(deadline + Duration::from_secs(2), login).await {
         Ok(Ok(player)) => player,
         Ok(Err(reason)) => {
