@@ -140,7 +140,7 @@ async fn framed_listener_authenticates_then_pushes_assigned_content() {
          [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
          [sensor]\nlisten = \"127.0.0.1:0\"\n\
          [content]\nchunk_size = 65536\n\
-         [transfer]\nlisten = \"127.0.0.1:0\"\nwindow = 16\nmax_bytes_per_sec = 4000000\n",
+         [transfer]\nlisten = \"127.0.0.1:0\"\nwindow = 16\nmax_bytes_per_sec = 2000000\n",
     )
     .unwrap();
     let secrets = data.join("p.csv");
