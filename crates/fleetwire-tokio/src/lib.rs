@@ -16,6 +16,10 @@
 //!   ([`transfer::send_framed`], [`transfer::receive_framed`]), the HTTP(S) download client
 //!   ([`transfer::fetch_http`]) with signed player requests, and the resumable `.part` file that
 //!   only ever appears under its final name once the whole file verified.
+//! - `framed` (features `session` + `transfer`): the framed transfer connection (TCP 4702 in
+//!   the example server) — the session login, then every file assigned to the player pushed
+//!   over the same TLS stream (`framed::accept_player` + `framed::send_framed_many` on the
+//!   server, `framed::connect_player` + `framed::receive_framed_many` on the player).
 //! - [`sensor`] (feature `sensor`): sensor uploads on TCP 14354 — the cloud server
 //!   ([`sensor::SensorServer`], one `CloudSession` per connection, keys and exactly-once writes
 //!   through [`sensor::LoggerStore`], one deadline from accept through TLS and the exchange) and
@@ -38,3 +42,6 @@ pub mod sensor;
 
 #[cfg(feature = "transfer")]
 pub mod transfer;
+
+#[cfg(all(feature = "session", feature = "transfer"))]
+pub mod framed;

@@ -19,6 +19,9 @@
 //! Each transfer message is the body of one `fleetwire-wire` frame (`version 1 | type | len`),
 //! over TLS ([`crate::tls`]) or any byte stream. The [`Sender`] and [`Receiver`] machines decide
 //! everything (window, SACK, retransmission); the drivers move bytes and touch files.
+//! Several files on one connection, after the player's login, are
+//! `framed::send_framed_many` / `framed::receive_framed_many` (features `session` + `transfer`;
+//! the server's TCP 4702).
 //!
 //! ## HTTP and HTTPS ([`fetch_http`])
 //! The player pulls. Endpoints (served by `fleetwire-server` on HTTPS and on plain HTTP, port
@@ -369,7 +372,7 @@ impl PartFile {
         Ok(self.dest)
     }
 
-    fn progress(&self, received: u64, rejected: u64, done: bool) -> Progress {
+    pub(crate) fn progress(&self, received: u64, rejected: u64, done: bool) -> Progress {
         let resumed_bytes = if self.resumed == 0 {
             0
         } else {
@@ -974,7 +977,7 @@ fn unix_now() -> u64 {
 // ---------------------------------------------------------------------------------------------
 
 /// Frame header version for transfer messages on a stream.
-const FRAME_VERSION: u8 = 1;
+pub(crate) const FRAME_VERSION: u8 = 1;
 
 /// How [`send_framed`] sends.
 #[derive(Debug, Clone)]
@@ -1276,11 +1279,11 @@ fn flush_pending(
     Ok(())
 }
 
-fn frame_limit(max_chunks: u32) -> u32 {
+pub(crate) fn frame_limit(max_chunks: u32) -> u32 {
     MAX_CHUNK_SIZE.max(max_chunks.saturating_mul(32)) + 4096
 }
 
-fn feed(
+pub(crate) fn feed(
     decoder: &mut FrameDecoder,
     mut input: &[u8],
     mut on_message: impl FnMut(&[u8]),
@@ -1297,14 +1300,14 @@ fn feed(
     Ok(())
 }
 
-fn stream_err(e: io::Error) -> Error {
+pub(crate) fn stream_err(e: io::Error) -> Error {
     Error::Connection {
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         source: e,
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(t) => tokio::time::sleep_until(t.into()).await,
         None => std::future::pending().await,

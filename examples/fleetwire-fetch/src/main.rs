@@ -1,12 +1,19 @@
-//! `fleetwire-fetch`: downloads one content item from `fleetwire-server` over HTTP or HTTPS,
-//! verifying every chunk against the signed manifest, with a progress bar. Kill it at any point
-//! and run the same command again: it resumes from `OUT.part` and its record `OUT.part.state`,
-//! re-fetching at most one window. `OUT` appears only once the whole file verified.
+//! `fleetwire-fetch`: downloads one content item from `fleetwire-server` over HTTP, HTTPS or
+//! the framed transfer stream (`tcps://`, TCP 4702: the player logs in, then the server pushes
+//! its content over the same TLS connection), verifying every chunk against the signed
+//! manifest, with a progress bar. Kill it at any point and run the same command again: it
+//! resumes from `OUT.part` and its record `OUT.part.state`, re-fetching at most one window.
+//! `OUT` appears only once the whole file verified.
 //!
 //! ```text
 //! fleetwire-fetch --server https://127.0.0.1:8443 --fingerprint AB:CD:… \
 //!     --key <content key hex> --player <id> --secret <hex> --content 1 --out menu.mp4
+//! fleetwire-fetch --server tcps://127.0.0.1:4702 --fingerprint AB:CD:… \
+//!     --key <content key hex> --player <id> --secret <hex> --content 1 --out menu.mp4
 //! ```
+//!
+//! Over `tcps://` the server offers every item assigned to the player; the one named by
+//! `--content` is stored, the others are declined.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line program prints
 #![allow(clippy::disallowed_methods)] // an example reads the clock
@@ -16,6 +23,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
+
+mod framed;
 
 use clap::Parser;
 use fleetwire_tokio::tls;
@@ -27,7 +36,8 @@ use rustls::pki_types::ServerName;
 #[derive(Parser)]
 #[command(name = "fleetwire-fetch", version, about)]
 struct Args {
-    /// `http://ADDR:PORT` or `https://ADDR:PORT` (an IP address and port).
+    /// `http://ADDR:PORT`, `https://ADDR:PORT` or `tcps://ADDR:PORT` (the framed transfer
+    /// stream over TLS, port 4702; needs --player and --secret).
     #[arg(long)]
     server: String,
     /// The server certificate's SHA-256 fingerprint (required for https).
@@ -57,6 +67,10 @@ struct Args {
     /// No progress bar; print one summary line.
     #[arg(long)]
     quiet: bool,
+    /// Instead of a bar, print `progress STORED TOTAL RECEIVED RESUMED` on stdout at every
+    /// change (for scripts and tests).
+    #[arg(long)]
+    progress_lines: bool,
 }
 
 fn main() -> ExitCode {
@@ -89,6 +103,9 @@ async fn run(args: Args) -> Result<(), String> {
         .trim_end_matches('/')
         .parse()
         .map_err(|e| format!("--server {rest}: expected IP:PORT ({e})"))?;
+    if scheme == "tcps" {
+        return framed::run(&args, addr).await;
+    }
     let mut endpoint = match scheme {
         "http" => HttpEndpoint::http(addr),
         "https" => {
@@ -101,7 +118,7 @@ async fn run(args: Args) -> Result<(), String> {
             let name = ServerName::try_from("fleetwire.local").map_err(|e| e.to_string())?;
             HttpEndpoint::https(addr, config, name)
         }
-        other => return Err(format!("--server scheme {other}: use http or https")),
+        other => return Err(format!("--server scheme {other}: use http, https or tcps")),
     };
     if let (Some(player), Some(secret)) = (&args.player, &args.secret) {
         let mut id = [0u8; 16];
@@ -118,7 +135,7 @@ async fn run(args: Args) -> Result<(), String> {
         chunks_per_request: args.per_request,
         ..FetchOptions::default()
     };
-    let bar = if args.quiet {
+    let bar = if args.quiet || args.progress_lines {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(0)
@@ -137,6 +154,9 @@ async fn run(args: Args) -> Result<(), String> {
         &[PublicKey(key)],
         &options,
         |p| {
+            if args.progress_lines {
+                framed::print_progress(&p);
+            }
             bar.set_length(p.total_bytes);
             bar.set_position(p.stored_bytes);
             if p.resumed_bytes > 0 {

@@ -17,6 +17,7 @@ pub(crate) struct Config {
     pub(crate) accounts: crate::accounts::AccountsSettings,
     pub(crate) content: crate::content::ContentSettings,
     pub(crate) things: crate::things::ThingsSettings,
+    pub(crate) transfer: crate::framed::TransferSettings,
 }
 
 /// The HTTPS API and the plain-HTTP port.

@@ -78,6 +78,15 @@ impl Default for ContentSettings {
     }
 }
 
+/// `content add --kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Kind {
+    /// Player configuration: small, urgent, sent first.
+    Configuration,
+    /// Media and other content.
+    Media,
+}
+
 #[derive(Subcommand)]
 pub(crate) enum ContentCommand {
     /// Publish a file to one player or to all.
@@ -90,6 +99,10 @@ pub(crate) enum ContentCommand {
         /// Bytes per chunk (default from fleetwire.toml, 256 KiB).
         #[arg(long)]
         chunk_size: Option<u32>,
+        /// What the file is for: configuration is sent before media on a shared connection
+        /// (the framed transfer stream).
+        #[arg(long, value_enum, default_value_t = Kind::Media)]
+        kind: Kind,
     },
     /// List published content, its assignments, and bytes sent per player.
     List,
@@ -105,6 +118,7 @@ pub(crate) fn cli(cmd: ContentCommand, data_dir: &Path, store: &Store) -> Result
             file,
             to,
             chunk_size,
+            kind,
         } => {
             let signer = signer(data_dir)?;
             let target = if to == "all" {
@@ -134,6 +148,10 @@ pub(crate) fn cli(cmd: ContentCommand, data_dir: &Path, store: &Store) -> Result
                 &file,
                 target,
                 chunk_size.unwrap_or(settings.chunk_size),
+                match kind {
+                    Kind::Configuration => FileKind::Configuration,
+                    Kind::Media => FileKind::Media,
+                },
             )?;
             println!(
                 "content {id}: {} ({length} bytes) published to {to}",
@@ -232,6 +250,7 @@ fn add(
     file: &Path,
     to: Option<PlayerId>,
     chunk_size: u32,
+    kind: FileKind,
 ) -> Result<(i64, u64), String> {
     let dir = data_dir.join("content");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -242,7 +261,7 @@ fn add(
         })
         .map_err(|e| e.to_string())?;
     let file_id = u64::try_from(id).map_err(|_| "bad content id")?;
-    let mut builder = ManifestBuilder::new(FileKind::Media, file_id, 1, chunk_size)
+    let mut builder = ManifestBuilder::new(kind, file_id, 1, chunk_size)
         .map_err(|e| format!("--chunk-size {chunk_size}: {e}"))?;
     let mut src =
         std::fs::File::open(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
@@ -639,4 +658,38 @@ async fn authenticate(
     )
     .map_err(|e| refuse(StatusCode::UNAUTHORIZED, e.to_string()))?;
     Ok(player)
+}
+
+/// Records chunk bytes sent to a player by another path (the framed transfer listener), in the
+/// same per-player account as the HTTP(S) chunk endpoints.
+pub(crate) fn record_sent(player: PlayerId, bytes: u64) {
+    if bytes == 0 {
+        return;
+    }
+    *SENT
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(player)
+        .or_default() += bytes;
+}
+
+/// What a player should hold, in content id order: each item's signed manifest and the path of
+/// its bytes.
+pub(crate) fn assigned(
+    store: &Store,
+    data_dir: &Path,
+    player: PlayerId,
+) -> rusqlite::Result<Vec<(Vec<u8>, PathBuf)>> {
+    let conn = store.conn();
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.manifest, c.sha256 FROM content c WHERE EXISTS \
+         (SELECT 1 FROM content_assignments a WHERE a.content = c.id \
+          AND (a.player = ?1 OR length(a.player) = 0)) ORDER BY c.id",
+    )?;
+    let rows = stmt.query_map([&player.as_bytes()[..]], |r| {
+        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let dir = data_dir.join("content");
+    rows.map(|row| row.map(|(manifest, sha)| (manifest, dir.join(sha))))
+        .collect()
 }

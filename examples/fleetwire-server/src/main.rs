@@ -14,6 +14,7 @@ mod accounts;
 mod certs;
 mod config;
 mod content;
+mod framed;
 mod http;
 mod loggers;
 mod players;

@@ -20,8 +20,9 @@ use clap::Subcommand;
 use fleetwire_session::PlayerSecret;
 use ring::rand::{SecureRandom, SystemRandom};
 
-/// Looks players up in the store, off the async executor.
-struct StoreDirectory(Arc<Store>);
+/// Looks players up in the store, off the async executor (also used by the framed transfer
+/// listener's login).
+pub(crate) struct StoreDirectory(pub(crate) Arc<Store>);
 
 impl PlayerDirectory for StoreDirectory {
     async fn lookup(&self, player_id: PlayerId) -> PlayerLookup {

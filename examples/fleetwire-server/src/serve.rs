@@ -55,6 +55,7 @@ pub(crate) async fn serve(data_dir: &Path, store: Arc<Store>) -> Result<(), Stri
         crate::loggers::start(&ctx).await?,
         crate::accounts::start(&ctx).await?,
         crate::content::start(&ctx).await?,
+        crate::framed::start(&ctx).await?,
         http::start(&ctx).await?,
     ];
     println!("data directory: {}", ctx.data_dir.display());

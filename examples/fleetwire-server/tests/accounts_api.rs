@@ -153,7 +153,7 @@ async fn accounts_over_https() {
         data.join("fleetwire.toml"),
         "[session]\nlisten = \"127.0.0.1:0\"\n\
          [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
-         [sensor]\nlisten = \"127.0.0.1:0\"\n\
+         [sensor]\nlisten = \"127.0.0.1:0\"\n[transfer]\nlisten = \"127.0.0.1:0\"\n\
          [accounts]\ndanger_insecure_fast_hashing = true\nmax_failures = 3\nbase_block_secs = 1\n\
          captcha_after_failures = 4\nlogin_burst_per_source = 1000\n",
     )

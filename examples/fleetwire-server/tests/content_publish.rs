@@ -51,7 +51,7 @@ async fn content_add_notifies_player_which_fetches_over_http_and_https() {
         data.join("fleetwire.toml"),
         "[session]\nlisten = \"127.0.0.1:0\"\nheartbeat_interval_secs = 1\nsilence_grace_secs = 1\n\
          [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
-         [sensor]\nlisten = \"127.0.0.1:0\"\n\
+         [sensor]\nlisten = \"127.0.0.1:0\"\n[transfer]\nlisten = \"127.0.0.1:0\"\n\
          [content]\nchunk_size = 65536\n",
     )
     .unwrap();

@@ -85,7 +85,7 @@ async fn provision_upload_resend_and_read_back() {
         data.join("fleetwire.toml"),
         "[session]\nlisten = \"127.0.0.1:0\"\n\
          [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
-         [sensor]\nlisten = \"127.0.0.1:0\"\n",
+         [sensor]\nlisten = \"127.0.0.1:0\"\n[transfer]\nlisten = \"127.0.0.1:0\"\n",
     )
     .unwrap();
     let added = cli(&data, &["logger", "add", "--name", "cold-room"]);

@@ -51,7 +51,7 @@ async fn serve_provision_login_list_revoke_and_stop() {
         "[session]\nlisten = \"127.0.0.1:0\"\nheartbeat_interval_secs = 1\nsilence_grace_secs = 1\n\
          failed_logins_per_source = 2\n\
          [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
-         [sensor]\nlisten = \"127.0.0.1:0\"\n",
+         [sensor]\nlisten = \"127.0.0.1:0\"\n[transfer]\nlisten = \"127.0.0.1:0\"\n",
     )
     .unwrap();
     cli(

@@ -65,7 +65,7 @@ fn start(name: &str, things: &str) -> Server {
         format!(
             "[session]\nlisten = \"127.0.0.1:0\"\n\
              [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
-             [sensor]\nlisten = \"127.0.0.1:0\"\n\
+             [sensor]\nlisten = \"127.0.0.1:0\"\n[transfer]\nlisten = \"127.0.0.1:0\"\n\
              [things]\n{things}"
         ),
     )

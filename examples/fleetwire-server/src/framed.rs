@@ -1,0 +1,286 @@
+//! The framed transfer listener (TCP 4702, TLS): a player connects, logs in with the same
+//! Ed25519 challenge-response as on the session port (bound to this TLS connection), and the
+//! server pushes every content item assigned to it over that one connection with the transfer
+//! `Sender` (a window of chunks, SACK, resume: chunks the player already holds are not sent),
+//! then closes TLS in an orderly way. The layout is in docs/PROTOCOL.md ("Framed transfer
+//! connection").
+//!
+//! - No content byte is read or sent before the login succeeded. Before it, a peer holds one
+//!   connection slot, a 512-byte buffer and a frame of at most 256 bytes, for at most the
+//!   session login deadline (`[session] login_timeout_secs`); a refused login is told why with
+//!   the session `Close` message and logged as a security event.
+//! - Unknown and removed players fail exactly like a wrong secret; unapproved ones are told so.
+//!   A player removed or unapproved while its transfer runs is cut off within two seconds.
+//! - Chunk bytes sent are added to the same per-player account as the HTTP(S) chunk endpoints
+//!   (`content list`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleetwire_session::{PlayerId, ServerConfig};
+use fleetwire_tokio::framed::{Outgoing, accept_player, send_framed_many, tls_binding};
+use fleetwire_tokio::transfer::SendOptions;
+use fleetwire_transfer::{PublicKey, RateLimit, SenderConfig, SignedManifest};
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::players::StoreDirectory;
+use crate::serve::{Ctx, Service};
+use crate::store::Store;
+use crate::{content, unix_now};
+
+/// `[transfer]` in fleetwire.toml.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct TransferSettings {
+    /// Where players connect for the framed transfer stream (TLS).
+    pub(crate) listen: SocketAddr,
+    /// Connections held at once; the next is dropped at accept.
+    pub(crate) max_connections: usize,
+    /// Chunks in flight per connection (the player may lower it; 1 is lock-step).
+    pub(crate) window: u32,
+    /// Bandwidth cap per connection in bytes per second; 0 means none.
+    pub(crate) max_bytes_per_sec: u64,
+}
+
+impl Default for TransferSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], fleetwire_tokio::framed::TRANSFER_PORT)),
+            max_connections: 4096,
+            window: 64,
+            max_bytes_per_sec: 0,
+        }
+    }
+}
+
+/// Everything a connection task needs.
+struct Listener {
+    store: Arc<Store>,
+    data_dir: PathBuf,
+    acceptor: TlsAcceptor,
+    login: Arc<ServerConfig>,
+    directory: StoreDirectory,
+    send: SendOptions,
+    content_key: PublicKey,
+}
+
+/// Binds the framed transfer listener and serves until shutdown.
+pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
+    let settings = ctx.config.transfer.clone();
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("framed transfer on {addr} (TLS)");
+    let data_dir = ctx.data_dir.clone();
+    let content_key = tokio::task::spawn_blocking(move || content::signer(&data_dir))
+        .await
+        .map_err(|e| e.to_string())??
+        .public_key();
+    let rate = (settings.max_bytes_per_sec > 0).then(|| RateLimit {
+        bytes_per_sec: settings.max_bytes_per_sec,
+        // At least one full chunk message must fit.
+        burst: settings.max_bytes_per_sec.max(2 << 20),
+    });
+    let shared = Arc::new(Listener {
+        store: ctx.store.clone(),
+        data_dir: ctx.data_dir.clone(),
+        acceptor: TlsAcceptor::from(ctx.tls.clone()),
+        login: Arc::new(ctx.config.session.machine_config()),
+        directory: StoreDirectory(ctx.store.clone()),
+        send: SendOptions {
+            config: Arc::new(SenderConfig {
+                window: settings.window.max(1),
+                connection_rate: rate,
+                ..SenderConfig::default()
+            }),
+            ..SendOptions::default()
+        },
+        content_key,
+    });
+    let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let mut stop = ctx.shutdown.clone();
+    Ok(tokio::spawn(async move {
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        let Ok(permit) = slots.clone().try_acquire_owned() else {
+                            tracing::debug!(%peer, "framed transfer: connection limit reached");
+                            continue; // dropping the stream closes it
+                        };
+                        let shared = shared.clone();
+                        connections.spawn(async move {
+                            serve_connection(&shared, tcp, peer).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!("framed transfer accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        // Transfers resume on the next connection: cutting them is safe.
+        connections.shutdown().await;
+        Ok(())
+    }))
+}
+
+async fn serve_connection(shared: &Listener, tcp: TcpStream, peer: SocketAddr) {
+    let accepted = Instant::now();
+    let _ = tcp.set_nodelay(true);
+    let deadline = shared.login.login_timeout;
+    let mut tls = match tokio::time::timeout(deadline, shared.acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "framed transfer: TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "framed transfer: TLS handshake did not finish in time");
+            return;
+        }
+    };
+    let Ok(binding) = tls_binding(tls.get_ref().1) else {
+        return;
+    };
+    // The machine enforces the login deadline; the outer bound only guards a stuck lookup.
+    let login = accept_player(
+        &mut tls,
+        binding,
+        shared.login.clone(),
+        &shared.directory,
+        accepted,
+    );
+    let player = match tokio::time::timeout(deadline + Duration::from_secs(2), login).await {
+        Ok(Ok(player)) => player,
+        Ok(Err(reason)) => {
+            tracing::warn!(%peer, "framed transfer login failed: {reason}");
+            security_event(
+                shared,
+                "transfer_login_failed",
+                None,
+                peer,
+                reason.to_string(),
+            )
+            .await;
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "framed transfer login did not finish in time");
+            security_event(
+                shared,
+                "transfer_login_failed",
+                None,
+                peer,
+                "login did not finish in time".into(),
+            )
+            .await;
+            return;
+        }
+    };
+    tracing::info!(%player, %peer, "framed transfer: logged in");
+    let files = match assigned(shared, player).await {
+        Ok(files) => files,
+        Err(e) => {
+            tracing::error!(%player, "framed transfer: cannot list content: {e}");
+            return;
+        }
+    };
+    let count = files.len();
+    let send = send_framed_many(&mut tls, files, &shared.send, |bytes| {
+        content::record_sent(player, bytes);
+    });
+    tokio::select! {
+        result = send => match result {
+            Ok(report) => tracing::info!(
+                %player,
+                files = count,
+                completed = report.completed.len(),
+                failed = report.failed.len(),
+                bytes = report.chunk_bytes_sent,
+                "framed transfer finished"
+            ),
+            Err(e) => tracing::info!(%player, "framed transfer ended: {e}"),
+        },
+        () = revoked(shared.store.clone(), player) => {
+            tracing::warn!(%player, "revoked during a framed transfer: disconnecting");
+            security_event(
+                shared,
+                "transfer_revoked",
+                Some(player),
+                peer,
+                "removed or unapproved during a transfer".into(),
+            )
+            .await;
+        }
+    }
+}
+
+/// The player's content as outgoing files, each manifest checked against the server's own
+/// content key (a store edited behind the server's back sends nothing it did not sign).
+async fn assigned(shared: &Listener, player: PlayerId) -> Result<Vec<Outgoing>, String> {
+    let (store, data_dir) = (shared.store.clone(), shared.data_dir.clone());
+    let rows = tokio::task::spawn_blocking(move || content::assigned(&store, &data_dir, player))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let trusted = [shared.content_key];
+    Ok(rows
+        .into_iter()
+        .filter_map(|(manifest, file)| {
+            match SignedManifest::decode(&manifest, &trusted, u32::MAX) {
+                Ok(manifest) => Some(Outgoing { manifest, file }),
+                Err(e) => {
+                    tracing::error!(file = %file.display(), "stored manifest does not verify: {e}");
+                    None
+                }
+            }
+        })
+        .collect())
+}
+
+/// Completes when the player is removed or unapproved (checked every two seconds).
+async fn revoked(store: Arc<Store>, player: PlayerId) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let store = store.clone();
+        let found = tokio::task::spawn_blocking(move || store.revoked_among(&[player])).await;
+        if let Ok(Ok(revoked)) = found {
+            if !revoked.is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+async fn security_event(
+    shared: &Listener,
+    kind: &'static str,
+    player: Option<PlayerId>,
+    peer: SocketAddr,
+    detail: String,
+) {
+    let store = shared.store.clone();
+    let row = (unix_now(), kind, player, Some(peer.to_string()), detail);
+    let result = tokio::task::spawn_blocking(move || store.record_events(&[row])).await;
+    if let Ok(Err(e)) = result {
+        tracing::error!("recording a security event failed: {e}");
+    }
+}
