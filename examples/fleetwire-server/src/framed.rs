@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use fleetwire_session::{PlayerId, ServerConfig};
 use fleetwire_tokio::framed::{Outgoing, accept_player, send_framed_many, tls_binding};
+use fleetwire_tokio::session::SourceGate;
 use fleetwire_tokio::transfer::SendOptions;
 use fleetwire_transfer::{PublicKey, RateLimit, SenderConfig, SignedManifest};
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,7 @@ struct Listener {
     directory: StoreDirectory,
     send: SendOptions,
     content_key: PublicKey,
+    gate: Arc<dyn SourceGate>,
 }
 
 /// Binds the framed transfer listener and serves until shutdown.
@@ -103,6 +105,7 @@ pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
             ..SendOptions::default()
         },
         content_key,
+        gate: ctx.player_gate.clone(),
     });
     let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
     let mut stop = ctx.shutdown.clone();
@@ -117,6 +120,10 @@ pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
                 }
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
+                        if let Err(why) = shared.gate.admit(peer.ip()) {
+                            tracing::debug!(%peer, "framed transfer: refused: {why}");
+                            continue; // dropping the stream closes it
+                        }
                         let Ok(permit) = slots.clone().try_acquire_owned() else {
                             tracing::debug!(%peer, "framed transfer: connection limit reached");
                             continue; // dropping the stream closes it
@@ -149,10 +156,14 @@ async fn serve_connection(shared: &Listener, tcp: TcpStream, peer: SocketAddr) {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!(%peer, "framed transfer: TLS handshake failed: {e}");
+            if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                shared.gate.login_failed(peer.ip(), None);
+            }
             return;
         }
         Err(_) => {
             tracing::debug!(%peer, "framed transfer: TLS handshake did not finish in time");
+            shared.gate.login_failed(peer.ip(), None);
             return;
         }
     };
@@ -168,8 +179,12 @@ async fn serve_connection(shared: &Listener, tcp: TcpStream, peer: SocketAddr) {
         accepted,
     );
     let player = match tokio::time::timeout(deadline + Duration::from_secs(2), login).await {
-        Ok(Ok(player)) => player,
+        Ok(Ok(player)) => {
+            shared.gate.logged_in(peer.ip());
+            player
+        }
         Ok(Err(reason)) => {
+            shared.gate.login_failed(peer.ip(), Some(&reason));
             tracing::warn!(%peer, "framed transfer login failed: {reason}");
             security_event(
                 shared,
@@ -182,6 +197,7 @@ async fn serve_connection(shared: &Listener, tcp: TcpStream, peer: SocketAddr) {
             return;
         }
         Err(_) => {
+            shared.gate.login_failed(peer.ip(), None);
             tracing::warn!(%peer, "framed transfer login did not finish in time");
             security_event(
                 shared,

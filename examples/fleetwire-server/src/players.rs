@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleetwire_session::{CloseCode, PlayerId, PlayerLookup};
-use fleetwire_tokio::login_gate::LockoutGate;
 use fleetwire_tokio::session::{
     Limits, Notice, PlayerDirectory, ServerHandle, SessionServer, Transport,
 };
@@ -56,7 +55,7 @@ pub(crate) async fn start(ctx: &Ctx) -> Result<Service, String> {
         max_connections: settings.max_connections,
         ..Limits::default()
     };
-    let mut server = SessionServer::bind(
+    let server = SessionServer::bind(
         settings.listen,
         transport,
         Arc::new(settings.machine_config()),
@@ -65,19 +64,7 @@ pub(crate) async fn start(ctx: &Ctx) -> Result<Service, String> {
     )
     .await
     .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-    if settings.failed_logins_per_source > 0 {
-        let mut secret = [0u8; 16];
-        SystemRandom::new()
-            .fill(&mut secret)
-            .map_err(|_| "no randomness for the login gate")?;
-        let gate = LockoutGate::for_player_logins(
-            settings.failed_logins_per_source,
-            settings.max_tracked_sources,
-            secret,
-        )
-        .map_err(|e| format!("[session] failed_logins_per_source: {e}"))?;
-        server = server.with_gate(Arc::new(gate));
-    }
+    let server = server.with_gate(ctx.player_gate.clone());
     let addr = server.local_addr().map_err(|e| e.to_string())?;
     let mode = if settings.danger_plaintext {
         "PLAINTEXT"

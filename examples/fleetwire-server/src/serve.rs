@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use fleetwire_tokio::session::ServerHandle;
+use fleetwire_tokio::login_gate::LockoutGate;
+use fleetwire_tokio::session::{OpenGate, ServerHandle, SourceGate};
 use fleetwire_tokio::tls;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -24,6 +25,26 @@ pub(crate) struct Ctx {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// The player session server, once started (for status and content notifications).
     pub(crate) sessions: OnceLock<ServerHandle>,
+    /// Refuses addresses that keep failing player logins, on 4701 and 4702 alike.
+    pub(crate) player_gate: Arc<dyn SourceGate>,
+}
+
+/// The player login gate the `[session]` settings ask for.
+fn player_gate(config: &Config) -> Result<Arc<dyn SourceGate>, String> {
+    let settings = &config.session;
+    if settings.failed_logins_per_source == 0 {
+        return Ok(Arc::new(OpenGate));
+    }
+    let mut secret = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+        .map_err(|_| "no randomness for the login gate")?;
+    let gate = LockoutGate::for_player_logins(
+        settings.failed_logins_per_source,
+        settings.max_tracked_sources,
+        secret,
+    )
+    .map_err(|e| format!("[session] failed_logins_per_source: {e}"))?;
+    Ok(Arc::new(gate))
 }
 
 /// A running service: ends when `Ctx::shutdown` turns true.
@@ -42,6 +63,7 @@ pub(crate) async fn serve(data_dir: &Path, store: Arc<Store>) -> Result<(), Stri
     println!("certificate fingerprint (SHA-256): {fp}");
     let tls = tls::server_config(identity.chain, identity.key).map_err(|e| e.to_string())?;
     let (stop_tx, shutdown) = watch::channel(false);
+    let player_gate = player_gate(&config)?;
     let ctx = Arc::new(Ctx {
         data_dir: data_dir.to_owned(),
         config,
@@ -49,6 +71,7 @@ pub(crate) async fn serve(data_dir: &Path, store: Arc<Store>) -> Result<(), Stri
         tls,
         shutdown,
         sessions: OnceLock::new(),
+        player_gate,
     });
     let services = vec![
         players::start(&ctx).await?,
