@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lettre::message::header::{ContentTransferEncoding, ContentType};
-use lettre::message::{Body, Mailbox};
+use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
@@ -172,10 +172,8 @@ async fn send_smtp(
     body: String,
 ) -> Result<(), String> {
     let to: Mailbox = to.parse().map_err(|e| format!("recipient: {e}"))?;
-    // Plain 7-bit text when it is (a reset link must reach the reader unmangled); otherwise
-    // lettre picks an encoding.
-    let body =
-        Body::new_with_encoding(body, ContentTransferEncoding::SevenBit).unwrap_or_else(Body::new);
+    // lettre picks the encoding: quoted-printable when a line (the reset link) is over 78
+    // characters.
     let message = Message::builder()
         .from(from.clone())
         .to(to)
