@@ -594,7 +594,7 @@ impl Engines {
             sessions: SessionStore::new(SessionConfig {
                 absolute_lifetime_ms: settings.session_lifetime_secs.saturating_mul(1000),
                 default_idle_timeout_ms: settings.default_idle_ms(),
-                ..SessionConfig::default()
+                max_sessions_per_user: api::MAX_SESSIONS_PER_USER,
             }),
             resets: ResetTokens::new(ResetConfig {
                 lifetime_ms: settings.reset_lifetime_secs.saturating_mul(1000),
@@ -1118,6 +1118,12 @@ fn set_locked(store: &Store, name: &str, lock: bool) -> Result<(), String> {
         params![user.id, lock, now_secs()],
     )
     .map_err(|e| e.to_string())?;
+    if lock {
+        // The sessions end for good: without their rows a restart cannot bring them back
+        // after an unlock.
+        tx.execute("DELETE FROM auth_sessions WHERE user_id = ?1", [&user.id])
+            .map_err(|e| e.to_string())?;
+    }
     let (kind, subject) = if lock {
         ("lock", user.id.clone())
     } else {

@@ -704,6 +704,49 @@ async fn lockouts_and_sessions_survive_restarts() {
     assert_eq!(s, 401, "a sign-out survives a restart");
     let (s, _) = api.call("GET", "/v1/auth/me", Some(&first), None).await;
     assert_eq!(s, 200);
+
+    // A reset link survives a restart. An administrator lock ends sessions for good: an unlock
+    // after a restart does not bring them back.
+    let (s, _) = api
+        .call(
+            "POST",
+            "/v1/auth/reset/request",
+            None,
+            Some(&json!({ "user": ALICE }).to_string()),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let outbox = data.join("outbox.jsonl");
+    let start = Instant::now();
+    let reset = loop {
+        let text = std::fs::read_to_string(&outbox).unwrap_or_default();
+        if let Some(t) = text.split("token=").nth(1) {
+            let end = t.find(|c: char| c.is_whitespace() || c == '"' || c == '\\');
+            break t[..end.unwrap_or(t.len())].to_owned();
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no mail");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    stop(server);
+    let (server, api) = serve(&data);
+    let (s, r) = api
+        .call(
+            "POST",
+            "/v1/auth/reset/complete",
+            None,
+            Some(&json!({ "token": reset, "password": NEW_PASSWORD }).to_string()),
+        )
+        .await;
+    assert_eq!(s, 200, "the reset link still works after a restart: {r}");
+    let (s, r) = api.login(&creds(ALICE, NEW_PASSWORD)).await;
+    assert_eq!(s, 200, "the reset also cleared the lockout: {r}");
+    let last = r["token"].as_str().unwrap().to_owned();
+    cli(&data, &["user", "lock", ALICE], "");
+    stop(server);
+    let (server, api) = serve(&data);
+    cli(&data, &["user", "unlock", ALICE], "");
+    let (s, _) = api.call("GET", "/v1/auth/me", Some(&last), None).await;
+    assert_eq!(s, 401, "locked, then unlocked: the old session stays over");
     stop(server);
     let _ = std::fs::remove_dir_all(&data);
 }

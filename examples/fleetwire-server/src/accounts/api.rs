@@ -98,6 +98,9 @@ fn challenge_json(c: &CaptchaChallenge) -> Value {
     json!({ "id": c.id, "svg": c.svg, "expires_at_ms": c.expires_at.as_millis() })
 }
 
+/// The session store's per-user cap; the rows follow it.
+pub(super) const MAX_SESSIONS_PER_USER: u32 = 16;
+
 const GENERIC: &str = "wrong user name or password";
 const LOCKED: &str = "too many failed attempts; try again later";
 
@@ -331,6 +334,13 @@ async fn login(
             c.execute(
                 "INSERT INTO auth_sessions (digest, user_id, created_ms, origin) VALUES (?1, ?2, ?3, ?4)",
                 params![digest, id, created, o],
+            )?;
+            // The session store ended the oldest beyond its per-user cap: so do the rows, or a
+            // restart would bring those sessions back.
+            c.execute(
+                "DELETE FROM auth_sessions WHERE user_id = ?1 AND digest NOT IN
+                 (SELECT digest FROM auth_sessions WHERE user_id = ?1 ORDER BY created_ms DESC, rowid DESC LIMIT ?2)",
+                params![id, MAX_SESSIONS_PER_USER],
             )?;
             c.execute(
                 "UPDATE auth_users SET last_login_at = ?2 WHERE id = ?1",
