@@ -32,6 +32,7 @@ mod api;
 mod mail;
 mod persist;
 mod pool;
+mod sealed;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -543,6 +544,8 @@ pub(crate) struct Accounts {
     device_key: [u8; 32],
     /// The outgoing-mail queue.
     mailer: mail::Mailer,
+    /// Seals TOTP secrets in the store (`totp.key`).
+    sealer: Arc<sealed::Sealer>,
 }
 
 /// The `fleetwire-auth` engines, in memory (and in the snapshot, see [`persist`]).
@@ -635,6 +638,9 @@ impl Accounts {
             ctx.data_dir.join(&settings.outbox)
         };
         let mailer = mail::Mailer::start(ctx.config.smtp.as_ref(), outbox)?;
+        let sealer = Arc::new(sealed::Sealer::new(&persist::load_or_create_key::<32>(
+            &ctx.data_dir.join(sealed::KEY_FILE),
+        )?)?);
         Ok(Self {
             settings,
             data_dir: ctx.data_dir.clone(),
@@ -648,6 +654,7 @@ impl Accounts {
             anon_key,
             device_key,
             mailer,
+            sealer,
         })
     }
 
@@ -870,6 +877,11 @@ fn random16() -> [u8; 16] {
 pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
     let accounts = state(ctx)?;
     accounts.restore_state().await?;
+    let sealer = accounts.sealer.clone();
+    let sealed = accounts.db(move |c| sealed::migrate(c, &sealer)).await?;
+    if sealed > 0 {
+        println!("accounts: {sealed} TOTP secrets were stored in clear; now encrypted");
+    }
     let (workers, queue) = accounts.pool.size();
     println!("accounts: argon2 on {workers} threads, {queue} queued at most");
     let mut stop = ctx.shutdown.clone();

@@ -1021,3 +1021,71 @@ async fn captcha_solved_end_to_end() {
     stop(server);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+fn stored_mfa(data: &Path) -> (Option<String>, Option<String>) {
+    let db = rusqlite::Connection::open(data.join("fleetwire.db")).unwrap();
+    db.query_row(
+        "SELECT mfa, mfa_pending FROM auth_users WHERE name = ?1",
+        [ALICE],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+/// A2 for TOTP secrets: the store holds them sealed (AES-256-GCM under `totp.key`), the login
+/// still works, and a secret an earlier version stored in clear is sealed at the next start and
+/// keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn totp_secrets_sealed_at_rest() {
+    let data = data_dir("sealed");
+    std::fs::write(data.join("fleetwire.toml"), config("", "")).unwrap();
+    cli(&data, &["user", "add", ALICE], &format!("{PASSWORD}\n"));
+    let (server, api) = serve(&data);
+    let (_, r) = api.login(&creds(ALICE, PASSWORD)).await;
+    let token = r["token"].as_str().unwrap().to_owned();
+    let (s, enrol) = api
+        .call("POST", "/v1/auth/mfa/enroll", Some(&token), None)
+        .await;
+    assert_eq!(s, 200, "{enrol}");
+    let secret = enrol["secret"].as_str().unwrap().to_owned();
+    let (_, pending) = stored_mfa(&data);
+    let pending = pending.unwrap();
+    assert!(pending.starts_with("enc1:"), "{pending}");
+    assert!(!pending.contains("secret"), "{pending}");
+    let step = unix_secs() / 30;
+    let (s, r) = api
+        .call(
+            "POST",
+            "/v1/auth/mfa/confirm",
+            Some(&token),
+            Some(&json!({ "code": totp(&secret, step) }).to_string()),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let (mfa, pending) = stored_mfa(&data);
+    assert!(mfa.unwrap().starts_with("enc1:") && pending.is_none());
+    let (s, r) = api
+        .login(&json!({ "user": ALICE, "password": PASSWORD, "totp": totp(&secret, step + 1) }))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    stop(server);
+
+    // A row as an earlier version wrote it: the Totp JSON in clear.
+    let legacy = fleetwire_auth::totp::Totp::generate(&mut rand_core::OsRng);
+    let db = rusqlite::Connection::open(data.join("fleetwire.db")).unwrap();
+    db.execute(
+        "UPDATE auth_users SET mfa = ?2, mfa_last_step = NULL WHERE name = ?1",
+        [ALICE, &serde_json::to_string(&legacy).unwrap()],
+    )
+    .unwrap();
+    let (server, api) = serve(&data);
+    let (mfa, _) = stored_mfa(&data);
+    assert!(mfa.unwrap().starts_with("enc1:"), "sealed at start");
+    let code = totp(&legacy.secret_base32(), unix_secs() / 30);
+    let (s, r) = api
+        .login(&json!({ "user": ALICE, "password": PASSWORD, "totp": code }))
+        .await;
+    assert_eq!(s, 200, "the migrated secret still signs in: {r}");
+    stop(server);
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -25,6 +25,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::sealed::Sealer;
 use super::{
     Accounts, LOGIN_NS, UserRow, canonical_name, mail, now, state, token_digest, user_by_id,
 };
@@ -284,8 +285,11 @@ async fn login(
     }
     if user.mfa {
         let (id, totp, recovery) = (user.id.clone(), req.totp.clone(), req.recovery_code.clone());
+        let sealer = a.sealer.clone();
         let result = a
-            .db(move |c| check_second_factor(c, &id, totp.as_deref(), recovery.as_deref(), t))
+            .db(move |c| {
+                check_second_factor(c, &sealer, &id, totp.as_deref(), recovery.as_deref(), t)
+            })
             .await;
         match result {
             Ok(MfaResult::Ok) => {}
@@ -412,6 +416,7 @@ fn locked(
 /// Checks a TOTP code (single use per time step) or uses a recovery code, under the store lock.
 fn check_second_factor(
     c: &mut rusqlite::Connection,
+    sealer: &Sealer,
     id: &str,
     totp: Option<&str>,
     recovery: Option<&str>,
@@ -428,7 +433,11 @@ fn check_second_factor(
         return Ok(MfaResult::Wrong);
     };
     if let Some(code) = totp {
-        let Ok(totp) = serde_json::from_str::<Totp>(&secret) else {
+        let Some(totp) = sealer
+            .open(id, &secret)
+            .and_then(|json| serde_json::from_str::<Totp>(&json).ok())
+        else {
+            tracing::error!(user = %id, "the stored TOTP secret does not open (totp.key replaced?)");
             return Ok(MfaResult::Wrong);
         };
         return Ok(match totp.verify(code, t, last) {
@@ -830,10 +839,14 @@ async fn mfa_enroll(State(a): A, headers: HeaderMap) -> Response {
         totp.secret_base32(),
         totp.provisioning_uri("fleetwire", &s.user.name),
     );
-    let (id, json) = (
-        s.user.id.clone(),
-        serde_json::to_string(&totp).unwrap_or_default(),
-    );
+    let id = s.user.id.clone();
+    let json = match serde_json::to_string(&totp)
+        .map_err(|e| e.to_string())
+        .and_then(|plain| a.sealer.seal(&id, &plain))
+    {
+        Ok(j) => j,
+        Err(e) => return internal(&e),
+    };
     if let Err(e) = a
         .db(move |c| {
             c.execute(
@@ -870,6 +883,7 @@ async fn mfa_confirm(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
     };
     let id = s.user.id.clone();
     let t = now();
+    let sealer = a.sealer.clone();
     let result = a
         .db(move |c| {
             let pending: Option<String> = c.query_row(
@@ -877,7 +891,10 @@ async fn mfa_confirm(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
                 [&id],
                 |r| r.get(0),
             )?;
-            let Some(totp) = pending.and_then(|p| serde_json::from_str::<Totp>(&p).ok()) else {
+            let Some(totp) = pending
+                .and_then(|p| sealer.open(&id, &p))
+                .and_then(|p| serde_json::from_str::<Totp>(&p).ok())
+            else {
                 return Ok(Err("start with POST /v1/auth/mfa/enroll"));
             };
             let Ok(step) = totp.verify(&req.code, t, None) else {
