@@ -4,9 +4,10 @@
 //! What lives where:
 //!
 //! - **Store** (`SQLite`, [`SCHEMA`]): users (name, e-mail, Argon2id PHC, password version,
-//!   groups, idle timeout, TOTP secret, recovery-code digests, lock flag, timestamps), one row
-//!   per live session (token digest only), one row per outstanding reset token (digest only),
-//!   the audit chain, and commands the CLI leaves for a running server (`unlock`, `forget`).
+//!   groups, idle timeout, TOTP secret sealed under `totp.key` (see [`sealed`]), recovery-code
+//!   digests, lock flag, timestamps), one row per live session (token digest only), one row per
+//!   outstanding reset token (digest only), the audit chain, and commands the CLI leaves for a
+//!   running server (`unlock`, `lock`, `forget`).
 //! - **Server memory** (`fleetwire-auth` engines): the lockout engine, the throttles, CAPTCHA
 //!   challenges, the session store (expiry), reset tokens and the new-origin tracker. They are
 //!   snapshotted to `accounts-state.json` in the data directory (see [`persist`]): while
@@ -18,6 +19,8 @@
 //!   valid cookie of the account counts in that device's own lockout lane, so failures from
 //!   elsewhere cannot lock the owner's known device out; any other cookie is ignored (the
 //!   attempt is untrusted). The HMAC key is `device-cookie.key` in the data directory.
+//! - **Mail** ([`mail`]): reset links go on a queue; one task sends them by SMTP when `[smtp]`
+//!   is configured, or appends them to the outbox file.
 //! - **Audit entries** name accounts by their random id (`u_…`), never by name or e-mail, and
 //!   names that match no account by a keyed hash (`anon:…`). Deleting an account (C5) removes
 //!   every row that belongs to it; its audit entries stay (the chain is append-only) but after

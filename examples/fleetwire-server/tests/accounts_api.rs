@@ -2,7 +2,10 @@
 //! a wrong password and an unknown user alike, lockout whose block grows, the CAPTCHA after more
 //! failures, a reset through the outbox (single use), TOTP enrolment and login with a code
 //! computed here, a role check that denies, idle sign-out, `user delete` reporting what it
-//! removed, and `audit verify` passing and then catching an edited row.
+//! removed, and `audit verify` passing and then catching an edited row. Then, each on its own
+//! server: device-cookie lockout lanes, state across graceful and crash restarts, reset mail
+//! through an SMTP sink, the CAPTCHA read from its picture and solved, and TOTP secrets sealed
+//! at rest (and migrated from clear rows).
 //!
 //! The server runs with `danger_insecure_fast_hashing` so that Argon2 costs microseconds, not
 //! tens of milliseconds: the test exercises the logic, not the hash cost.
