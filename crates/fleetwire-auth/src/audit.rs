@@ -239,6 +239,11 @@ impl OriginTracker {
         }
         new
     }
+
+    /// Forgets every origin of `user` (the account was deleted).
+    pub fn forget(&mut self, user: &str) {
+        self.seen.remove(user);
+    }
 }
 
 #[cfg(test)]
@@ -256,5 +261,7 @@ mod tests {
             o.observe("u", "10.0.0.1"),
             "forgotten after two newer origins"
         );
+        o.forget("u");
+        assert!(o.observe("u", "10.0.0.3"), "forgotten with the account");
     }
 }

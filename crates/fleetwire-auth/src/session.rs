@@ -183,6 +183,53 @@ impl SessionStore {
         before - self.sessions.len()
     }
 
+    /// Ends every session of `user` and forgets its idle-timeout choice (the account was
+    /// deleted); returns how many sessions ended.
+    pub fn forget_user(&mut self, user: &str) -> usize {
+        self.idle.remove(user);
+        self.end_all(user)
+    }
+
+    /// Keeps only the sessions whose token digest `keep` accepts; returns how many were removed.
+    /// The digest is the lower-case hex SHA-256 of the token, which is what a server keeps in a
+    /// durable session table: this reconciles a loaded snapshot with that table (sessions ended
+    /// after the snapshot was taken stay ended).
+    pub fn retain_digests(&mut self, mut keep: impl FnMut(&str) -> bool) -> usize {
+        let before = self.sessions.len();
+        self.sessions.retain(|k, _| keep(k));
+        before - self.sessions.len()
+    }
+
+    /// Re-creates a session known only by its token digest (lower-case hex SHA-256), from a
+    /// durable session table, unless the store already has it. `last_activity` should be the
+    /// latest activity known for certain (the creation time if nothing else): a session never
+    /// lives longer for having been restored. Returns whether it was added. The per-user cap is
+    /// not applied (the table was written under it).
+    pub fn restore(
+        &mut self,
+        digest: &str,
+        user: &str,
+        created: UnixTime,
+        last_activity: UnixTime,
+    ) -> bool {
+        let valid = digest.len() == 64
+            && digest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !valid || self.sessions.contains_key(digest) {
+            return false;
+        }
+        self.sessions.insert(
+            digest.to_owned(),
+            Record {
+                user: user.to_owned(),
+                created,
+                last_activity: last_activity.max(created),
+            },
+        );
+        true
+    }
+
     /// Removes expired sessions.
     pub fn purge(&mut self, now: UnixTime) {
         let now = self.advance(now);
@@ -264,6 +311,43 @@ mod tests {
         assert_eq!(
             s.check(&tok, t0.plus_secs(1801), Activity::User),
             Err(SessionError::Unknown)
+        );
+    }
+
+    #[test]
+    fn restore_and_reconcile_by_digest() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let t0 = UnixTime::from_secs(1000);
+        let mut s = SessionStore::new(SessionConfig::default());
+        let (kept, _) = s.create("u", t0, &mut rng);
+        let (ended, _) = s.create("u", t0, &mut rng);
+        // A durable table that knows `kept` and a session created after the snapshot.
+        let mut other = SessionStore::new(SessionConfig::default());
+        let (late, _) = other.create("v", t0.plus_secs(10), &mut rng);
+        let table = [digest_hex(&kept), digest_hex(&late)];
+        assert_eq!(s.retain_digests(|d| table.iter().any(|t| t == d)), 1);
+        assert!(s.restore(&table[1], "v", t0.plus_secs(10), t0.plus_secs(10)));
+        assert!(!s.restore(&table[1], "v", t0, t0), "already present");
+        assert!(!s.restore("not-a-digest", "v", t0, t0));
+        let t1 = t0.plus_secs(60);
+        assert!(s.check(&kept, t1, Activity::User).is_ok());
+        assert_eq!(s.check(&late, t1, Activity::User).unwrap().user, "v");
+        assert_eq!(
+            s.check(&ended, t1, Activity::User),
+            Err(SessionError::Unknown)
+        );
+        // Restored with its creation time as the last activity: idle expiry counts from there.
+        let (gone, _) = other.create("w", t0, &mut rng);
+        assert!(s.restore(&digest_hex(&gone), "w", t0, t0));
+        assert_eq!(
+            s.check(&gone, t0.plus_secs(1800), Activity::User),
+            Err(SessionError::IdleExpired)
+        );
+        s.set_idle_timeout("v", None);
+        assert_eq!(s.forget_user("v"), 1);
+        assert_eq!(
+            s.idle_timeout("v"),
+            SessionConfig::default().default_idle_timeout_ms
         );
     }
 

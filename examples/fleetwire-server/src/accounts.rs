@@ -4,14 +4,23 @@
 //! What lives where:
 //!
 //! - **Store** (`SQLite`, [`SCHEMA`]): users (name, e-mail, Argon2id PHC, password version,
-//!   groups, idle timeout, TOTP secret, recovery-code digests, lock flag, timestamps), one row
-//!   per live session (token digest only), one row per outstanding reset token (digest only),
-//!   the audit chain, and commands the CLI leaves for a running server (`unlock`, `forget`).
+//!   groups, idle timeout, TOTP secret sealed under `totp.key` (see [`sealed`]), recovery-code
+//!   digests, lock flag, timestamps), one row per live session (token digest only), one row per
+//!   outstanding reset token (digest only), the audit chain, and commands the CLI leaves for a
+//!   running server (`unlock`, `lock`, `forget`).
 //! - **Server memory** (`fleetwire-auth` engines): the lockout engine, the throttles, CAPTCHA
 //!   challenges, the session store (expiry), reset tokens and the new-origin tracker. They are
-//!   **not persisted**: a restart forgets lockout streaks, signs everyone out and voids
-//!   outstanding reset links (the session and reset rows are cleared at startup). Persisting
-//!   them is possible (every engine is serde) but not done here.
+//!   snapshotted to `accounts-state.json` in the data directory (see [`persist`]): while
+//!   running, at most every `state_save_secs` when something changed, and on a graceful stop.
+//!   A restart keeps lockouts, sessions and reset links; a crash loses at most the last few
+//!   seconds of failure counts (sessions are restored from their rows).
+//! - **Device cookies** (OWASP): a successful login returns one (JSON `device_cookie` and a
+//!   `Set-Cookie: fw_device=…; Secure; HttpOnly; SameSite=Strict`). A login that presents a
+//!   valid cookie of the account counts in that device's own lockout lane, so failures from
+//!   elsewhere cannot lock the owner's known device out; any other cookie is ignored (the
+//!   attempt is untrusted). The HMAC key is `device-cookie.key` in the data directory.
+//! - **Mail** ([`mail`]): reset links go on a queue; one task sends them by SMTP when `[smtp]`
+//!   is configured, or appends them to the outbox file.
 //! - **Audit entries** name accounts by their random id (`u_…`), never by name or e-mail, and
 //!   names that match no account by a keyed hash (`anon:…`). Deleting an account (C5) removes
 //!   every row that belongs to it; its audit entries stay (the chain is append-only) but after
@@ -23,12 +32,16 @@
 //! SHA-256 digest.
 
 mod api;
+mod mail;
+mod persist;
 mod pool;
+mod sealed;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -54,6 +67,7 @@ use crate::serve::{Ctx, Service};
 use crate::store::Store;
 
 pub(crate) use api::{api, session_user};
+pub(crate) use mail::SmtpSettings;
 
 /// The accounts tables (see the module docs).
 pub(crate) const SCHEMA: &str = "
@@ -132,9 +146,15 @@ pub(crate) struct AccountsSettings {
     pub(crate) reset_lifetime_secs: u64,
     /// The reset link: this text followed by the token.
     pub(crate) reset_url: String,
-    /// Outgoing mail when `smtp` is not set: one JSON object per line (relative paths are in
+    /// Outgoing mail when `[smtp]` is not set: one JSON object per line (relative paths are in
     /// the data directory).
     pub(crate) outbox: PathBuf,
+    /// How often, at most, the lockout, throttle and session state is saved while it changes
+    /// (it is also saved on a graceful stop).
+    pub(crate) state_save_secs: u64,
+    /// How long a browser keeps the device cookie (`Max-Age`); 0 sends no `Set-Cookie` (the
+    /// cookie is still in the JSON answer).
+    pub(crate) device_cookie_days: u32,
     /// Argon2 threads (0: one less than the cores, at least one).
     pub(crate) hash_workers: usize,
     /// Logins waiting for an Argon2 thread; beyond it logins are refused with 503 at once.
@@ -179,6 +199,8 @@ impl Default for AccountsSettings {
             reset_lifetime_secs: 20 * 60,
             reset_url: "https://localhost:8443/reset#token=".to_owned(),
             outbox: PathBuf::from("outbox.jsonl"),
+            state_save_secs: 2,
+            device_cookie_days: 365,
             hash_workers: 0,
             hash_queue: 32,
             groups,
@@ -266,11 +288,7 @@ pub(crate) struct UserRow {
 impl UserRow {
     /// The idle timeout for the session store, in milliseconds (`None`: off).
     fn idle_ms(&self, settings: &AccountsSettings) -> Option<u64> {
-        match self.idle_timeout_secs {
-            None => settings.default_idle_ms(),
-            Some(0) => None,
-            Some(s) => Some(s.saturating_mul(1000)),
-        }
+        idle_ms(self.idle_timeout_secs, settings)
     }
 
     fn roles(&self, settings: &AccountsSettings) -> Roles {
@@ -292,6 +310,15 @@ impl UserRow {
             words,
             has_mfa: self.mfa,
         }
+    }
+}
+
+/// A user's idle timeout column as milliseconds for the session store (`None`: off).
+fn idle_ms(column: Option<u64>, settings: &AccountsSettings) -> Option<u64> {
+    match column {
+        None => settings.default_idle_ms(),
+        Some(0) => None,
+        Some(s) => Some(s.saturating_mul(1000)),
     }
 }
 
@@ -511,12 +538,21 @@ pub(crate) struct Accounts {
     policy: PasswordPolicy,
     pool: pool::HashPool,
     engines: Mutex<Engines>,
+    /// Set by every use of the engines; cleared when a snapshot is taken.
+    dirty: AtomicBool,
     audit_buf: Mutex<Vec<(UnixTime, AuditEvent)>>,
     /// Keys the pseudonyms of names that match no account in the audit log.
     anon_key: ring::hmac::Key,
+    /// The device-cookie HMAC key (`device-cookie.key`).
+    device_key: [u8; 32],
+    /// The outgoing-mail queue.
+    mailer: mail::Mailer,
+    /// Seals TOTP secrets in the store (`totp.key`).
+    sealer: Arc<sealed::Sealer>,
 }
 
-/// The `fleetwire-auth` engines, in memory.
+/// The `fleetwire-auth` engines, in memory (and in the snapshot, see [`persist`]).
+#[derive(Clone)]
 struct Engines {
     lockout: LockoutEngine,
     throttle: Throttle,
@@ -546,6 +582,36 @@ fn state(ctx: &Arc<Ctx>) -> Result<Arc<Accounts>, String> {
     Ok(STATE.get().expect("state set").clone())
 }
 
+impl Engines {
+    fn new(settings: &AccountsSettings) -> Result<Self, String> {
+        let mut rng = OsRng;
+        Ok(Self {
+            lockout: LockoutEngine::generate(settings.lockout(), &mut rng)
+                .map_err(|e| format!("[accounts] lockout settings: {e}"))?,
+            throttle: Throttle::generate(settings.throttle(), &mut rng),
+            captcha: CaptchaStore::new(CaptchaConfig {
+                required_after_failures: if settings.captcha_after_failures == 0 {
+                    u16::MAX
+                } else {
+                    settings.captcha_after_failures
+                },
+                ..CaptchaConfig::default()
+            }),
+            sessions: SessionStore::new(SessionConfig {
+                absolute_lifetime_ms: settings.session_lifetime_secs.saturating_mul(1000),
+                default_idle_timeout_ms: settings.default_idle_ms(),
+                max_sessions_per_user: api::MAX_SESSIONS_PER_USER,
+            }),
+            resets: ResetTokens::new(ResetConfig {
+                lifetime_ms: settings.reset_lifetime_secs.saturating_mul(1000),
+            }),
+            origins: OriginTracker::new(random16(), 8),
+            throttled: 0,
+            busy: 0,
+        })
+    }
+}
+
 impl Accounts {
     fn new(ctx: &Arc<Ctx>) -> Result<Self, String> {
         let settings = ctx.config.accounts.clone();
@@ -565,32 +631,19 @@ impl Accounts {
             settings.hash_workers
         };
         let pool = pool::HashPool::new(workers, settings.hash_queue)?;
-        let mut rng = OsRng;
-        let engines = Engines {
-            lockout: LockoutEngine::generate(settings.lockout(), &mut rng)
-                .map_err(|e| format!("[accounts] lockout settings: {e}"))?,
-            throttle: Throttle::generate(settings.throttle(), &mut rng),
-            captcha: CaptchaStore::new(CaptchaConfig {
-                required_after_failures: if settings.captcha_after_failures == 0 {
-                    u16::MAX
-                } else {
-                    settings.captcha_after_failures
-                },
-                ..CaptchaConfig::default()
-            }),
-            sessions: SessionStore::new(SessionConfig {
-                absolute_lifetime_ms: settings.session_lifetime_secs.saturating_mul(1000),
-                default_idle_timeout_ms: settings.default_idle_ms(),
-                ..SessionConfig::default()
-            }),
-            resets: ResetTokens::new(ResetConfig {
-                lifetime_ms: settings.reset_lifetime_secs.saturating_mul(1000),
-            }),
-            origins: OriginTracker::new(random16(), 8),
-            throttled: 0,
-            busy: 0,
-        };
+        let engines = Engines::new(&settings)?;
         let anon_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &random16());
+        let device_key =
+            persist::load_or_create_key::<32>(&ctx.data_dir.join(persist::DEVICE_KEY_FILE))?;
+        let outbox = if settings.outbox.is_absolute() {
+            settings.outbox.clone()
+        } else {
+            ctx.data_dir.join(&settings.outbox)
+        };
+        let mailer = mail::Mailer::start(ctx.config.smtp.as_ref(), outbox)?;
+        let sealer = Arc::new(sealed::Sealer::new(&persist::load_or_create_key::<32>(
+            &ctx.data_dir.join(sealed::KEY_FILE),
+        )?)?);
         Ok(Self {
             settings,
             data_dir: ctx.data_dir.clone(),
@@ -599,13 +652,115 @@ impl Accounts {
             policy,
             pool,
             engines: Mutex::new(engines),
+            dirty: AtomicBool::new(false),
             audit_buf: Mutex::new(Vec::new()),
             anon_key,
+            device_key,
+            mailer,
+            sealer,
         })
     }
 
     fn engines(&self) -> std::sync::MutexGuard<'_, Engines> {
+        self.dirty.store(true, Ordering::Relaxed);
         self.engines.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.data_dir.join(persist::STATE_FILE)
+    }
+
+    /// Saves the engines if they were used since the last save (or always, with `force`).
+    async fn save_state(&self, force: bool) {
+        if !self.dirty.swap(false, Ordering::Relaxed) && !force {
+            return;
+        }
+        // A copy under the lock (the tables are flat arrays), serialized and written outside.
+        let copy = self
+            .engines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let path = self.state_path();
+        let result = tokio::task::spawn_blocking(move || {
+            persist::write(&path, &persist::snapshot(&copy, now())?)
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("saving the accounts state: {e}"),
+            Err(e) => tracing::error!("saving the accounts state: {e}"),
+        }
+    }
+
+    /// Loads the snapshot (if any) and reconciles the sessions with their rows.
+    async fn restore_state(&self) -> Result<(), String> {
+        type SessionRow = (String, String, u64);
+        {
+            let mut e = self.engines.lock().unwrap_or_else(PoisonError::into_inner);
+            match persist::load(&self.state_path(), &mut e) {
+                Ok(true) => println!("accounts: state restored from {}", persist::STATE_FILE),
+                Ok(false) => {}
+                Err(err) => tracing::warn!(
+                    "accounts: the saved state is not usable ({err}); starting with no lockouts, throttles or idle timers"
+                ),
+            }
+        }
+        let (rows, idle): (Vec<SessionRow>, Vec<(String, Option<u64>)>) = self
+            .db(|c| {
+                c.execute(
+                    "DELETE FROM auth_reset_tokens WHERE expires_ms <= ?1",
+                    [now().as_millis()],
+                )?;
+                let rows = c
+                    .prepare("SELECT digest, user_id, created_ms FROM auth_sessions")?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let idle = c
+                    .prepare("SELECT id, idle_timeout_secs FROM auth_users WHERE id IN (SELECT user_id FROM auth_sessions)")?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok((rows, idle))
+            })
+            .await?;
+        let live = {
+            let mut e = self.engines();
+            let known: std::collections::HashSet<&str> =
+                rows.iter().map(|(d, _, _)| d.as_str()).collect();
+            e.sessions.retain_digests(|d| known.contains(d));
+            for (digest, user, created) in &rows {
+                let created = UnixTime::from_millis(*created);
+                e.sessions.restore(digest, user, created, created);
+            }
+            for (user, secs) in idle {
+                e.sessions
+                    .set_idle_timeout(&user, idle_ms(secs, &self.settings));
+            }
+            e.sessions.purge(now());
+            let mut live = std::collections::HashSet::new();
+            e.sessions.retain_digests(|d| {
+                live.insert(d.to_owned());
+                true
+            });
+            live
+        };
+        let stale: Vec<String> = rows
+            .into_iter()
+            .map(|(d, _, _)| d)
+            .filter(|d| !live.contains(d))
+            .collect();
+        let kept = live.len();
+        self.db(move |c| {
+            for d in &stale {
+                c.execute("DELETE FROM auth_sessions WHERE digest = ?1", [d])?;
+            }
+            Ok(())
+        })
+        .await?;
+        if kept > 0 {
+            println!("accounts: {kept} sessions restored");
+        }
+        Ok(())
     }
 
     /// Queues an audit event; the housekeeping task writes the queue every 250 ms.
@@ -688,9 +843,14 @@ impl Accounts {
                 "unlock" => e
                     .lockout
                     .clear(&LockoutKey::untrusted(LOGIN_NS, subject.as_bytes())),
-                "forget" | "lock" => {
+                "lock" => {
                     e.sessions.end_all(subject);
                     e.resets.password_changed(subject);
+                }
+                "forget" => {
+                    e.sessions.forget_user(subject);
+                    e.resets.password_changed(subject);
+                    e.origins.forget(subject);
                 }
                 _ => {}
             }
@@ -719,74 +879,38 @@ fn random16() -> [u8; 16] {
 /// Starts the accounts housekeeping: audit writes, refusal counts, CLI commands, purges.
 pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
     let accounts = state(ctx)?;
-    // Sessions and reset tokens live in memory: none survives a restart.
-    accounts
-        .db(|c| {
-            c.execute_batch("DELETE FROM auth_sessions; DELETE FROM auth_reset_tokens;")
-                .map(|()| 0)
-        })
-        .await?;
+    accounts.restore_state().await?;
+    let sealer = accounts.sealer.clone();
+    let sealed = accounts.db(move |c| sealed::migrate(c, &sealer)).await?;
+    if sealed > 0 {
+        println!("accounts: {sealed} TOTP secrets were stored in clear; now encrypted");
+    }
     let (workers, queue) = accounts.pool.size();
     println!("accounts: argon2 on {workers} threads, {queue} queued at most");
     let mut stop = ctx.shutdown.clone();
     Ok(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let save_every = accounts.settings.state_save_secs.clamp(1, 3600) * 4;
         let mut n = 0u64;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
                     accounts.housekeep(n).await;
+                    if n % save_every == save_every - 1 {
+                        accounts.save_state(false).await;
+                    }
                     n += 1;
                 }
                 _ = stop.changed() => {
                     if *stop.borrow() {
                         accounts.housekeep(0).await;
+                        accounts.save_state(true).await;
                         return Ok(());
                     }
                 }
             }
         }
     }))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Outgoing mail
-// ---------------------------------------------------------------------------------------------
-
-/// Writes a message to the outbox file (one JSON object per line), off the executor.
-async fn send_mail(accounts: &Accounts, to: String, subject: String, body: String) {
-    let path = if accounts.settings.outbox.is_absolute() {
-        accounts.settings.outbox.clone()
-    } else {
-        accounts.data_dir.join(&accounts.settings.outbox)
-    };
-    let line = serde_json::json!({
-        "at_ms": now().as_millis(),
-        "to": to,
-        "subject": subject,
-        "body": body,
-    })
-    .to_string();
-    let result = tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let mut options = std::fs::OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        options
-            .open(&path)
-            .and_then(|mut f| writeln!(f, "{line}"))
-            .map_err(|e| format!("cannot write the outbox {}: {e}", path.display()))
-    })
-    .await;
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!("{e}"),
-        Err(e) => tracing::error!("outbox task failed: {e}"),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1009,6 +1133,12 @@ fn set_locked(store: &Store, name: &str, lock: bool) -> Result<(), String> {
         params![user.id, lock, now_secs()],
     )
     .map_err(|e| e.to_string())?;
+    if lock {
+        // The sessions end for good: without their rows a restart cannot bring them back
+        // after an unlock.
+        tx.execute("DELETE FROM auth_sessions WHERE user_id = ?1", [&user.id])
+            .map_err(|e| e.to_string())?;
+    }
     let (kind, subject) = if lock {
         ("lock", user.id.clone())
     } else {

@@ -15,6 +15,9 @@ pub(crate) struct Config {
     pub(crate) http: HttpSettings,
     pub(crate) sensor: crate::loggers::SensorSettings,
     pub(crate) accounts: crate::accounts::AccountsSettings,
+    /// Mail for password resets; without it messages go to the outbox file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) smtp: Option<crate::accounts::SmtpSettings>,
     pub(crate) content: crate::content::ContentSettings,
     pub(crate) things: crate::things::ThingsSettings,
     pub(crate) transfer: crate::framed::TransferSettings,

@@ -15,7 +15,7 @@ use fleetwire_auth::UnixTime;
 use fleetwire_auth::audit::AuditEvent;
 use fleetwire_auth::captcha::CaptchaChallenge;
 use fleetwire_auth::hash::MAX_PASSWORD_BYTES;
-use fleetwire_auth::lockout::{LockStatus, LockoutKey, Outcome};
+use fleetwire_auth::lockout::{DeviceCookie, LockStatus, LockoutKey, Outcome};
 use fleetwire_auth::recovery::RecoveryCodes;
 use fleetwire_auth::session::{Activity, SessionInfo};
 use fleetwire_auth::totp::Totp;
@@ -25,7 +25,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{Accounts, LOGIN_NS, UserRow, canonical_name, now, state, token_digest, user_by_id};
+use super::sealed::Sealer;
+use super::{
+    Accounts, LOGIN_NS, UserRow, canonical_name, mail, now, state, token_digest, user_by_id,
+};
 use crate::serve::Ctx;
 
 /// The accounts routes, merged into the HTTPS router.
@@ -96,6 +99,9 @@ fn challenge_json(c: &CaptchaChallenge) -> Value {
     json!({ "id": c.id, "svg": c.svg, "expires_at_ms": c.expires_at.as_millis() })
 }
 
+/// The session store's per-user cap; the rows follow it.
+pub(super) const MAX_SESSIONS_PER_USER: u32 = 16;
+
 const GENERIC: &str = "wrong user name or password";
 const LOCKED: &str = "too many failed attempts; try again later";
 
@@ -112,6 +118,24 @@ struct LoginRequest {
     captcha_id: Option<String>,
     #[serde(default)]
     captcha_answer: Option<String>,
+    /// The device cookie from an earlier login (or send it as the `fw_device` cookie).
+    #[serde(default)]
+    device_cookie: Option<String>,
+}
+
+/// The device cookie's name.
+const DEVICE_COOKIE: &str = "fw_device";
+
+/// The `fw_device` value of a `Cookie` header, if any.
+fn cookie_header(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == DEVICE_COOKIE)
+        .map(|(_, v)| v.trim_matches('"').to_owned())
 }
 
 /// Why the second factor failed.
@@ -122,7 +146,12 @@ enum MfaResult {
 }
 
 #[allow(clippy::too_many_lines)] // one login, in order
-async fn login(State(a): A, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: Bytes) -> Response {
+async fn login(
+    State(a): A,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let req: LoginRequest = match parse(&body) {
         Ok(r) => r,
         Err(r) => return r,
@@ -163,8 +192,27 @@ async fn login(State(a): A, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: By
             1000,
         );
     };
-    // 3. Lockout and CAPTCHA, keyed by the submitted name whether or not it exists.
-    let key = LockoutKey::untrusted(LOGIN_NS, name.as_bytes());
+    // 3. The account, if any (the same query whether or not it exists).
+    let lookup = name.clone();
+    let user = match a.db(move |c| super::user_by_name(c, &lookup)).await {
+        Ok(u) => u,
+        Err(e) => return internal(&e),
+    };
+    // 4. Lockout and CAPTCHA. A valid device cookie of this account puts the attempt in that
+    //    device's own lane; otherwise it counts in the lane of the submitted name, whether or
+    //    not an account has it.
+    let cookie = req
+        .device_cookie
+        .clone()
+        .or_else(|| cookie_header(&headers));
+    let device = match (&user, &cookie) {
+        (Some(u), Some(c)) => DeviceCookie::verify(&a.device_key, u.id.as_bytes(), c),
+        _ => None,
+    };
+    let key = match (&user, device) {
+        (Some(u), Some(d)) => LockoutKey::device(LOGIN_NS, u.id.as_bytes(), d),
+        _ => LockoutKey::untrusted(LOGIN_NS, name.as_bytes()),
+    };
     let gate = {
         let mut e = a.engines();
         if let LockStatus::Locked(l) = e.lockout.status(&key, t) {
@@ -192,14 +240,12 @@ async fn login(State(a): A, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: By
     };
     let ticket = match gate {
         Ok(ticket) => ticket,
-        Err(l) => return locked(&a, &name, &origin, l.until, t).await,
+        Err(l) => {
+            let who = user.map_or_else(|| a.pseudonym(&name), |u| u.id);
+            return locked(&a, who, &origin, l.until, t);
+        }
     };
-    // 4. The account, if any; then exactly one Argon2 verification either way.
-    let lookup = name.clone();
-    let user = match a.db(move |c| super::user_by_name(c, &lookup)).await {
-        Ok(u) => u,
-        Err(e) => return internal(&e),
-    };
+    // 5. Exactly one Argon2 verification, account or not.
     let hasher = a.hasher.clone();
     let phc = user.as_ref().map(|u| u.phc.clone());
     let password = req.password.clone();
@@ -225,7 +271,7 @@ async fn login(State(a): A, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: By
         a.audit(AuditEvent::LoginFailed { user: who, origin });
         return error(StatusCode::UNAUTHORIZED, GENERIC);
     };
-    // 5. The password was right: administrator lock, then the second factor.
+    // 6. The password was right: administrator lock, then the second factor.
     if user.locked {
         a.engines().lockout.finish(ticket, Outcome::Failure, now());
         a.audit(AuditEvent::LoginLocked {
@@ -239,8 +285,11 @@ async fn login(State(a): A, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: By
     }
     if user.mfa {
         let (id, totp, recovery) = (user.id.clone(), req.totp.clone(), req.recovery_code.clone());
+        let sealer = a.sealer.clone();
         let result = a
-            .db(move |c| check_second_factor(c, &id, totp.as_deref(), recovery.as_deref(), t))
+            .db(move |c| {
+                check_second_factor(c, &sealer, &id, totp.as_deref(), recovery.as_deref(), t)
+            })
             .await;
         match result {
             Ok(MfaResult::Ok) => {}
@@ -266,7 +315,7 @@ async fn login(State(a): A, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: By
             Err(e) => return internal(&e),
         }
     }
-    // 6. Signed in.
+    // 7. Signed in; a new device cookie for this device.
     let (token, info, new_origin) = {
         let mut e = a.engines();
         let t = now();
@@ -277,6 +326,7 @@ async fn login(State(a): A, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: By
         let (token, info) = e.sessions.create(&user.id, t, &mut OsRng);
         (token, info, new_origin)
     };
+    let device_cookie = DeviceCookie::issue(&a.device_key, user.id.as_bytes(), &mut OsRng);
     let (id, digest, o, created) = (
         user.id.clone(),
         token_digest(&token),
@@ -288,6 +338,13 @@ async fn login(State(a): A, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: By
             c.execute(
                 "INSERT INTO auth_sessions (digest, user_id, created_ms, origin) VALUES (?1, ?2, ?3, ?4)",
                 params![digest, id, created, o],
+            )?;
+            // The session store ended the oldest beyond its per-user cap: so do the rows, or a
+            // restart would bring those sessions back.
+            c.execute(
+                "DELETE FROM auth_sessions WHERE user_id = ?1 AND digest NOT IN
+                 (SELECT digest FROM auth_sessions WHERE user_id = ?1 ORDER BY created_ms DESC, rowid DESC LIMIT ?2)",
+                params![id, MAX_SESSIONS_PER_USER],
             )?;
             c.execute(
                 "UPDATE auth_users SET last_login_at = ?2 WHERE id = ?1",
@@ -313,33 +370,36 @@ async fn login(State(a): A, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: By
         origin,
         new_origin,
     });
-    Json(json!({
+    let mut response = Json(json!({
         "token": token,
         "user": user.name,
         "groups": user.groups,
         "expires_at_ms": info.expires_at.as_millis(),
         "new_origin": new_origin,
+        "device_cookie": device_cookie,
+        "known_device": device.is_some(),
     }))
-    .into_response()
+    .into_response();
+    let days = a.settings.device_cookie_days;
+    if days > 0 {
+        let set = format!(
+            "{DEVICE_COOKIE}={device_cookie}; Path=/v1/auth/login; Max-Age={}; Secure; HttpOnly; SameSite=Strict",
+            u64::from(days) * 86_400
+        );
+        if let Ok(v) = set.parse() {
+            response.headers_mut().insert(header::SET_COOKIE, v);
+        }
+    }
+    response
 }
 
-async fn locked(
+fn locked(
     a: &Accounts,
-    name: &str,
+    who: String,
     origin: &str,
     until: Option<UnixTime>,
     t: UnixTime,
 ) -> Response {
-    let who = match a
-        .db({
-            let n = name.to_owned();
-            move |c| super::user_by_name(c, &n)
-        })
-        .await
-    {
-        Ok(Some(u)) => u.id,
-        _ => a.pseudonym(name),
-    };
     a.audit(AuditEvent::LoginLocked {
         user: who,
         origin: origin.to_owned(),
@@ -356,6 +416,7 @@ async fn locked(
 /// Checks a TOTP code (single use per time step) or uses a recovery code, under the store lock.
 fn check_second_factor(
     c: &mut rusqlite::Connection,
+    sealer: &Sealer,
     id: &str,
     totp: Option<&str>,
     recovery: Option<&str>,
@@ -372,7 +433,11 @@ fn check_second_factor(
         return Ok(MfaResult::Wrong);
     };
     if let Some(code) = totp {
-        let Ok(totp) = serde_json::from_str::<Totp>(&secret) else {
+        let Some(totp) = sealer
+            .open(id, &secret)
+            .and_then(|json| serde_json::from_str::<Totp>(&json).ok())
+        else {
+            tracing::error!(user = %id, "the stored TOTP secret does not open (totp.key replaced?)");
             return Ok(MfaResult::Wrong);
         };
         return Ok(match totp.verify(code, t, last) {
@@ -596,21 +661,22 @@ async fn reset_request(
         .as_ref()
         .map_or_else(|| a.pseudonym(&name), |u| u.id.clone());
     a.audit(AuditEvent::ResetRequested { user: who });
-    // Same answer, same work on the request path, whether or not the account exists: the mail
-    // goes out from a separate task.
-    if let Some(user) = user.filter(|u| !u.locked) {
-        if let Some(to) = user.email.clone() {
+    // Same answer whether or not the account exists, and nearly the same work on the request
+    // path: a job goes on the mail queue either way (the sender drops the one with no
+    // recipient); the request never waits for the mail server.
+    let job = match user.filter(|u| !u.locked) {
+        Some(user) if user.email.is_some() => {
             let token = a
                 .engines()
                 .resets
                 .issue(&user.id, user.password_version, t, &mut OsRng);
+            let (digest, id, expires) = (
+                token_digest(&token),
+                user.id.clone(),
+                t.plus_secs(a.settings.reset_lifetime_secs).as_millis(),
+            );
             let a2 = a.clone();
             tokio::spawn(async move {
-                let (digest, id, expires) = (
-                    token_digest(&token),
-                    user.id.clone(),
-                    t.plus_secs(a2.settings.reset_lifetime_secs).as_millis(),
-                );
                 let row = a2
                     .db(move |c| {
                         c.execute("DELETE FROM auth_reset_tokens WHERE user_id = ?1", [&id])?;
@@ -623,16 +689,25 @@ async fn reset_request(
                 if let Err(e) = row {
                     tracing::error!("reset token row: {e}");
                 }
-                let body = format!(
-                    "Someone asked to reset the password of {}.\n\nReset it here (the link works once, for {} minutes):\n{}{token}\n\nIf it was not you, ignore this message.",
-                    user.name,
-                    a2.settings.reset_lifetime_secs / 60,
-                    a2.settings.reset_url,
-                );
-                super::send_mail(&a2, to, "fleetwire password reset".into(), body).await;
             });
+            mail::Job {
+                to: user.email,
+                subject: "fleetwire password reset".into(),
+                body: format!(
+                    "Someone asked to reset the password of {}.\n\nReset it here (the link works once, for {} minutes):\n{}{token}\n\nIf it was not you, ignore this message.\n",
+                    user.name,
+                    a.settings.reset_lifetime_secs / 60,
+                    a.settings.reset_url,
+                ),
+            }
         }
-    }
+        _ => mail::Job {
+            to: None,
+            subject: String::new(),
+            body: String::new(),
+        },
+    };
+    a.mailer.queue(job);
     (
         StatusCode::ACCEPTED,
         Json(json!({ "ok": true, "message": RESET_SENT })),
@@ -764,10 +839,14 @@ async fn mfa_enroll(State(a): A, headers: HeaderMap) -> Response {
         totp.secret_base32(),
         totp.provisioning_uri("fleetwire", &s.user.name),
     );
-    let (id, json) = (
-        s.user.id.clone(),
-        serde_json::to_string(&totp).unwrap_or_default(),
-    );
+    let id = s.user.id.clone();
+    let json = match serde_json::to_string(&totp)
+        .map_err(|e| e.to_string())
+        .and_then(|plain| a.sealer.seal(&id, &plain))
+    {
+        Ok(j) => j,
+        Err(e) => return internal(&e),
+    };
     if let Err(e) = a
         .db(move |c| {
             c.execute(
@@ -804,6 +883,7 @@ async fn mfa_confirm(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
     };
     let id = s.user.id.clone();
     let t = now();
+    let sealer = a.sealer.clone();
     let result = a
         .db(move |c| {
             let pending: Option<String> = c.query_row(
@@ -811,7 +891,10 @@ async fn mfa_confirm(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
                 [&id],
                 |r| r.get(0),
             )?;
-            let Some(totp) = pending.and_then(|p| serde_json::from_str::<Totp>(&p).ok()) else {
+            let Some(totp) = pending
+                .and_then(|p| sealer.open(&id, &p))
+                .and_then(|p| serde_json::from_str::<Totp>(&p).ok())
+            else {
                 return Ok(Err("start with POST /v1/auth/mfa/enroll"));
             };
             let Ok(step) = totp.verify(&req.code, t, None) else {

@@ -1,0 +1,192 @@
+//! What the accounts engines keep across restarts.
+//!
+//! - `accounts-state.json` in the data directory (mode 0600, replaced atomically): a snapshot of
+//!   the lockout engine, the throttles, the CAPTCHA challenges, the session store (idle timers),
+//!   the reset tokens and the new-origin tracker. It is written when something changed, at most
+//!   every `[accounts] state_save_secs`, and on a graceful stop; it is read at start. The
+//!   engines' keyed-hash secrets are in it, so it lives beside the other keys, not in the store
+//!   (the store keeps verifiers only). A crash loses what changed since the last save: at most
+//!   a few seconds of failure counts.
+//! - Settings come from `fleetwire.toml`, never from the snapshot: each engine's `config` is
+//!   replaced with the current one before the engine is rebuilt.
+//! - Sessions: the `auth_sessions` rows decide which sessions exist (a row is written before the
+//!   token is handed out and deleted on sign-out, reset, lock and delete); the snapshot adds
+//!   their idle timers. At start, snapshot sessions without a row are dropped and rows without a
+//!   snapshot entry are restored with their creation time as the last activity, so a restart
+//!   never lengthens a session.
+//! - `device-cookie.key`: the 32-byte HMAC key of the device cookies, created on first start.
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use fleetwire_auth::UnixTime;
+use rand_core::{OsRng, RngCore};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::Engines;
+
+/// The snapshot file, in the data directory.
+pub(super) const STATE_FILE: &str = "accounts-state.json";
+/// The device-cookie key file, in the data directory.
+pub(super) const DEVICE_KEY_FILE: &str = "device-cookie.key";
+/// The snapshot format; a file of another version is ignored (with a warning).
+const VERSION: u64 = 1;
+
+/// Reads a key file of `N` bytes, or creates it (mode 0600) from the system's randomness.
+pub(super) fn load_or_create_key<const N: usize>(path: &Path) -> Result<[u8; N], String> {
+    let mut key = [0u8; N];
+    match std::fs::File::open(path) {
+        Ok(mut f) => {
+            f.read_exact(&mut key)
+                .map_err(|e| format!("{}: {e} (expected a {N}-byte key)", path.display()))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            OsRng.fill_bytes(&mut key);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            options
+                .open(path)
+                .and_then(|mut f| f.write_all(&key).and_then(|()| f.sync_all()))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    }
+    Ok(key)
+}
+
+/// The engines as saved: each engine's own serde form.
+pub(super) fn snapshot(e: &Engines, at: UnixTime) -> Result<Vec<u8>, String> {
+    let v = serde_json::json!({
+        "version": VERSION,
+        "saved_ms": at.as_millis(),
+        "lockout": &e.lockout,
+        "throttle": &e.throttle,
+        "captcha": &e.captcha,
+        "sessions": &e.sessions,
+        "resets": &e.resets,
+        "origins": &e.origins,
+    });
+    serde_json::to_vec(&v).map_err(|e| e.to_string())
+}
+
+/// Writes a snapshot atomically (a temporary file, synced, then renamed over the old one).
+pub(super) fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = tmp_path(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Loads a snapshot into `e`, keeping `e`'s settings. Returns `Ok(false)` when there is no file.
+/// On any error `e` is left as it was.
+pub(super) fn load(path: &Path, e: &mut Engines) -> Result<bool, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(err) => return Err(format!("{}: {err}", path.display())),
+    };
+    let mut v: Value =
+        serde_json::from_slice(&bytes).map_err(|err| format!("{}: {err}", path.display()))?;
+    if v["version"].as_u64() != Some(VERSION) {
+        return Err(format!(
+            "{}: snapshot version {} (this server reads {VERSION})",
+            path.display(),
+            v["version"]
+        ));
+    }
+    let lockout = with_config(&e.lockout, v["lockout"].take())?;
+    let throttle = with_config(&e.throttle, v["throttle"].take())?;
+    let captcha = with_config(&e.captcha, v["captcha"].take())?;
+    let sessions = with_config(&e.sessions, v["sessions"].take())?;
+    let resets = with_config(&e.resets, v["resets"].take())?;
+    let origins = serde_json::from_value(v["origins"].take()).map_err(|err| err.to_string())?;
+    e.lockout = lockout;
+    e.throttle = throttle;
+    e.captcha = captcha;
+    e.sessions = sessions;
+    e.resets = resets;
+    e.origins = origins;
+    Ok(true)
+}
+
+/// The saved engine with the running engine's `config`.
+fn with_config<T: Serialize + DeserializeOwned>(
+    current: &T,
+    mut saved: Value,
+) -> Result<T, String> {
+    let mut fresh = serde_json::to_value(current).map_err(|e| e.to_string())?;
+    match (saved.get_mut("config"), fresh.get_mut("config")) {
+        (Some(slot), Some(config)) => *slot = config.take(),
+        _ => return Err("an engine in the snapshot has no settings to replace".into()),
+    }
+    serde_json::from_value(saved).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::{AccountsSettings, LOGIN_NS};
+    use fleetwire_auth::lockout::{LockStatus, LockoutKey, Outcome};
+
+    #[test]
+    fn snapshot_round_trip_keeps_state_and_takes_new_settings() {
+        let t = UnixTime::from_millis(1_700_000_000_000);
+        let old = AccountsSettings {
+            max_failures: 2,
+            ..AccountsSettings::default()
+        };
+        let mut e = Engines::new(&old).unwrap();
+        let key = LockoutKey::untrusted(LOGIN_NS, b"alice");
+        for _ in 0..2 {
+            let ticket = e.lockout.begin_attempt(&key, t).unwrap();
+            e.lockout.finish(ticket, Outcome::Failure, t);
+        }
+        let (token, _) = e.sessions.create("u_1", t, &mut OsRng);
+        let bytes = snapshot(&e, t).unwrap();
+
+        let new = AccountsSettings {
+            max_failures: 7,
+            ..AccountsSettings::default()
+        };
+        let mut loaded = Engines::new(&new).unwrap();
+        let path = std::env::temp_dir().join(format!("fw-state-{}.json", std::process::id()));
+        write(&path, &bytes).unwrap();
+        assert!(load(&path, &mut loaded).unwrap());
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(loaded.lockout.config().max_failures, 7, "settings win");
+        assert_eq!(loaded.lockout.failures(&key, t), 2, "the streak survives");
+        assert!(matches!(
+            loaded.lockout.status(&key, t),
+            LockStatus::Open { remaining: 5 }
+        ));
+        assert!(
+            loaded
+                .sessions
+                .check(&token, t, fleetwire_auth::session::Activity::User)
+                .is_ok()
+        );
+        assert!(!load(Path::new("/nonexistent/fw-state.json"), &mut loaded).unwrap());
+    }
+}
