@@ -34,6 +34,8 @@ https_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
 [sensor]
 listen = "127.0.0.1:0"
+[transfer]
+listen = "127.0.0.1:0"
 TOML
 $BIN/fleetwire-server --data-dir "$work/fw" player add --approved --count "$N" --secrets-out "$work/players.csv" >/dev/null
 RUST_LOG=warn $BIN/fleetwire-server --data-dir "$work/fw" serve > "$work/fw.log" 2>&1 &

@@ -23,7 +23,7 @@ head -c $((MIB << 20)) /dev/urandom > "$T/file.bin"
 D=$T/data; mkdir -p "$D"
 FW_HTTP_PORT=${FW_HTTP_PORT:-18101}; PROXY_TCP=${PROXY_TCP:-18102}
 TFTP_PORT=${TFTP_PORT:-18169}; PROXY_UDP=${PROXY_UDP:-18170}
-printf '[session]\nlisten = "127.0.0.1:0"\n[http]\nhttps_listen = "127.0.0.1:0"\nhttp_listen = "127.0.0.1:%s"\n' "$FW_HTTP_PORT" > "$D/fleetwire.toml"
+printf '[session]\nlisten = "127.0.0.1:0"\n[http]\nhttps_listen = "127.0.0.1:0"\nhttp_listen = "127.0.0.1:%s"\n[sensor]\nlisten = "127.0.0.1:0"\n[transfer]\nlisten = "127.0.0.1:0"\n' "$FW_HTTP_PORT" > "$D/fleetwire.toml"
 "$BIN/fleetwire-server" --data-dir "$D" player add --approved --secrets-out "$D/p.csv" >/dev/null
 IFS=, read -r PID_ SECRET < "$D/p.csv"
 "$BIN/fleetwire-server" --data-dir "$D" content add "$T/file.bin" --to "$PID_" --chunk-size 512 >/dev/null

@@ -17,6 +17,8 @@ https_listen = "127.0.0.1:28443"
 http_listen = "127.0.0.1:0"
 [sensor]
 listen = "127.0.0.1:0"
+[transfer]
+listen = "127.0.0.1:0"
 [accounts]
 # The flood must reach Argon2: raise the address throttles (default 10 per minute per address).
 login_burst_per_source = 1000000

@@ -172,7 +172,7 @@ fn config(accounts: &str, rest: &str) -> String {
     format!(
         "[session]\nlisten = \"127.0.0.1:0\"\n\
          [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
-         [sensor]\nlisten = \"127.0.0.1:0\"\n\
+         [sensor]\nlisten = \"127.0.0.1:0\"\n[transfer]\nlisten = \"127.0.0.1:0\"\n\
          [accounts]\ndanger_insecure_fast_hashing = true\nlogin_burst_per_source = 1000\n{accounts}\n{rest}"
     )
 }
