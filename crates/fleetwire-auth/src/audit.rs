@@ -65,6 +65,18 @@ pub enum AuditEvent {
         /// Added (`true`) or removed.
         granted: bool,
     },
+    /// A device's security event: a player's or logger's login, failed or refused login,
+    /// revocation or disconnect.
+    DeviceEvent {
+        /// What happened, e.g. `"login_failed"`.
+        kind: String,
+        /// The device (player or logger id); empty when the peer never named one.
+        device: String,
+        /// Where from; empty when not known.
+        origin: String,
+        /// Why, in words.
+        detail: String,
+    },
     /// Any other administrator action.
     AdminAction {
         /// Who did it.

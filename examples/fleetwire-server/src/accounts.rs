@@ -956,6 +956,12 @@ pub(crate) enum UserCommand {
 pub(crate) enum AuditCommand {
     /// Recompute the audit hash chain; fails on any edited, deleted, inserted or reordered entry.
     Verify,
+    /// Print the newest entries, oldest first, one JSON object per line.
+    Tail {
+        /// How many entries.
+        #[arg(long, default_value_t = 20)]
+        count: u32,
+    },
 }
 
 /// Runs a `user` command.
@@ -1194,6 +1200,29 @@ pub(crate) fn audit_cli(cmd: AuditCommand, store: &Store) -> Result<(), String> 
             println!(
                 "(record the head elsewhere: cutting entries off the end is detectable only against it)"
             );
+            Ok(())
+        }
+        AuditCommand::Tail { count } => {
+            let conn = store.conn();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT seq, at_ms, event FROM (SELECT seq, at_ms, event FROM auth_audit \
+                     ORDER BY seq DESC LIMIT ?1) ORDER BY seq",
+                )
+                .map_err(|e| e.to_string())?;
+            let rows = stmt
+                .query_map([count], |r| {
+                    Ok((
+                        r.get::<_, u64>(0)?,
+                        r.get::<_, u64>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(|e| e.to_string())?;
+            for row in rows {
+                let (seq, at_ms, event) = row.map_err(|e| e.to_string())?;
+                println!("{{\"seq\":{seq},\"at_ms\":{at_ms},\"event\":{event}}}");
+            }
             Ok(())
         }
     }

@@ -235,6 +235,7 @@ impl Store {
             .map(|_| ())
     }
 
+    /// Records security events in `security_events` and appends them to the audit hash chain.
     pub(crate) fn record_events(&self, events: &[EventRow]) -> rusqlite::Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -252,6 +253,23 @@ impl Store {
                 ])?;
             }
         }
-        tx.commit()
+        tx.commit()?;
+        // The same events, hash-chained with every account decision (`audit verify`).
+        let chained: Vec<_> = events
+            .iter()
+            .map(|(at, kind, player, peer, detail)| {
+                let at = u64::try_from(*at).unwrap_or(0).saturating_mul(1000);
+                (
+                    fleetwire_auth::UnixTime::from_millis(at),
+                    fleetwire_auth::audit::AuditEvent::DeviceEvent {
+                        kind: (*kind).to_owned(),
+                        device: player.map(|p| p.to_string()).unwrap_or_default(),
+                        origin: peer.clone().unwrap_or_default(),
+                        detail: detail.clone(),
+                    },
+                )
+            })
+            .collect();
+        crate::accounts::append_audit(&mut conn, &chained)
     }
 }

@@ -226,6 +226,25 @@ async fn serve_provision_login_list_revoke_and_stop() {
         "closed before the TLS handshake: {blocked:?}"
     );
 
+    // Player security events are in the hash-chained audit log (written once a second).
+    let start = Instant::now();
+    loop {
+        let tail = cli(&data, &["audit", "tail", "--count", "50"]);
+        let failed = tail
+            .lines()
+            .filter(|l| l.contains("\"device_event\"") && l.contains("\"login_failed\""))
+            .count();
+        if failed >= 3 && tail.contains(&id.to_string()) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "player events never reached the audit log:\n{tail}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(cli(&data, &["audit", "verify"]).contains("audit chain ok"));
+
     // Ctrl-C: a clean stop.
     Command::new("kill")
         .args(["-INT", &server.id().to_string()])
