@@ -3,6 +3,7 @@
 # (fleetwire-server → fleetwire-fetch), side by side in the same run with nginx serving the same
 # file to curl over HTTPS. Everything listens on 127.0.0.1 only, in a temporary directory.
 # Usage: benches/transfer/https_vs_nginx.sh [RUNS=5] [MIB=256]
+# fleetwire-fetch runs with its defaults; WINDOW=… PER_REQUEST=… override them.
 set -euo pipefail
 RUNS=${1:-5}
 MIB=${2:-256}
@@ -58,7 +59,7 @@ for i in $(seq "$RUNS"); do
   rm -f "$T/fw.out" "$T/fw.out.part" "$T/fw.out.part.state" "$T/curl.out"
   a=$(now)
   "$BIN/fleetwire-fetch" --quiet --server "https://$FW_HTTPS" --fingerprint "$FP" --key "$KEY" \
-    --player "$PID_" --secret "$SECRET" --content 1 --out "$T/fw.out" --window "${WINDOW:-16}" --per-request "${PER_REQUEST:-4}" >/dev/null
+    --player "$PID_" --secret "$SECRET" --content 1 --out "$T/fw.out" ${WINDOW:+--window "$WINDOW"} ${PER_REQUEST:+--per-request "$PER_REQUEST"} >/dev/null
   b=$(now)
   curl -sk -o "$T/curl.out" "https://127.0.0.1:$NGINX_PORT/file.bin"
   c=$(now)
