@@ -21,7 +21,7 @@ head -c $((MIB << 20)) /dev/urandom > "$T/file.bin"
 
 # fleetwire-server on ephemeral loopback ports.
 D=$T/data; mkdir -p "$D"
-printf '[session]\nlisten = "127.0.0.1:0"\n[http]\nhttps_listen = "127.0.0.1:0"\nhttp_listen = "127.0.0.1:0"\n' > "$D/fleetwire.toml"
+printf '[session]\nlisten = "127.0.0.1:0"\n[sensor]\nlisten = "127.0.0.1:0"\n[http]\nhttps_listen = "127.0.0.1:0"\nhttp_listen = "127.0.0.1:0"\n' > "$D/fleetwire.toml"
 "$BIN/fleetwire-server" --data-dir "$D" player add --approved --secrets-out "$D/p.csv" >/dev/null
 IFS=, read -r PID_ SECRET < "$D/p.csv"
 "$BIN/fleetwire-server" --data-dir "$D" content add "$T/file.bin" --to "$PID_" >/dev/null

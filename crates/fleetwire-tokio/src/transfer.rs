@@ -17,7 +17,7 @@
 //! `fsync`) every half window of stored chunks. Surviving a *power cut* needs the disk: the
 //! record may then name chunks whose data never reached it, which the re-verification on resume
 //! catches, so the record can never make a bad chunk count as stored. Data is forced to the
-//! disk in the background every 32 MiB ([`fetch_http`]) and before the final rename; a power
+//! disk in the background every 16 MiB ([`fetch_http`]) and before the final rename; a power
 //! cut loses at most what the kernel had not yet written back. The whole-file SHA-256 is not
 //! recomputed by default: the file is the concatenation of chunks that each matched a signed
 //! digest (docs/SECURITY.md); [`FetchOptions::check_whole_file`] reads it back if wanted.
@@ -714,7 +714,7 @@ pub struct FetchReport {
 
 /// Chunk data forced to the disk in the background every this many bytes, so that little is
 /// left for the `fsync` before the rename (and a power cut loses little).
-const BACKGROUND_SYNC_BYTES: u64 = 32 << 20;
+const BACKGROUND_SYNC_BYTES: u64 = 16 << 20;
 
 /// Downloads content `content_id` into `dest` over HTTP(S), resuming `dest.part` if a previous
 /// run left one. `progress` is called after every stored chunk. Returns when `dest` holds the
@@ -745,7 +745,15 @@ pub async fn fetch_http(
         .chunks_per_request
         .clamp(1, MAX_CHUNKS_PER_REQUEST)
         .min(flush_every);
+    let connections = (options.window / per_request).max(1);
     let mut conn = HttpConn::connect(endpoint).await?;
+    // Open the other connections (TCP + TLS handshakes) while the manifest is fetched.
+    let mut early: Vec<_> = (1..connections)
+        .map(|_| {
+            let ep = endpoint.clone();
+            tokio::spawn(async move { HttpConn::connect(&ep).await.ok() })
+        })
+        .collect();
     let manifest_path = format!("/v1/content/{content_id}/manifest");
     let bytes = conn.get_all(endpoint, &manifest_path).await?;
     let manifest = SignedManifest::decode(&bytes, trusted, options.max_chunks)?;
@@ -769,10 +777,21 @@ pub async fn fetch_http(
     let mut workers = JoinSet::new();
     if part.is_complete() {
         drop(conn);
+        for handle in early {
+            handle.abort();
+        }
     } else {
-        // The first worker reuses the connection that fetched the manifest.
+        // The first worker reuses the connection that fetched the manifest; the others take
+        // the ones opened meanwhile (or connect themselves if that failed).
         let mut first = Some(conn);
-        for _ in 0..(options.window / per_request).max(1) {
+        for _ in 0..connections {
+            let conn = match first.take() {
+                Some(c) => Some(c),
+                None => match early.pop() {
+                    Some(handle) => handle.await.ok().flatten(),
+                    None => None,
+                },
+            };
             workers.spawn(http_worker(
                 Worker {
                     endpoint: endpoint.clone(),
@@ -785,7 +804,7 @@ pub async fn fetch_http(
                     tx: tx.clone(),
                     options: options.clone(),
                 },
-                first.take(),
+                conn,
             ));
         }
     }
