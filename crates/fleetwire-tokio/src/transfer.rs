@@ -150,8 +150,9 @@ pub enum Error {
         /// The last one.
         last: String,
     },
-    /// Every chunk verified but the file on disk does not match the whole-file digest (the disk
-    /// changed it); the bad chunks were marked missing: run again to fetch them.
+    /// Every chunk verified but the file read back does not match the whole-file digest
+    /// ([`PartFile::check_whole_file`]: the disk changed it); the bad chunks were marked
+    /// missing: run again to fetch them.
     #[error(
         "the stored file does not match its signed SHA-256; {bad_chunks} chunks will be fetched again"
     )]
@@ -936,6 +937,9 @@ impl Worker {
 async fn http_worker(w: Worker, mut conn: Option<HttpConn>) {
     let mut failures = 0u32;
     while let Some((start, count)) = w.pop() {
+        if w.tx.is_closed() {
+            return; // the download was dropped
+        }
         let Ok(permit) = w.permits.acquire_many(count).await else {
             return;
         };
