@@ -41,9 +41,10 @@
 //! Up to `window` chunks are requested and not yet named by the record at once, over `window
 //! / chunks_per_request` keep-alive connections (defaults: 64 chunks, 16 per request, so 4
 //! connections and 4 MiB requests with 256 KiB chunks); the request for the next chunks is the
-//! acknowledgement of the ones before. Each connection's task hashes every body frame into the
-//! current chunk's SHA-256 and writes it at its place in `dest.part` as it arrives (no copy, and
-//! verification runs on every core); a chunk is reported stored only when its digest matches
+//! acknowledgement of the ones before. Each connection is driven by one task (TLS decryption,
+//! HTTP parsing, then the frame's SHA-256 and its write, while the frame is in that core's
+//! cache): every body frame is hashed into the current chunk's SHA-256 and written at its place
+//! in `dest.part` as it arrives (no copy, and verification runs on every core); a chunk is reported stored only when its digest matches
 //! the signed manifest, so plain HTTP cannot alter content: a tampered chunk is dropped,
 //! counted, and fetched again (overwriting its bytes). Requests carry [`AUTH_HEADER`]: the
 //! player's Ed25519 signature over the path and the time ([`RequestSigner`]); the server checks
@@ -54,10 +55,12 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
+use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -1013,14 +1016,17 @@ async fn fetch_range(
     let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
     let mut have = 0usize;
     while index < end {
-        let frame = tokio::time::timeout(w.options.stall_timeout, body.frame()).await;
+        let frame = tokio::time::timeout(w.options.stall_timeout, conn.frame(&mut body)).await;
         let data = match frame {
-            Ok(Some(Ok(frame))) => match frame.into_data() {
+            Ok(Ok(Some(Ok(frame)))) => match frame.into_data() {
                 Ok(d) => d,
                 Err(_) => continue,
             },
-            Ok(Some(Err(e))) => return Err((index, Error::Http(e.to_string()))),
-            Ok(None) => return Err((index, Error::Http("response body ended early".into()))),
+            Ok(Ok(Some(Err(e)))) => return Err((index, Error::Http(e.to_string()))),
+            Ok(Ok(None)) => {
+                return Err((index, Error::Http("response body ended early".into())));
+            }
+            Ok(Err(e)) => return Err((index, e)),
             Err(_) => return Err((index, Error::Http("response stalled".into()))),
         };
         if w.tx.is_closed() {
@@ -1076,16 +1082,15 @@ async fn fetch_range(
     Ok(())
 }
 
+/// One keep-alive HTTP/1 connection. Its IO is driven on the task that uses it (no task of its
+/// own): decrypting a body frame, hashing it and writing it then happen on one thread while the
+/// frame is in that core's cache, with no cross-task hand-off per frame.
 struct HttpConn {
     send: SendRequest<Empty<Bytes>>,
-    task: tokio::task::JoinHandle<()>,
+    conn: ConnDriver,
 }
 
-impl Drop for HttpConn {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+type ConnDriver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
 
 impl HttpConn {
     async fn connect(ep: &HttpEndpoint) -> Result<Self, Error> {
@@ -1114,10 +1119,10 @@ impl HttpConn {
         let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(|e| Error::Http(e.to_string()))?;
-        let task = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Self { send, task })
+        Ok(Self {
+            send,
+            conn: Box::pin(conn),
+        })
     }
 
     async fn get(
@@ -1133,13 +1138,11 @@ impl HttpConn {
         let request = request
             .body(Empty::new())
             .map_err(|e| Error::Http(e.to_string()))?;
-        self.send
-            .ready()
-            .await
+        drive(&mut self.conn, self.send.ready())
+            .await?
             .map_err(|e| Error::Http(e.to_string()))?;
-        self.send
-            .send_request(request)
-            .await
+        drive(&mut self.conn, self.send.send_request(request))
+            .await?
             .map_err(|e| Error::Http(e.to_string()))
     }
 
@@ -1153,11 +1156,32 @@ impl HttpConn {
         }
         // Manifests are small: 32 bytes a chunk. Bound what we buffer anyway.
         let limited = http_body_util::Limited::new(response.into_body(), 4 << 20);
-        Ok(limited
-            .collect()
-            .await
+        Ok(drive(&mut self.conn, limited.collect())
+            .await?
             .map_err(|e| Error::Http(e.to_string()))?
             .to_bytes())
+    }
+
+    /// The next frame of a response body on this connection.
+    async fn frame(
+        &mut self,
+        body: &mut Incoming,
+    ) -> Result<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>, Error> {
+        drive(&mut self.conn, body.frame()).await
+    }
+}
+
+/// Awaits `f` while polling the connection's IO on the same task. Fails if the connection ends
+/// first.
+async fn drive<F: Future>(conn: &mut ConnDriver, f: F) -> Result<F::Output, Error> {
+    tokio::pin!(f);
+    tokio::select! {
+        biased;
+        out = &mut f => Ok(out),
+        ended = conn.as_mut() => Err(Error::Http(match ended {
+            Ok(()) => "the server closed the connection".into(),
+            Err(e) => e.to_string(),
+        })),
     }
 }
 
