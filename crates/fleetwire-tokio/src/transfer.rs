@@ -947,6 +947,12 @@ async fn http_worker(w: Worker, mut conn: Option<HttpConn>) {
             return;
         };
         permit.forget();
+        if conn
+            .as_ref()
+            .is_some_and(|c| c.conn.is_none() || c.send.is_closed())
+        {
+            conn = None; // the server closed it after the last response: not a failure
+        }
         let result = async {
             if conn.is_none() {
                 conn = Some(
@@ -1087,7 +1093,8 @@ async fn fetch_range(
 /// frame is in that core's cache, with no cross-task hand-off per frame.
 struct HttpConn {
     send: SendRequest<Empty<Bytes>>,
-    conn: ConnDriver,
+    /// `None` once the connection ended cleanly (the server closed it after a response).
+    conn: Option<ConnDriver>,
 }
 
 type ConnDriver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
@@ -1121,7 +1128,7 @@ impl HttpConn {
             .map_err(|e| Error::Http(e.to_string()))?;
         Ok(Self {
             send,
-            conn: Box::pin(conn),
+            conn: Some(Box::pin(conn)),
         })
     }
 
@@ -1171,18 +1178,24 @@ impl HttpConn {
     }
 }
 
-/// Awaits `f` while polling the connection's IO on the same task. Fails if the connection ends
-/// first.
-async fn drive<F: Future>(conn: &mut ConnDriver, f: F) -> Result<F::Output, Error> {
+/// Awaits `f` while polling the connection's IO on the same task. If the connection ends
+/// cleanly first (a server that closes after each response), `f` is awaited alone: what the
+/// connection already read is still delivered, and requests on it fail.
+async fn drive<F: Future>(conn: &mut Option<ConnDriver>, f: F) -> Result<F::Output, Error> {
     tokio::pin!(f);
-    tokio::select! {
-        biased;
-        out = &mut f => Ok(out),
-        ended = conn.as_mut() => Err(Error::Http(match ended {
-            Ok(()) => "the server closed the connection".into(),
-            Err(e) => e.to_string(),
-        })),
+    if let Some(c) = conn.as_mut() {
+        tokio::select! {
+            biased;
+            out = &mut f => return Ok(out),
+            ended = c.as_mut() => {
+                *conn = None;
+                if let Err(e) = ended {
+                    return Err(Error::Http(e.to_string()));
+                }
+            }
+        }
     }
+    Ok(f.await)
 }
 
 fn unix_now() -> u64 {
