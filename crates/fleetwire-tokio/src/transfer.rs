@@ -681,8 +681,9 @@ pub struct FetchOptions {
     /// Chunks requested and not yet named by the resume record at once (1 = the seed's
     /// lock-step). Default 64 (16 MiB with the server's default 256 KiB chunks).
     pub window: u32,
-    /// Chunks per request (at most half the window, at most [`MAX_CHUNKS_PER_REQUEST`]).
-    /// Connections = window / this. Default 16 (so 4 connections).
+    /// Chunks per request (at most half the window, at most [`MAX_CHUNKS_PER_REQUEST`], and at
+    /// most 4 MiB of chunks, since the server holds a response in memory). Connections =
+    /// window / this. Default 16 (so 4 connections, and 4 MiB requests with 256 KiB chunks).
     pub chunks_per_request: u32,
     /// Requests that may fail in a row before giving up. Default 8.
     pub max_failures: u32,
@@ -715,6 +716,10 @@ pub struct FetchReport {
     /// The final progress (`done` is true).
     pub progress: Progress,
 }
+
+/// Largest response [`fetch_http`] asks for, in bytes (fewer chunks per request when chunks are
+/// large).
+const MAX_REQUEST_BYTES: u32 = 4 << 20;
 
 /// Chunk data forced to the disk in the background every this many bytes, so that little is
 /// left for the `fsync` before the rename (and a power cut loses little).
@@ -765,6 +770,9 @@ pub async fn fetch_http(
     let mut received = 0u64;
     let mut rejected = 0u64;
     progress(part.progress(0, 0, false));
+    // The server holds a response in memory: bound it in bytes whatever the chunk size.
+    let chunk_size = part.manifest().chunk_size().max(1);
+    let per_request = per_request.min((MAX_REQUEST_BYTES / chunk_size).max(1));
 
     let mut missing = VecDeque::new();
     let count = part.manifest().chunk_count();
