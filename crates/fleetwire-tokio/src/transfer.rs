@@ -44,11 +44,11 @@
 //! acknowledgement of the ones before. Each connection is driven by one task (TLS decryption,
 //! HTTP parsing, then the frame's SHA-256 and its write, while the frame is in that core's
 //! cache): every body frame is hashed into the current chunk's SHA-256 and written at its place
-//! in `dest.part` as it arrives (no copy, and verification runs on every core); a chunk is reported stored only when its digest matches
-//! the signed manifest, so plain HTTP cannot alter content: a tampered chunk is dropped,
-//! counted, and fetched again (overwriting its bytes). Requests carry [`AUTH_HEADER`]: the
-//! player's Ed25519 signature over the path and the time ([`RequestSigner`]); the server checks
-//! it with the verifier it already stores.
+//! in `dest.part` as it arrives (no copy, and verification runs on every core); a chunk is
+//! reported stored only when its digest matches the signed manifest, so plain HTTP cannot alter
+//! content: a tampered chunk is dropped, counted, and fetched again (overwriting its bytes).
+//! Requests carry [`AUTH_HEADER`]: the player's Ed25519 signature over the path and the time
+//! ([`RequestSigner`]); the server checks it with the verifier it already stores.
 //!
 //! File writes are short blocking calls made on the tasks (run them on a multi-threaded
 //! runtime); nothing blocks while holding a lock.
