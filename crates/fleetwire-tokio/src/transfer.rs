@@ -5,12 +5,12 @@
 //! A download of `dest` writes `dest.part` (preallocated with `fallocate` where the file system
 //! supports it, so a full disk fails before the download) with positioned writes and keeps its
 //! resume record (the [`Partial`] format: signed manifest + bitmap of stored chunks) in
-//! `dest.part.state`, replaced by write + rename. A chunk is marked stored only after its bytes matched the
-//! manifest's signed per-chunk SHA-256, and the record names only stored chunks. Only when every
-//! chunk is stored is `dest.part` forced to the disk (`fsync`) and renamed to `dest`: no partial
-//! file ever appears under the final name, even across a power cut. A killed download restarted
-//! with the same `dest` resumes from the record; the manifest signature is checked again when
-//! the record is loaded, and every chunk the record names is read back and checked against its
+//! `dest.part.state`, replaced by write + rename. A chunk is marked stored only after its bytes
+//! matched the manifest's signed per-chunk SHA-256, and the record names only stored chunks. Only
+//! when every chunk is stored is `dest.part` forced to the disk (`fsync`) and renamed to `dest`: no
+//! partial file ever appears under the final name, even across a power cut. A killed download
+//! restarted with the same `dest` resumes from the record; the manifest signature is checked again
+//! when the record is loaded, and every chunk the record names is read back and checked against its
 //! signed digest (a chunk that fails is fetched again).
 //!
 //! ## Durability: what a kill and a power cut cost
