@@ -3,6 +3,7 @@
 # (fleetwire-server → fleetwire-fetch), side by side in the same run with nginx serving the same
 # file to curl over HTTPS. Everything listens on 127.0.0.1 only, in a temporary directory.
 # Usage: benches/transfer/https_vs_nginx.sh [RUNS=5] [MIB=256]
+# fleetwire-fetch runs with its defaults; WINDOW=… PER_REQUEST=… override them.
 set -euo pipefail
 RUNS=${1:-5}
 MIB=${2:-256}
@@ -20,7 +21,7 @@ head -c $((MIB << 20)) /dev/urandom > "$T/file.bin"
 
 # fleetwire-server on ephemeral loopback ports.
 D=$T/data; mkdir -p "$D"
-printf '[session]\nlisten = "127.0.0.1:0"\n[http]\nhttps_listen = "127.0.0.1:0"\nhttp_listen = "127.0.0.1:0"\n' > "$D/fleetwire.toml"
+printf '[session]\nlisten = "127.0.0.1:0"\n[sensor]\nlisten = "127.0.0.1:0"\n[http]\nhttps_listen = "127.0.0.1:0"\nhttp_listen = "127.0.0.1:0"\n' > "$D/fleetwire.toml"
 "$BIN/fleetwire-server" --data-dir "$D" player add --approved --secrets-out "$D/p.csv" >/dev/null
 IFS=, read -r PID_ SECRET < "$D/p.csv"
 "$BIN/fleetwire-server" --data-dir "$D" content add "$T/file.bin" --to "$PID_" >/dev/null
@@ -53,25 +54,33 @@ NGX
 nginx -c "$T/nginx.conf" -p "$T"
 
 now() { date +%s.%N; }
-echo "run fleetwire_s nginx_curl_s"
+# CPU seconds (user + system) of a running process, and a wrapper that records a command's own.
+cpu_of() { awk -v t="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / t}' "/proc/$1/stat"; }
+timed() { out=$1; shift; if [ -x /usr/bin/time ]; then /usr/bin/time -f "%U %S" -o "$out" "$@"; else "$@"; echo "0 0" > "$out"; fi; }
+NGW=$(pgrep -P "$(cat "$T/nginx.pid")" | head -1)
+echo "run fleetwire_s nginx_curl_s fetch_cpu server_cpu curl_cpu nginx_cpu"
 for i in $(seq "$RUNS"); do
   rm -f "$T/fw.out" "$T/fw.out.part" "$T/fw.out.part.state" "$T/curl.out"
-  a=$(now)
-  "$BIN/fleetwire-fetch" --quiet --server "https://$FW_HTTPS" --fingerprint "$FP" --key "$KEY" \
-    --player "$PID_" --secret "$SECRET" --content 1 --out "$T/fw.out" --window "${WINDOW:-16}" --per-request "${PER_REQUEST:-4}" >/dev/null
-  b=$(now)
-  curl -sk -o "$T/curl.out" "https://127.0.0.1:$NGINX_PORT/file.bin"
-  c=$(now)
+  s0=$(cpu_of "$SRV"); a=$(now)
+  timed "$T/fw.cpu" "$BIN/fleetwire-fetch" --quiet --server "https://$FW_HTTPS" --fingerprint "$FP" --key "$KEY" \
+    --player "$PID_" --secret "$SECRET" --content 1 --out "$T/fw.out" ${WINDOW:+--window "$WINDOW"} ${PER_REQUEST:+--per-request "$PER_REQUEST"} >/dev/null
+  b=$(now); s1=$(cpu_of "$SRV"); n0=$(cpu_of "$NGW")
+  timed "$T/curl.cpu" curl -sk -o "$T/curl.out" "https://127.0.0.1:$NGINX_PORT/file.bin"
+  c=$(now); n1=$(cpu_of "$NGW")
   cmp -s "$T/fw.out" "$T/file.bin" && cmp -s "$T/curl.out" "$T/file.bin" || { echo "content differs"; exit 1; }
-  echo "$i $(echo "$b - $a" | bc) $(echo "$c - $b" | bc)"
+  echo "$i $(echo "$b - $a" | bc) $(echo "$c - $b" | bc) $(awk '{print $1 + $2}' "$T/fw.cpu") $(echo "$s1 - $s0" | bc) $(awk '{print $1 + $2}' "$T/curl.cpu") $(echo "$n1 - $n0" | bc)"
 done | tee "$T/times.txt"
 python3 - "$T/times.txt" "$MIB" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l[0].isdigit()]
 mib = int(sys.argv[2])
+med = statistics.median
 fw = [float(r[1]) for r in rows]; ng = [float(r[2]) for r in rows]
 ratios = [n / f for f, n in zip(fw, ng)]
-print(f"fleetwire HTTPS: median {statistics.median(fw):.3f} s = {mib/statistics.median(fw):.0f} MiB/s (min {min(fw):.3f}, max {max(fw):.3f})")
-print(f"nginx + curl:    median {statistics.median(ng):.3f} s = {mib/statistics.median(ng):.0f} MiB/s (min {min(ng):.3f}, max {max(ng):.3f})")
-print(f"speed ratio fleetwire/nginx (same run, median of per-run ratios): {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})")
+print(f"fleetwire HTTPS: median {med(fw):.3f} s = {mib/med(fw):.0f} MiB/s (min {min(fw):.3f}, max {max(fw):.3f})")
+print(f"nginx + curl:    median {med(ng):.3f} s = {mib/med(ng):.0f} MiB/s (min {min(ng):.3f}, max {max(ng):.3f})")
+print(f"speed ratio fleetwire/nginx (same run, median of per-run ratios): {med(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})")
+c = [[float(x) for x in r[3:7]] for r in rows]
+fc, sc, cc, nc = (med([r[k] for r in c]) for k in range(4))
+print(f"CPU per run (median, s): fleetwire-fetch {fc:.2f} + fleetwire-server {sc:.2f} = {fc + sc:.2f}; curl {cc:.2f} + nginx {nc:.2f} = {cc + nc:.2f}")
 PY

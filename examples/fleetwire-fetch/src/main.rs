@@ -58,12 +58,13 @@ struct Args {
     /// Where the file goes.
     #[arg(long)]
     out: PathBuf,
-    /// Chunks requested and not yet stored at once (1 = lock-step).
-    #[arg(long, default_value_t = 16)]
-    window: u32,
-    /// Chunks per request.
-    #[arg(long, default_value_t = 4)]
-    per_request: u32,
+    /// Chunks requested and not yet stored at once (1 = lock-step) [default: the library's,
+    /// 64].
+    #[arg(long)]
+    window: Option<u32>,
+    /// Chunks per request; connections = window / this [default: the library's, 16].
+    #[arg(long)]
+    per_request: Option<u32>,
     /// No progress bar; print one summary line.
     #[arg(long)]
     quiet: bool,
@@ -130,10 +131,11 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let mut key = [0u8; 32];
     hex::decode_to_slice(args.key.trim(), &mut key).map_err(|e| format!("--key: {e}"))?;
+    let defaults = FetchOptions::default();
     let options = FetchOptions {
-        window: args.window,
-        chunks_per_request: args.per_request,
-        ..FetchOptions::default()
+        window: args.window.unwrap_or(defaults.window),
+        chunks_per_request: args.per_request.unwrap_or(defaults.chunks_per_request),
+        ..defaults
     };
     let bar = if args.quiet || args.progress_lines {
         ProgressBar::hidden()

@@ -14,8 +14,7 @@
 //! to the players it was published to. Bytes sent are recorded per player.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -504,9 +503,14 @@ async fn chunks(
     let len = (manifest.chunk_offset(end).min(manifest.length()) - offset) as usize;
     let path = ctx.data_dir.join("content").join(&item.sha256);
     let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let f = std::fs::File::open(&path)?;
-        let mut buf = vec![0u8; len];
-        f.read_exact_at(&mut buf, offset)?;
+        let mut f = std::fs::File::open(&path)?;
+        f.seek(SeekFrom::Start(offset))?;
+        // `read_to_end` fills the spare capacity without zeroing it first.
+        let mut buf = Vec::with_capacity(len);
+        f.take(len as u64).read_to_end(&mut buf)?;
+        if buf.len() != len {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
         Ok(buf)
     })
     .await;

@@ -107,6 +107,9 @@ fn redirect_to_https(port: u16, request: &Request) -> Response {
     }
 }
 
+/// Encrypted bytes rustls may queue per HTTPS connection before they are written.
+const TLS_SEND_BUFFER: usize = 1 << 20;
+
 /// Accepts connections until shutdown: at most `max` at once, headers within 10 s.
 async fn accept_loop(
     listener: TcpListener,
@@ -131,6 +134,8 @@ async fn accept_loop(
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             continue; // over the limit: dropped
         };
+        // Responses are written whole; do not hold their last segment back (Nagle).
+        let _ = tcp.set_nodelay(true);
         let (tls, app) = (tls.clone(), app.clone());
         tokio::spawn(async move {
             let service = TowerToHyperService::new(app.layer(axum::Extension(ConnectInfo(peer))));
@@ -145,7 +150,10 @@ async fn accept_loop(
                 Some(acceptor) => {
                     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
                     {
-                        Ok(Ok(stream)) => {
+                        Ok(Ok(mut stream)) => {
+                            // Let one write encrypt up to 1 MiB of a large response (chunk
+                            // ranges) and hand it to the socket in one call, instead of 64 KiB.
+                            stream.get_mut().1.set_buffer_limit(Some(TLS_SEND_BUFFER));
                             builder
                                 .serve_connection(TokioIo::new(stream), service)
                                 .await

@@ -104,6 +104,12 @@ struct Content {
 impl ContentServer {
     /// Serves `data` as content id `5` on 127.0.0.1 (HTTP and HTTPS, ephemeral ports).
     pub async fn start(data: Vec<u8>, chunk_size: u32) -> Self {
+        Self::start_with(data, chunk_size, true).await
+    }
+
+    /// As [`ContentServer::start`]; without keep-alive the server closes every connection after
+    /// one response.
+    pub async fn start_with(data: Vec<u8>, chunk_size: u32, keep_alive: bool) -> Self {
         let sent = Arc::new(AtomicU64::new(0));
         let tamper = Arc::new(Mutex::new(None));
         let content = Arc::new(Content {
@@ -129,6 +135,7 @@ impl ContentServer {
                 tokio::spawn(async move {
                     let svc = service_fn(move |r| handle(c.clone(), r));
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(keep_alive)
                         .serve_connection(TokioIo::new(tcp), svc)
                         .await;
                 });
@@ -146,6 +153,7 @@ impl ContentServer {
                     };
                     let svc = service_fn(move |r| handle(c.clone(), r));
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(keep_alive)
                         .serve_connection(TokioIo::new(tls), svc)
                         .await;
                 });
