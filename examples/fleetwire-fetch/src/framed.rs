@@ -45,7 +45,9 @@ pub(crate) async fn run(args: &Args, addr: SocketAddr) -> Result<(), String> {
     hex::decode_to_slice(args.key.trim(), &mut key).map_err(|e| format!("--key: {e}"))?;
     let trusted = vec![PublicKey(key)];
     let mut config = ReceiverConfig::new(trusted.clone());
-    config.max_window = args.window.max(1);
+    if let Some(window) = args.window {
+        config.max_window = window.max(1);
+    }
     let partial = PartFile::load_partial(&args.out, &trusted, config.max_chunks);
     let options = ReceiveOptions {
         config: Arc::new(config),
