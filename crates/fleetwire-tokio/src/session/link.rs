@@ -119,8 +119,11 @@ impl Exporter {
                 let hash = suite.common.hash_provider;
                 let h_empty = hash.hash(&[]);
                 let expander = suite.hkdf_provider.expander_for_okm(&captured.secret);
-                let derived =
-                    expander.expand_block(&[&hkdf_label(hash.output_len(), label, h_empty.as_ref())]);
+                let derived = expander.expand_block(&[&hkdf_label(
+                    hash.output_len(),
+                    label,
+                    h_empty.as_ref(),
+                )]);
                 let expander = suite.hkdf_provider.expander_for_okm(&derived);
                 expander
                     .expand_slice(
@@ -321,14 +324,14 @@ pub(super) async fn accept_tls(
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
                 Err(e) => Err(e),
             })?;
-            if read {
-                break;
-            }
             if input.len() > MAX_PENDING {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "handshake message too large",
                 ));
+            }
+            if read {
+                break;
             }
         }
     }
@@ -363,60 +366,59 @@ impl TlsLink {
         let result = loop {
             let UnbufferedStatus { mut discard, state } =
                 self.conn.process_tls_records(&mut buf[consumed..]);
-            let state = match state {
-                Ok(state) => state,
-                Err(e) => {
-                    consumed += discard;
-                    self.queue_alerts();
-                    break Err(e);
-                }
-            };
-            let stop = match state {
-                ConnectionState::ReadTraffic(mut records) => {
+            let step = match state {
+                Err(e) => Err(e),
+                Ok(ConnectionState::ReadTraffic(mut records)) => {
+                    let mut step = Ok(None);
                     while let Some(record) = records.next_record() {
                         match record {
                             Ok(record) => {
                                 discard += record.discard;
                                 sink(record.payload);
                             }
-                            Err(e) => return (consumed, Err(e)),
+                            Err(e) => {
+                                step = Err(e);
+                                break;
+                            }
                         }
                     }
-                    None
+                    step
                 }
-                ConnectionState::EncodeTlsData(mut encode) => {
-                    if let Err(e) = append(&mut self.out, |b| encode.encode(b).map_err(encode_size))
-                    {
-                        return (consumed, Err(e));
-                    }
-                    None
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    append(&mut self.out, |b| encode.encode(b).map_err(encode_size)).map(|()| None)
                 }
-                ConnectionState::TransmitTlsData(transmit) => {
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
                     // Everything queued in `self.out` is sent before we wait for the peer.
                     transmit.done();
-                    None
+                    Ok(None)
                 }
-                ConnectionState::BlockedHandshake | ConnectionState::WriteTraffic(_) => {
-                    Some(Stop::NeedData)
+                Ok(ConnectionState::BlockedHandshake | ConnectionState::WriteTraffic(_)) => {
+                    Ok(Some(Stop::NeedData))
                 }
-                ConnectionState::PeerClosed | ConnectionState::Closed => Some(Stop::PeerClosed),
-                _ => {
-                    // Early data is never enabled on this configuration.
-                    break Err(rustls::Error::General("unexpected TLS state".into()));
+                Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
+                    Ok(Some(Stop::PeerClosed))
                 }
+                // Early data is never enabled on this configuration.
+                Ok(_) => Err(rustls::Error::General("unexpected TLS state".into())),
             };
             consumed += discard;
-            if let Some(stop) = stop {
-                break Ok(stop);
+            match step {
+                Ok(None) => {}
+                Ok(Some(stop)) => break Ok(stop),
+                Err(e) => {
+                    self.queue_alerts(&mut buf[consumed..]);
+                    break Err(e);
+                }
             }
         };
         (consumed, result)
     }
 
-    /// After an error: queue the alert rustls wants to send, if any.
-    fn queue_alerts(&mut self) {
+    /// After an error: queue the alert rustls wants to send, if any. `buf` is the undiscarded
+    /// input.
+    fn queue_alerts(&mut self, buf: &mut [u8]) {
         for _ in 0..4 {
-            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
+            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(buf);
             match state {
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     if append(&mut self.out, |b| encode.encode(b).map_err(encode_size)).is_err() {
@@ -442,8 +444,7 @@ impl TlsLink {
                 // The common case: whole records, decrypted in place in the scratch buffer;
                 // only an incomplete tail is copied out.
                 let (consumed, stop) = self.process(&mut scratch[..n], sink);
-                self.pending
-                    .extend_from_slice(&scratch[consumed.min(n)..n]);
+                self.pending.extend_from_slice(&scratch[consumed.min(n)..n]);
                 stop
             } else {
                 self.pending.extend_from_slice(&scratch[..n]);
@@ -499,7 +500,9 @@ impl TlsLink {
             let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut buf[..]);
             let done = match state.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))? {
                 ConnectionState::WriteTraffic(mut w) => {
-                    let f = f.take().ok_or_else(|| io::Error::other("TLS write state"))?;
+                    let f = f
+                        .take()
+                        .ok_or_else(|| io::Error::other("TLS write state"))?;
                     f(&mut w, &mut self.out)
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                     true
@@ -576,7 +579,9 @@ fn append(
 fn encode_size(e: EncodeError) -> Result<InsufficientSizeError, rustls::Error> {
     match e {
         EncodeError::InsufficientSize(size) => Ok(size),
-        EncodeError::AlreadyEncoded => Err(rustls::Error::General("TLS record encoded twice".into())),
+        EncodeError::AlreadyEncoded => {
+            Err(rustls::Error::General("TLS record encoded twice".into()))
+        }
     }
 }
 
@@ -584,5 +589,159 @@ fn encrypt_size(e: EncryptError) -> Result<InsufficientSizeError, rustls::Error>
     match e {
         EncryptError::InsufficientSize(size) => Ok(size),
         EncryptError::EncryptExhausted => Err(rustls::Error::EncryptError),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rustls::crypto::ring::{cipher_suite, default_provider};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio_rustls::TlsConnector;
+    use tokio_rustls::client::TlsStream;
+
+    use super::*;
+    use crate::tls::{self, ExportKeyingMaterial};
+
+    const LABEL: &[u8] = b"EXPORTER-test-binding";
+
+    struct Fixture {
+        server: Arc<rustls::ServerConfig>,
+        client: Arc<rustls::ClientConfig>,
+    }
+
+    fn fixture(suite: SupportedCipherSuite) -> Fixture {
+        let cert = rcgen::generate_simple_self_signed(vec!["fleetwire.local".into()]).unwrap();
+        let der = CertificateDer::from(cert.cert.der().to_vec());
+        let fp = tls::fingerprint(&der);
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        let provider = rustls::crypto::CryptoProvider {
+            cipher_suites: vec![suite],
+            ..default_provider()
+        };
+        let version = match suite {
+            SupportedCipherSuite::Tls13(_) => &rustls::version::TLS13,
+            SupportedCipherSuite::Tls12(_) => &rustls::version::TLS12,
+        };
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![der], key)
+            .unwrap();
+        Fixture {
+            server: capturing_config(&server),
+            client: tls::pinned_client_config(fp).unwrap(),
+        }
+    }
+
+    /// One connection: the server's link and binding, the client's stream and binding.
+    async fn connect(f: &Fixture) -> (Link, [u8; 32], Vec<u8>, TlsStream<TcpStream>, [u8; 32]) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = f.server.clone();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            accept_tls(tcp, config, LABEL).await.unwrap()
+        });
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut client = TlsConnector::from(f.client.clone())
+            .connect(ServerName::try_from("fleetwire.local").unwrap(), tcp)
+            .await
+            .unwrap();
+        // The client's first bytes may arrive together with its Finished.
+        client.write_all(b"hello").await.unwrap();
+        client.flush().await.unwrap();
+        let client_binding = client.get_ref().1.export(LABEL).unwrap();
+        let (link, binding, early) = server.await.unwrap();
+        (link, binding, early, client, client_binding)
+    }
+
+    async fn read_some(link: &mut Link, got: &mut Vec<u8>) -> bool {
+        loop {
+            link.readable().await.unwrap();
+            match link.read(&mut |d| got.extend_from_slice(d)) {
+                Read::Data => return true,
+                Read::WouldBlock => {}
+                Read::Closed => return false,
+            }
+        }
+    }
+
+    fn suites() -> Vec<SupportedCipherSuite> {
+        vec![
+            cipher_suite::TLS13_AES_128_GCM_SHA256,
+            cipher_suite::TLS13_AES_256_GCM_SHA384,
+            cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+            cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ]
+    }
+
+    #[tokio::test]
+    async fn binding_matches_rustls_exporter_for_every_suite_and_on_resumption() {
+        for suite in suites() {
+            let f = fixture(suite);
+            // The second connection resumes the first session.
+            for round in 0..2 {
+                let (mut link, binding, early, mut client, client_binding) = connect(&f).await;
+                assert_eq!(binding, client_binding, "{suite:?} round {round}");
+                assert_ne!(binding, [0; 32]);
+                let mut got = early;
+                while got.len() < 5 {
+                    assert!(read_some(&mut link, &mut got).await);
+                }
+                assert_eq!(got, b"hello");
+                link.write_all(b"world").await.unwrap();
+                let mut reply = [0u8; 5];
+                client.read_exact(&mut reply).await.unwrap();
+                assert_eq!(&reply, b"world");
+                if round == 1 {
+                    assert_eq!(
+                        client.get_ref().1.handshake_kind(),
+                        Some(rustls::HandshakeKind::Resumed),
+                        "{suite:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn large_records_split_across_reads_and_close_notify() {
+        let f = fixture(cipher_suite::TLS13_AES_128_GCM_SHA256);
+        let (mut link, _, early, mut client, _) = connect(&f).await;
+        let mut got = early;
+        let big: Vec<u8> = (0..100_000u32).map(|i| i.to_le_bytes()[0]).collect();
+        let (rd, mut wr) = tokio::io::split(client);
+        let writer = tokio::spawn(async move {
+            for chunk in big.chunks(7_000) {
+                wr.write_all(chunk).await.unwrap();
+                wr.flush().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            wr.shutdown().await.unwrap(); // close_notify
+            wr
+        });
+        while read_some(&mut link, &mut got).await {}
+        let expected: Vec<u8> = (0..100_000u32).map(|i| i.to_le_bytes()[0]).collect();
+        assert_eq!(&got[5..], &expected[..]);
+        let Link::Tls(tls) = &link else {
+            panic!("TLS link")
+        };
+        assert_eq!(tls.pending.capacity(), 0, "nothing held once idle");
+        assert_eq!(tls.out.capacity(), 0);
+        // The server can still answer after the peer's close_notify, then close.
+        link.write_all(b"bye").await.unwrap();
+        link.shutdown().await;
+        let wr = writer.await.unwrap();
+        client = rd.unsplit(wr);
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"bye");
     }
 }
