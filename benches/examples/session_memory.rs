@@ -70,7 +70,8 @@ async fn main() {
     tokio::spawn(server.run(std::future::pending()));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = live_bytes();
-    let sim = std::process::Command::new("target/release/fleetwire-player-sim")
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let sim = std::process::Command::new(format!("{target}/release/fleetwire-player-sim"))
         .args([
             "--server",
             &addr.to_string(),

@@ -3,6 +3,15 @@
 //! [`SessionServer`] accepts players, runs one [`ServerConnection`] per connection in its own
 //! task, keeps the fleet's [`Presence`], and publishes [`Notice`]s. [`run_player`] is the player
 //! side: one session from connect to close.
+//!
+//! Memory: a server holds thousands of idle players, so an idle connection keeps as little as
+//! possible — about 6 KiB of heap in all (docs/BENCHMARKS.md, "Idle TLS players"). The server
+//! speaks TLS through rustls' unbuffered API rather than `tokio_rustls`: an idle connection
+//! waits for socket readiness with no read buffer of its own, reads into one scratch buffer per
+//! worker thread and decrypts whole records there; only the bytes of an incomplete record are
+//! kept per connection, and output buffers are released after each write. The handshake runs
+//! in its own boxed future, freed once it is done, so the task an idle player keeps is only as
+//! large as the session loop. The player side ([`run_player`]) uses `tokio_rustls`.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -88,14 +88,16 @@ impl KeyLog for Capture {
         }
     }
 
-    fn will_log(&self, _label: &str) -> bool {
-        true
+    fn will_log(&self, label: &str) -> bool {
+        matches!(label, "EXPORTER_SECRET" | "CLIENT_RANDOM") || self.inner.will_log(label)
     }
 }
 
-/// The server configuration the session server uses: `config` with the capturing key log.
+/// The server configuration the session server uses: `config` with the capturing key log, and
+/// without 0-RTT (players never send early data, and the driver does not read it).
 pub(super) fn capturing_config(config: &rustls::ServerConfig) -> Arc<rustls::ServerConfig> {
     let mut config = config.clone();
+    config.max_early_data_size = 0;
     config.key_log = Arc::new(Capture {
         inner: config.key_log.clone(),
     });
