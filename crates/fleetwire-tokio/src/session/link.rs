@@ -578,6 +578,7 @@ fn append(
     }
 }
 
+#[allow(clippy::needless_pass_by_value)] // for `map_err`
 fn encode_size(e: EncodeError) -> Result<InsufficientSizeError, rustls::Error> {
     match e {
         EncodeError::InsufficientSize(size) => Ok(size),
@@ -587,6 +588,7 @@ fn encode_size(e: EncodeError) -> Result<InsufficientSizeError, rustls::Error> {
     }
 }
 
+#[allow(clippy::needless_pass_by_value)] // for `map_err`
 fn encrypt_size(e: EncryptError) -> Result<InsufficientSizeError, rustls::Error> {
     match e {
         EncryptError::InsufficientSize(size) => Ok(size),
