@@ -15,7 +15,8 @@
 //! another connection), and [`Exporter`] derives the RFC 8446 §7.5 / RFC 5705 value with the
 //! negotiated suite's own HKDF or PRF from the ring provider. The secret is dropped (zeroed) as
 //! soon as the binding is derived; a test checks the value against rustls' own exporter on the
-//! client side for every TLS 1.3 and TLS 1.2 suite. A key log the caller configured still sees
+//! client side for every ring TLS 1.3 suite and the ECDSA TLS 1.2 suites (both hashes), on
+//! full and resumed handshakes. A key log the caller configured still sees
 //! every secret.
 
 use std::cell::RefCell;
