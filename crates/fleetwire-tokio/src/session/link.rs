@@ -614,8 +614,12 @@ mod tests {
     const LABEL: &[u8] = b"EXPORTER-test-binding";
 
     struct Fixture {
+        /// As the session server uses it.
         server: Arc<rustls::ServerConfig>,
+        /// As a caller configures it.
+        plain: Arc<rustls::ServerConfig>,
         client: Arc<rustls::ClientConfig>,
+        fingerprint: [u8; 32],
     }
 
     fn fixture(suite: SupportedCipherSuite) -> Fixture {
@@ -639,7 +643,9 @@ mod tests {
             .unwrap();
         Fixture {
             server: capturing_config(&server),
+            plain: Arc::new(server),
             client: tls::pinned_client_config(fp).unwrap(),
+            fingerprint: fp,
         }
     }
 
@@ -748,5 +754,95 @@ mod tests {
         let mut rest = Vec::new();
         client.read_to_end(&mut rest).await.unwrap();
         assert_eq!(rest, b"bye");
+    }
+
+    /// A player logs in and heartbeats over TLS 1.2 through the session server (the binding is
+    /// derived differently from TLS 1.3), then is disconnected by the server.
+    #[tokio::test]
+    async fn player_logs_in_over_tls_1_2_end_to_end() {
+        use std::collections::HashMap;
+
+        use fleetwire_session::{
+            ClientConfig, ClientEvent, CloseCode, PlayerId, PlayerLookup, PlayerSecret,
+            PlayerStatus, SessionError,
+        };
+        use tokio::sync::watch;
+
+        use crate::session::{Limits, PlayerTransport, SessionServer, Transport, run_player};
+
+        let f = fixture(cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384);
+        let id = PlayerId::from_bytes([3; 16]);
+        let secret = PlayerSecret::from_bytes([9; 32]);
+        let mut directory = HashMap::new();
+        directory.insert(
+            id,
+            PlayerLookup::Known {
+                verifier: secret.verifier(),
+                approved: true,
+                config_hash: None,
+            },
+        );
+        let config = fleetwire_session::ServerConfig {
+            heartbeat_interval: Duration::from_millis(200),
+            ..fleetwire_session::ServerConfig::default()
+        };
+        let server = SessionServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            Transport::Tls(f.plain.clone()),
+            Arc::new(config),
+            Limits::default(),
+            directory,
+        )
+        .await
+        .unwrap();
+        let addr = server.local_addr().unwrap();
+        let handle = server.handle();
+        tokio::spawn(server.run(std::future::pending()));
+        let transport = PlayerTransport::Tls {
+            config: tls::pinned_client_config(f.fingerprint).unwrap(),
+            server_name: ServerName::try_from("fleetwire.local").unwrap(),
+        };
+        let (_status, rx) = watch::channel(PlayerStatus::default());
+        let player = tokio::spawn(async move {
+            let mut heartbeats = 0;
+            let reason = run_player(
+                addr,
+                &transport,
+                Arc::new(ClientConfig::new(id, secret)),
+                rx,
+                |e| {
+                    if matches!(e, ClientEvent::HeartbeatAcked { .. }) {
+                        heartbeats += 1;
+                    }
+                },
+                std::future::pending(),
+            )
+            .await;
+            (reason, heartbeats)
+        });
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !handle.is_online(&id) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("online over TLS 1.2");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(handle.disconnect(&id, CloseCode::Normal, "test over"));
+        let (reason, heartbeats) = tokio::time::timeout(Duration::from_secs(5), player)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(
+                reason,
+                Ok(SessionError::PeerClosed {
+                    code: CloseCode::Normal,
+                    ..
+                })
+            ),
+            "{reason:?}"
+        );
+        assert!(heartbeats >= 2, "{heartbeats} heartbeats acknowledged");
     }
 }
