@@ -70,7 +70,9 @@ async fn main() {
     tokio::spawn(server.run(std::future::pending()));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = live_bytes();
-    let sim = std::process::Command::new("target/release/fleetwire-player-sim")
+    let rss_before = rss_kib();
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let sim = std::process::Command::new(format!("{target}/release/fleetwire-player-sim"))
         .args([
             "--server",
             &addr.to_string(),
@@ -89,13 +91,30 @@ async fn main() {
     }
     tokio::time::sleep(Duration::from_secs(6)).await; // every player heartbeated once
     let held = live_bytes();
+    let rss_held = rss_kib();
     println!(
         "{n} idle TLS players: live heap {} -> {} bytes = {:.0} bytes/player",
         before,
         held,
         (held - before) as f64 / n as f64
     );
+    println!(
+        "resident (RSS) {rss_before} KiB -> {rss_held} KiB = {:.0} bytes/player",
+        (rss_held.saturating_sub(rss_before) * 1024) as f64 / n as f64
+    );
     let mut sim = sim;
     let _ = sim.kill();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// This process's resident set in KiB, from /proc (0 where there is none).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }

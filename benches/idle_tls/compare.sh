@@ -14,7 +14,7 @@ N="${1:-19000}"; INTERVAL="${2:-10}"; HOLD="${3:-60}"
 command -v mosquitto >/dev/null || { apt-get install -y mosquitto >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y mosquitto >/dev/null; }; }
 cargo build --release -q -p fleetwire-server -p fleetwire-player-sim
 cargo build --release -q -p fleetwire-benches --example mqtt_idle
-BIN=target/release
+BIN="${CARGO_TARGET_DIR:-target}/release"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 ulimit -n 20000

@@ -3,6 +3,15 @@
 //! [`SessionServer`] accepts players, runs one [`ServerConnection`] per connection in its own
 //! task, keeps the fleet's [`Presence`], and publishes [`Notice`]s. [`run_player`] is the player
 //! side: one session from connect to close.
+//!
+//! Memory: a server holds thousands of idle players, so an idle connection keeps as little as
+//! possible — about 6 KiB of heap in all (docs/BENCHMARKS.md, "Idle TLS players"). The server
+//! speaks TLS through rustls' unbuffered API rather than `tokio_rustls`: an idle connection
+//! waits for socket readiness with no read buffer of its own, reads into one scratch buffer per
+//! worker thread and decrypts whole records there; only the bytes of an incomplete record are
+//! kept per connection, and output buffers are released after each write. The handshake runs
+//! in its own boxed future, freed once it is done, so the task an idle player keeps is only as
+//! large as the session loop. The player side ([`run_player`]) uses `tokio_rustls`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,9 +31,13 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, broadcast, watch};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsConnector;
 
 use crate::tls::ExportKeyingMaterial;
+
+mod link;
+
+use link::{Link, Read};
 
 /// Where the server finds players. Called once per login attempt, after the Hello.
 pub trait PlayerDirectory: Send + Sync + 'static {
@@ -197,6 +210,10 @@ impl<D: PlayerDirectory> SessionServer<D> {
         directory: D,
     ) -> io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
+        let transport = match transport {
+            Transport::Tls(tls) => Transport::Tls(link::capturing_config(&tls)),
+            Transport::DangerPlaintext => Transport::DangerPlaintext,
+        };
         let now = Instant::now();
         let presence = Presence::new(PresenceConfig::new(config.silence_limit()), now);
         let (notices, _) = broadcast::channel(4096);
@@ -284,45 +301,42 @@ impl<D: PlayerDirectory> SessionServer<D> {
         let transport = self.transport.clone();
         tokio::spawn(async move {
             let accepted = Instant::now();
+            let conn = Conn {
+                shared,
+                directory,
+                gate,
+                peer,
+                accepted,
+            };
             match transport {
                 Transport::DangerPlaintext => {
-                    let conn = Conn {
-                        shared,
-                        directory,
-                        gate,
-                        peer,
-                        accepted,
-                    };
-                    conn.serve(tcp, ChannelBinding::NONE, stop).await;
+                    conn.serve(Link::Plain(tcp), ChannelBinding::NONE, Vec::new(), stop)
+                        .await;
                 }
                 Transport::Tls(config) => {
-                    let handshake = TlsAcceptor::from(config).accept(tcp);
-                    let tls = tokio::time::timeout(shared.config.login_timeout, handshake).await;
-                    match tls {
-                        Ok(Ok(stream)) => {
-                            let binding = stream.get_ref().1.export(CHANNEL_BINDING_LABEL);
-                            let binding = ChannelBinding(binding.unwrap_or([0; 32]));
-                            let conn = Conn {
-                                shared,
-                                directory,
-                                gate,
-                                peer,
-                                accepted,
-                            };
-                            conn.serve(stream, binding, stop).await;
+                    // Boxed: the handshake's state is freed once it is done, so the task an
+                    // idle player keeps is only as large as the session loop.
+                    let handshake = Box::pin(tokio::time::timeout(
+                        conn.shared.config.login_timeout,
+                        link::accept_tls(tcp, config, CHANNEL_BINDING_LABEL),
+                    ))
+                    .await;
+                    match handshake {
+                        Ok(Ok((link, binding, early))) => {
+                            conn.serve(link, ChannelBinding(binding), early, stop).await;
                         }
                         Ok(Err(e)) => {
                             if e.kind() != io::ErrorKind::UnexpectedEof {
-                                gate.login_failed(peer.ip(), None);
+                                conn.gate.login_failed(peer.ip(), None);
                             }
-                            shared.notice(Notice::Refused {
+                            conn.shared.notice(Notice::Refused {
                                 peer,
                                 why: format!("TLS handshake failed: {e}"),
                             });
                         }
                         Err(_) => {
-                            gate.login_failed(peer.ip(), None);
-                            shared.notice(Notice::Refused {
+                            conn.gate.login_failed(peer.ip(), None);
+                            conn.shared.notice(Notice::Refused {
                                 peer,
                                 why: "TLS handshake did not finish within the login deadline"
                                     .into(),
@@ -451,10 +465,11 @@ struct Conn<D> {
 }
 
 impl<D: PlayerDirectory> Conn<D> {
-    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn serve(
         self,
-        mut stream: S,
+        mut link: Link,
         binding: ChannelBinding,
+        early: Vec<u8>,
         mut stop: watch::Receiver<bool>,
     ) {
         let shared = &self.shared;
@@ -467,13 +482,17 @@ impl<D: PlayerDirectory> Conn<D> {
         let control = Arc::new(Control::default());
         let conn_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let mut player: Option<PlayerId> = None;
+        if !early.is_empty() {
+            let _ = machine.handle_input(Instant::now(), &early);
+        }
+        drop(early);
         let mut out = Vec::new();
-        let mut buf = [0u8; 512];
         loop {
             while let Some(event) = machine.poll_event() {
                 match event {
                     ServerEvent::LookupPlayer { player_id, .. } => {
-                        let lookup = self.directory.lookup(player_id).await;
+                        // Boxed: a directory's future can be large and runs once.
+                        let lookup = Box::pin(self.directory.lookup(player_id)).await;
                         let _ = machine.resolve_player(Instant::now(), lookup);
                     }
                     ServerEvent::LoggedIn { player_id } => {
@@ -497,30 +516,31 @@ impl<D: PlayerDirectory> Conn<D> {
                 }
             }
             while machine.poll_transmit(&mut out).is_some() {}
-            if !out.is_empty() {
-                let write = async {
-                    stream.write_all(&out).await?;
-                    stream.flush().await
-                };
-                if !matches!(
-                    tokio::time::timeout(shared.limits.write_timeout, write).await,
-                    Ok(Ok(()))
-                ) {
+            if !out.is_empty() || link.has_output() {
+                let written =
+                    tokio::time::timeout(shared.limits.write_timeout, link.write_all(&out)).await;
+                out = Vec::new(); // an idle connection keeps no output buffer
+                if !matches!(written, Ok(Ok(()))) {
                     machine.connection_lost(Instant::now());
-                    out.clear();
                     continue;
                 }
-                out.clear();
             }
             if machine.state() == ServerState::Closed {
-                let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), link.shutdown()).await;
                 break;
             }
             let deadline = machine.poll_timeout();
             tokio::select! {
-                read = stream.read(&mut buf) => match read {
-                    Ok(0) | Err(_) => machine.connection_lost(Instant::now()),
-                    Ok(n) => { let _ = machine.handle_input(Instant::now(), &buf[..n]); }
+                ready = link.readable() => {
+                    let read = match ready {
+                        Ok(()) => link.read(&mut |data| {
+                            let _ = machine.handle_input(Instant::now(), data);
+                        }),
+                        Err(_) => Read::Closed,
+                    };
+                    if matches!(read, Read::Closed) {
+                        machine.connection_lost(Instant::now());
+                    }
                 },
                 () = sleep_until(deadline) => machine.handle_timeout(Instant::now()),
                 () = control.notify.notified() => {
