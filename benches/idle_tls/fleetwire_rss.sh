@@ -36,7 +36,7 @@ RUST_LOG=warn "$SRV" --data-dir "$work/fw" serve > "$work/fw.log" 2>&1 &
 fw_pid=$!
 wait_for "$work/fw.log" "data directory"
 fp=$(sed -n 's/^certificate fingerprint (SHA-256): //p' "$work/fw.log")
-sleep 1; base=$(rss_kib $fw_pid)
+sleep 5; base=$(rss_kib $fw_pid)
 "$BIN/fleetwire-player-sim" --server 127.0.0.1:14711 --fingerprint "$fp" --players "$work/players.csv" --duration "$HOLD" > "$work/sim.log" 2>&1 &
 sim_pid=$!
 wait_for "$work/sim.log" "^ramp:"

@@ -800,13 +800,17 @@ impl Accounts {
         );
         if tick % 4 == 0 {
             let (throttled, busy) = {
-                let mut e = self.engines();
+                // Not `engines()`: reading the counters changes nothing worth saving, and marking
+                // the state dirty every second made an idle server copy and rewrite it every
+                // `state_save_secs`. A purge may drop entries, so it marks the state dirty.
+                let mut e = self.engines.lock().unwrap_or_else(PoisonError::into_inner);
                 let n = (e.throttled, e.busy);
                 e.throttled = 0;
                 e.busy = 0;
                 // Purging scans whole tables (the lockout table is ~21 MB at its default size)
                 // under the engines' lock: once a minute, not every second.
-                if tick % PURGE_TICKS == 0 {
+                if tick % PURGE_TICKS == PURGE_TICKS - 1 {
+                    self.dirty.store(true, Ordering::Relaxed);
                     let t = now();
                     e.lockout.purge(t);
                     e.throttle.purge(t);
