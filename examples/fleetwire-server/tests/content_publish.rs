@@ -5,7 +5,6 @@
 #![allow(clippy::disallowed_methods, clippy::too_many_lines)] // a real clock; one end-to-end story
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,33 +19,12 @@ use fleetwire_transfer::PublicKey;
 use rustls::pki_types::ServerName;
 use tokio::sync::{mpsc, watch};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fleetwire-server");
-
-fn cli(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn data_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fleetwire-content-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{BIN, cli, data_dir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn content_add_notifies_player_which_fetches_over_http_and_https() {
-    let data = data_dir();
+    let data = data_dir("content");
     std::fs::write(
         data.join("fleetwire.toml"),
         "[session]\nlisten = \"127.0.0.1:0\"\nheartbeat_interval_secs = 1\nsilence_grace_secs = 1\n\

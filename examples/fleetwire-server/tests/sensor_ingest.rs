@@ -4,7 +4,7 @@
 #![allow(clippy::disallowed_methods, clippy::too_many_lines)] // a real clock; one story
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,22 +17,8 @@ use fleetwire_tokio::sensor::{LoggerTransport, upload};
 use fleetwire_tokio::tls;
 use rustls::pki_types::ServerName;
 
-const BIN: &str = env!("CARGO_BIN_EXE_fleetwire-server");
-
-fn cli(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+mod common;
+use common::{BIN, cli, data_dir};
 
 fn cli_err(data: &Path, args: &[&str]) -> String {
     let out = Command::new(BIN)
@@ -43,13 +29,6 @@ fn cli_err(data: &Path, args: &[&str]) -> String {
         .unwrap();
     assert!(!out.status.success(), "{args:?} should fail");
     String::from_utf8(out.stderr).unwrap()
-}
-
-fn data_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fleetwire-sensor-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn key_from_hex(s: &str) -> LoggerKey {
@@ -80,7 +59,7 @@ fn batch(logger: u64, first_seq: u64, count: u64) -> Batch {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provision_upload_resend_and_read_back() {
-    let data = data_dir();
+    let data = data_dir("sensor-e2e");
     std::fs::write(
         data.join("fleetwire.toml"),
         "[session]\nlisten = \"127.0.0.1:0\"\n\

@@ -5,7 +5,6 @@
 #![allow(clippy::disallowed_methods, clippy::too_many_lines)] // a real clock; one end-to-end story
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,33 +17,12 @@ use fleetwire_tokio::tls;
 use rustls::pki_types::ServerName;
 use tokio::sync::watch;
 
-const BIN: &str = env!("CARGO_BIN_EXE_fleetwire-server");
-
-fn cli(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn data_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fleetwire-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{BIN, cli, data_dir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_provision_login_list_revoke_and_stop() {
-    let data = data_dir();
+    let data = data_dir("e2e");
     // Only the ports differ from the defaults: tests use ephemeral ports.
     std::fs::write(
         data.join("fleetwire.toml"),

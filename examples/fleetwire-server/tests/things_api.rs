@@ -10,7 +10,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -19,7 +19,9 @@ use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fleetwire-server");
+mod common;
+use common::{BIN, cli};
+
 const LOCAL: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
 /// A running server in its own data directory; killed and cleaned up on drop.
@@ -102,21 +104,6 @@ fn start(name: &str, things: &str) -> Server {
         https: https.expect("https address printed"),
         pin: pin.expect("fingerprint printed"),
     }
-}
-
-fn cli(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 impl Server {
