@@ -25,10 +25,14 @@
 //!   through [`sensor::LoggerStore`], one deadline from accept through TLS and the exchange) and
 //!   the logger side ([`sensor::upload`]: connect, one flight, acks, close).
 //!
+//! - [`source`]: [`source::Source`], the one key of every per-source limit (an IPv4 address or
+//!   an IPv6 /64).
+//!
 //! Plaintext is possible only through options named `danger_…`.
 
 #![allow(clippy::disallowed_methods)] // drivers are where the clock is read
 
+pub mod source;
 pub mod tls;
 
 #[cfg(feature = "session")]

@@ -78,18 +78,7 @@ impl LockoutGate {
 
     /// The key bytes of a source: an IPv4 address, or the /64 prefix of an IPv6 one.
     pub fn source_key(source: IpAddr) -> [u8; 9] {
-        let mut key = [0u8; 9];
-        match source.to_canonical() {
-            IpAddr::V4(v4) => {
-                key[0] = 4;
-                key[1..5].copy_from_slice(&v4.octets());
-            }
-            IpAddr::V6(v6) => {
-                key[0] = 6;
-                key[1..].copy_from_slice(&v6.octets()[..8]);
-            }
-        }
-        key
+        *crate::source::Source::of(source).as_bytes()
     }
 }
 
