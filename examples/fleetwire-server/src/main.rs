@@ -14,6 +14,7 @@ mod accounts;
 mod certs;
 mod config;
 mod content;
+mod datadir;
 mod framed;
 mod http;
 mod loggers;
@@ -117,8 +118,7 @@ fn limit_malloc_arenas() {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
-    std::fs::create_dir_all(&cli.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", cli.data_dir.display()))?;
+    datadir::secure(&cli.data_dir)?;
     let store = Arc::new(Store::open(&cli.data_dir.join("fleetwire.db"))?);
     match cli.command {
         Command::Serve => tokio::runtime::Builder::new_multi_thread()
