@@ -211,7 +211,7 @@ internal fun sessionTests(dir: File) {
         eq(cr.code, 0.toUByte(), "normal close code")
         val sr = (s3.single() as ServerEvent.Closed).reason
         eq(sr.kind, CloseKind.PEER_CLOSED)
-        eq(sr.message, "peer closed the session (normal): shutting down")
+        eq(sr.message, "peer closed the session (normal): \"shutting down\"")
         val misuse = throws<ApiMisuseException.Closed> { pair.client.closeSession(now + 30uL) }
         eq(misuse.message, "the session is closed")
         pair.client.close()

@@ -290,7 +290,7 @@ def test_login_then_heartbeat_with_virtual_time():
     assert cev[0].reason.code == s.CloseCode.NORMAL
     assert [e.kind for e in sev] == ["closed"]
     assert isinstance(sev[0].reason, fleetwire.PeerClosed)
-    assert str(sev[0].reason) == "peer closed the session (normal): shutting down"
+    assert str(sev[0].reason) == 'peer closed the session (normal): "shutting down"'
     assert client.poll_timeout() is None and server.poll_timeout() is None
     with pytest.raises(fleetwire.ApiMisuse, match="the session is closed"):
         client.close(now + 30)

@@ -39,8 +39,9 @@ pub enum SessionError {
     /// The transport ended (TCP reset or end of stream) without a `Close` message.
     #[error("connection lost without a close message")]
     ConnectionLost,
-    /// The peer closed the session and said why.
-    #[error("peer closed the session ({code}): {message}")]
+    /// The peer closed the session and said why. The peer's text is shown quoted and escaped
+    /// (`{message:?}`): it may hold newlines or terminal escapes meant to forge log lines.
+    #[error("peer closed the session ({code}): {message:?}")]
     PeerClosed {
         /// The peer's reason code.
         code: CloseCode,

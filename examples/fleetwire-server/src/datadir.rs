@@ -5,13 +5,13 @@
 //! Before anything opens a file, [`secure`]:
 //!
 //! 1. sets the process umask to `077`, so every file the server or a library creates later —
-//!   SQLite's `-wal` and `-shm` side files, content files, the outbox — is born `0600` (and
-//!   every directory `0700`) without a race between create and `chmod`;
+//!    `SQLite`'s `-wal` and `-shm` side files, content files, the outbox — is born `0600` (and
+//!    every directory `0700`) without a race between create and `chmod`;
 //! 2. creates the directory `0700`;
 //! 3. refuses to start when a key file is readable or writable by anyone but the owner: such a
-//!   key must be taken as leaked (replace it, or `chmod 600` it if you know it was not);
+//!    key must be taken as leaked (replace it, or `chmod 600` it if you know it was not);
 //! 4. tightens every other file and directory in it to `0600` / `0700`, with one warning each
-//!   (data directories made by earlier versions had `0644` files).
+//!    (data directories made by earlier versions had `0644` files).
 //!
 //! Symbolic links inside the directory are neither followed nor changed.
 
@@ -80,8 +80,7 @@ fn loose(root: &Path) -> Result<Vec<(PathBuf, u32)>, String> {
     let mut found = Vec::new();
     let mut pending = vec![root.to_owned()];
     while let Some(path) = pending.pop() {
-        let meta =
-            fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let meta = fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         if meta.file_type().is_symlink() {
             continue;
         }

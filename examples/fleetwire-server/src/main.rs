@@ -18,6 +18,7 @@ mod datadir;
 mod framed;
 mod http;
 mod loggers;
+mod logging;
 mod players;
 mod serve;
 mod store;
@@ -76,7 +77,8 @@ fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_writer(logging::EscapedStderr)
         .init();
     let cli = Cli::parse();
     if matches!(cli.command, Command::Serve) {

@@ -170,7 +170,7 @@ fn note(
             ));
         }
         Notice::Heartbeat { player_id, status } => {
-            tracing::debug!(player = %player_id, content = %status.content, "heartbeat");
+            tracing::debug!(player = %player_id, content = ?status.content, "heartbeat");
             seen.insert(
                 player_id,
                 Seen {

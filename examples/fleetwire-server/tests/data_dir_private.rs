@@ -1,6 +1,6 @@
 //! Issue 10, hole 5: the data directory holds live secrets (logger keys, password hashes, the
-//! SMTP password), so no file in it may be readable by other local users — including SQLite's
-//! `-wal` and `-shm` side files, which SQLite creates itself. Earlier versions made them 0644.
+//! SMTP password), so no file in it may be readable by other local users — including `SQLite`'s
+//! `-wal` and `-shm` side files, which `SQLite` creates itself. Earlier versions made them 0644.
 #![allow(clippy::disallowed_methods)] // a real clock for the startup wait
 
 use std::io::{BufRead, BufReader};
@@ -59,8 +59,17 @@ fn assert_private(root: &Path) {
         .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     // The store's side files exist while the server runs: they are checked too.
-    for expected in ["fleetwire.db", "fleetwire.db-wal", "fleetwire.db-shm", "fleetwire.toml", "key.pem"] {
-        assert!(names.iter().any(|n| n == expected), "{expected} missing: {names:?}");
+    for expected in [
+        "fleetwire.db",
+        "fleetwire.db-wal",
+        "fleetwire.db-shm",
+        "fleetwire.toml",
+        "key.pem",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing: {names:?}"
+        );
     }
     for (path, mode) in all {
         assert_eq!(
