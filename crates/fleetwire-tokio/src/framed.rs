@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,7 +45,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::session::PlayerDirectory;
+use crate::session::{PlayerDirectory, REFUSED, SourceGate};
 use crate::tls::ExportKeyingMaterial;
 use crate::transfer::{
     Error, FRAME_VERSION, PartFile, Progress, ReceiveOptions, SendOptions, feed, frame_limit,
@@ -68,17 +68,75 @@ const LOGIN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The server side of the login on a framed transfer connection: runs
 /// [`ServerConnection`] until the player proved its identity and is approved (returns it) or
 /// the login failed (the player was told why with a `Close` message; returns the reason).
+/// `gate` judges the claimed player after the `Hello` and hears the outcome, as on the session
+/// port (the caller asks it to [`SourceGate::admit`] the source at accept, and reports a failed
+/// TLS handshake itself).
 ///
 /// `binding` is the TLS exporter value ([`tls_binding`]). The login must finish within
 /// `config.login_timeout` of `accepted` (when the TCP connection was accepted, so the TLS
 /// handshake counts too, as on the session port); before the login, the peer costs a 512-byte
 /// read buffer and one frame of at most 256 bytes.
+#[allow(clippy::too_many_arguments)] // one login: stream, identity, limits, lookup, gate
 pub async fn accept_player<S, D>(
     stream: &mut S,
     binding: ChannelBinding,
     config: Arc<ServerConfig>,
     directory: &D,
     accepted: Instant,
+    gate: &dyn SourceGate,
+    source: IpAddr,
+) -> Result<PlayerId, LoginFailed>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    D: PlayerDirectory,
+{
+    let mut refused = false;
+    let mut claimed = None;
+    let result = login(
+        stream,
+        binding,
+        config,
+        directory,
+        accepted,
+        &mut |player| {
+            claimed = Some(*player);
+            let verdict = gate.admit_player(source, player);
+            refused = verdict.is_err();
+            verdict
+        },
+    )
+    .await;
+    match &result {
+        Ok(player) => gate.logged_in(source, player),
+        Err(reason) if !refused => gate.login_failed(source, claimed.as_ref(), Some(reason)),
+        Err(_) => {}
+    }
+    result.map_err(|reason| LoginFailed {
+        claimed,
+        reason,
+        refused,
+    })
+}
+
+/// Why a framed login ended without a player.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginFailed {
+    /// The player id the `Hello` claimed, if one arrived (not authenticated).
+    pub claimed: Option<PlayerId>,
+    /// Why the login ended.
+    pub reason: SessionError,
+    /// The gate refused the claimed player after its `Hello` (too many failures of it from
+    /// this source): a refusal, already counted, not a new failure.
+    pub refused: bool,
+}
+
+async fn login<S, D>(
+    stream: &mut S,
+    binding: ChannelBinding,
+    config: Arc<ServerConfig>,
+    directory: &D,
+    accepted: Instant,
+    admit: &mut (dyn FnMut(&PlayerId) -> Result<(), String> + Send),
 ) -> Result<PlayerId, SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -100,6 +158,10 @@ where
         while let Some(event) = machine.poll_event() {
             match event {
                 ServerEvent::LookupPlayer { player_id, .. } => {
+                    if admit(&player_id).is_err() {
+                        let _ = machine.close(Instant::now(), CloseCode::AuthFailed, REFUSED);
+                        continue;
+                    }
                     let lookup = directory.lookup(player_id).await;
                     let _ = machine.resolve_player(Instant::now(), lookup);
                 }

@@ -56,20 +56,35 @@ impl<H: std::hash::BuildHasher + Send + Sync + 'static> PlayerDirectory
     }
 }
 
-/// Decides, per source address, whether a new connection may try to log in — for example a
-/// lockout after repeated failed logins from that address ([`crate::login_gate::LockoutGate`]).
-/// Consulted at accept, before the TLS handshake, so a refused source costs no handshake.
+/// Decides whether a connection may try to log in — for example a lockout after repeated
+/// failed logins ([`crate::login_gate::LockoutGate`]). Asked twice per connection: at accept,
+/// by source address alone ([`SourceGate::admit`]), and when the `Hello` names a player
+/// ([`SourceGate::admit_player`]), so that one misconfigured player behind a NAT address can be
+/// refused without refusing its neighbours.
 pub trait SourceGate: Send + Sync + 'static {
     /// `Err(why)` refuses the connection (it is closed at once and reported as
     /// [`Notice::Refused`]).
     fn admit(&self, source: IpAddr) -> Result<(), String>;
-    /// An admitted connection logged in.
-    fn logged_in(&self, source: IpAddr);
-    /// An admitted connection ended without logging in: `Some` with the session's reason, or
-    /// `None` when the TLS handshake failed or timed out (a peer that closes before sending
-    /// anything, such as a TCP health check, is not reported).
-    fn login_failed(&self, source: IpAddr, reason: Option<&SessionError>);
+    /// The connection's `Hello` claims `player`. `Err(why)` ends the login at once, before the
+    /// lookup and the signature check (reported as [`Notice::Refused`], not as a new failure).
+    fn admit_player(&self, source: IpAddr, player: &PlayerId) -> Result<(), String>;
+    /// An admitted connection logged in as `player`.
+    fn logged_in(&self, source: IpAddr, player: &PlayerId);
+    /// An admitted connection ended without logging in. `claimed` is the player its `Hello`
+    /// named, if one arrived; `reason` is the session's reason, or `None` when the TLS
+    /// handshake failed or timed out (a peer that closes before sending anything, such as a
+    /// TCP health check, is not reported).
+    fn login_failed(
+        &self,
+        source: IpAddr,
+        claimed: Option<&PlayerId>,
+        reason: Option<&SessionError>,
+    );
 }
+
+/// The close message a player gets when the gate refuses it after its `Hello`.
+pub const REFUSED: &str =
+    "too many failed logins of this player from this address: try again later";
 
 /// Admits every source (the default).
 #[derive(Debug, Clone, Copy, Default)]
@@ -79,8 +94,11 @@ impl SourceGate for OpenGate {
     fn admit(&self, _: IpAddr) -> Result<(), String> {
         Ok(())
     }
-    fn logged_in(&self, _: IpAddr) {}
-    fn login_failed(&self, _: IpAddr, _: Option<&SessionError>) {}
+    fn admit_player(&self, _: IpAddr, _: &PlayerId) -> Result<(), String> {
+        Ok(())
+    }
+    fn logged_in(&self, _: IpAddr, _: &PlayerId) {}
+    fn login_failed(&self, _: IpAddr, _: Option<&PlayerId>, _: Option<&SessionError>) {}
 }
 
 /// How the server speaks to players.
@@ -327,7 +345,7 @@ impl<D: PlayerDirectory> SessionServer<D> {
                         }
                         Ok(Err(e)) => {
                             if e.kind() != io::ErrorKind::UnexpectedEof {
-                                conn.gate.login_failed(peer.ip(), None);
+                                conn.gate.login_failed(peer.ip(), None, None);
                             }
                             conn.shared.notice(Notice::Refused {
                                 peer,
@@ -335,7 +353,7 @@ impl<D: PlayerDirectory> SessionServer<D> {
                             });
                         }
                         Err(_) => {
-                            conn.gate.login_failed(peer.ip(), None);
+                            conn.gate.login_failed(peer.ip(), None, None);
                             conn.shared.notice(Notice::Refused {
                                 peer,
                                 why: "TLS handshake did not finish within the login deadline"
@@ -455,6 +473,16 @@ async fn presence_ticker(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Who a connection is.
+struct Who {
+    /// Tells this connection from a newer one of the same player.
+    conn_id: u64,
+    /// The player, once logged in.
+    player: Option<PlayerId>,
+    /// The gate refused the claimed player after its `Hello`.
+    refused: bool,
+}
+
 /// One connection's task.
 struct Conn<D> {
     shared: Arc<Shared>,
@@ -480,8 +508,11 @@ impl<D: PlayerDirectory> Conn<D> {
         let mut machine =
             ServerConnection::new(shared.config.clone(), self.accepted, nonce, binding);
         let control = Arc::new(Control::default());
-        let conn_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut player: Option<PlayerId> = None;
+        let mut who = Who {
+            conn_id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+            player: None,
+            refused: false,
+        };
         if !early.is_empty() {
             let _ = machine.handle_input(Instant::now(), &early);
         }
@@ -489,31 +520,7 @@ impl<D: PlayerDirectory> Conn<D> {
         let mut out = Vec::new();
         loop {
             while let Some(event) = machine.poll_event() {
-                match event {
-                    ServerEvent::LookupPlayer { player_id, .. } => {
-                        // Boxed: a directory's future can be large and runs once.
-                        let lookup = Box::pin(self.directory.lookup(player_id)).await;
-                        let _ = machine.resolve_player(Instant::now(), lookup);
-                    }
-                    ServerEvent::LoggedIn { player_id } => {
-                        player = Some(player_id);
-                        self.gate.logged_in(self.peer.ip());
-                        self.register(player_id, conn_id, &control);
-                        shared.notice(Notice::LoggedIn {
-                            player_id,
-                            peer: self.peer,
-                        });
-                        shared.with_presence(|p| p.seen(Instant::now(), player_id));
-                    }
-                    ServerEvent::Heartbeat {
-                        player_id, status, ..
-                    } => {
-                        shared.with_presence(|p| p.seen(Instant::now(), player_id));
-                        shared.notice(Notice::Heartbeat { player_id, status });
-                    }
-                    ServerEvent::Closed { reason } => self.closed(player, &machine, reason),
-                    _ => {}
-                }
+                self.on_event(event, &mut machine, &mut who, &control).await;
             }
             while machine.poll_transmit(&mut out).is_some() {}
             if !out.is_empty() || link.has_output() {
@@ -556,17 +563,65 @@ impl<D: PlayerDirectory> Conn<D> {
                 }
             }
         }
-        if let Some(player_id) = player {
+        if let Some(player_id) = who.player {
             let mut connections = shared
                 .connections
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             if connections
                 .get(&player_id)
-                .is_some_and(|(id, _)| *id == conn_id)
+                .is_some_and(|(id, _)| *id == who.conn_id)
             {
                 connections.remove(&player_id);
             }
+        }
+    }
+
+    /// Acts on one event of the connection's machine.
+    async fn on_event(
+        &self,
+        event: ServerEvent,
+        machine: &mut ServerConnection,
+        who: &mut Who,
+        control: &Arc<Control>,
+    ) {
+        let shared = &self.shared;
+        match event {
+            ServerEvent::LookupPlayer { player_id, .. } => {
+                if let Err(why) = self.gate.admit_player(self.peer.ip(), &player_id) {
+                    who.refused = true;
+                    shared.notice(Notice::Refused {
+                        peer: self.peer,
+                        why,
+                    });
+                    let _ = machine.close(Instant::now(), CloseCode::AuthFailed, REFUSED);
+                    return;
+                }
+                // Boxed: a directory's future can be large and runs once.
+                let lookup = Box::pin(self.directory.lookup(player_id)).await;
+                let _ = machine.resolve_player(Instant::now(), lookup);
+            }
+            ServerEvent::LoggedIn { player_id } => {
+                who.player = Some(player_id);
+                self.gate.logged_in(self.peer.ip(), &player_id);
+                self.register(player_id, who.conn_id, control);
+                shared.notice(Notice::LoggedIn {
+                    player_id,
+                    peer: self.peer,
+                });
+                shared.with_presence(|p| p.seen(Instant::now(), player_id));
+            }
+            ServerEvent::Heartbeat {
+                player_id, status, ..
+            } => {
+                shared.with_presence(|p| p.seen(Instant::now(), player_id));
+                shared.notice(Notice::Heartbeat { player_id, status });
+            }
+            // A refused claim was already reported; its close is not a new failure.
+            ServerEvent::Closed { reason } if !who.refused => {
+                self.closed(who.player, machine, reason);
+            }
+            _ => {}
         }
     }
 
@@ -600,9 +655,11 @@ impl<D: PlayerDirectory> Conn<D> {
             }
             shared.notice(Notice::Disconnected { player_id, reason });
         } else {
-            self.gate.login_failed(self.peer.ip(), Some(&reason));
+            let claimed = machine.player_id();
+            self.gate
+                .login_failed(self.peer.ip(), claimed.as_ref(), Some(&reason));
             shared.notice(Notice::LoginFailed {
-                claimed: machine.player_id(),
+                claimed,
                 peer: self.peer,
                 reason,
             });

@@ -7,6 +7,7 @@
 mod transfer_common;
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,10 +19,13 @@ use fleetwire_session::{
 use fleetwire_tokio::framed::{
     Outgoing, accept_player, login_player, receive_framed_many, send_framed_many,
 };
+use fleetwire_tokio::session::OpenGate;
 use fleetwire_tokio::transfer::{ReceiveOptions, SendOptions};
 use fleetwire_transfer::{FileKind, Manifest, ReceiverConfig, TransferError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use transfer_common::*;
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 const BINDING: ChannelBinding = ChannelBinding([5; 32]);
 
@@ -76,6 +80,8 @@ async fn login_then_many_files_configuration_first_one_declined() {
             Arc::new(ServerConfig::default()),
             &directory(),
             Instant::now(),
+            &OpenGate,
+            LOOPBACK,
         )
         .await
         .unwrap();
@@ -141,8 +147,11 @@ async fn other_channel_or_wrong_secret_is_refused_before_any_content() {
                 Arc::new(ServerConfig::default()),
                 &directory(),
                 Instant::now(),
+                &OpenGate,
+                LOOPBACK,
             )
             .await
+            .map_err(|failed| failed.reason)
         });
         let refused = login_player(
             &mut player_io,
@@ -165,8 +174,11 @@ async fn bytes_before_the_welcome_are_a_protocol_violation() {
             Arc::new(ServerConfig::default()),
             &directory(),
             Instant::now(),
+            &OpenGate,
+            LOOPBACK,
         )
         .await
+        .map_err(|failed| failed.reason)
     });
     // A player that sends its proof and a transfer frame in one write.
     let (id, secret) = player();

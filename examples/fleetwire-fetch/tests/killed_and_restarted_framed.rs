@@ -105,9 +105,17 @@ async fn serve(
                 };
                 let binding = tls_binding(stream.get_ref().1).unwrap();
                 let config = Arc::new(fleetwire_session::ServerConfig::default());
-                if accept_player(&mut stream, binding, config, &*directory, accepted)
-                    .await
-                    .is_err()
+                if accept_player(
+                    &mut stream,
+                    binding,
+                    config,
+                    &*directory,
+                    accepted,
+                    &fleetwire_tokio::session::OpenGate,
+                    std::net::Ipv4Addr::LOCALHOST.into(),
+                )
+                .await
+                .is_err()
                 {
                     return;
                 }

@@ -60,9 +60,10 @@ pub(crate) struct SessionSettings {
     pub(crate) login_timeout_secs: u64,
     /// Connections held at once.
     pub(crate) max_connections: usize,
-    /// Consecutive failed logins from one address (IPv4, or IPv6 /64) before it is refused at
-    /// accept for 1 minute, then 2, 4 … 60 for each further failure; a good login from the
-    /// address ends the streak. 0 turns the gate off.
+    /// Consecutive failed logins of one player from one address (IPv4, or IPv6 /64) before that
+    /// player is refused from that address, and failing player ids from one address before the
+    /// address is refused at accept: for 1 minute, then 2, 4 … 60 for each further failure; a
+    /// good login ends the streak. 0 turns the gate off.
     pub(crate) failed_logins_per_source: u16,
     /// Most source addresses the gate tracks (about 21 bytes each).
     pub(crate) max_tracked_sources: u32,

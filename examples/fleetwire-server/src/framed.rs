@@ -157,13 +157,13 @@ async fn serve_connection(shared: &Listener, tcp: TcpStream, peer: SocketAddr) {
         Ok(Err(e)) => {
             tracing::debug!(%peer, "framed transfer: TLS handshake failed: {e}");
             if e.kind() != std::io::ErrorKind::UnexpectedEof {
-                shared.gate.login_failed(peer.ip(), None);
+                shared.gate.login_failed(peer.ip(), None, None);
             }
             return;
         }
         Err(_) => {
             tracing::debug!(%peer, "framed transfer: TLS handshake did not finish in time");
-            shared.gate.login_failed(peer.ip(), None);
+            shared.gate.login_failed(peer.ip(), None, None);
             return;
         }
     };
@@ -177,36 +177,27 @@ async fn serve_connection(shared: &Listener, tcp: TcpStream, peer: SocketAddr) {
         shared.login.clone(),
         &shared.directory,
         accepted,
+        &*shared.gate,
+        peer.ip(),
     );
-    let player = match tokio::time::timeout(deadline + Duration::from_secs(2), login).await {
-        Ok(Ok(player)) => {
-            shared.gate.logged_in(peer.ip());
-            player
-        }
-        Ok(Err(reason)) => {
-            shared.gate.login_failed(peer.ip(), Some(&reason));
-            tracing::warn!(%peer, "framed transfer login failed: {reason}");
-            security_event(
-                shared,
-                "transfer_login_failed",
-                None,
-                peer,
-                reason.to_string(),
-            )
-            .await;
+    let failure = match tokio::time::timeout(deadline + Duration::from_secs(2), login).await {
+        Ok(Ok(player)) => Ok(player),
+        Ok(Err(failed)) if failed.refused => {
+            // Already counted by the gate; refusals are not written one by one.
+            tracing::debug!(%peer, claimed = ?failed.claimed, "framed transfer: refused");
             return;
         }
+        Ok(Err(failed)) => Err((failed.claimed, failed.reason.to_string())),
         Err(_) => {
-            shared.gate.login_failed(peer.ip(), None);
-            tracing::warn!(%peer, "framed transfer login did not finish in time");
-            security_event(
-                shared,
-                "transfer_login_failed",
-                None,
-                peer,
-                "login did not finish in time".into(),
-            )
-            .await;
+            shared.gate.login_failed(peer.ip(), None, None);
+            Err((None, "login did not finish in time".to_owned()))
+        }
+    };
+    let player = match failure {
+        Ok(player) => player,
+        Err((claimed, reason)) => {
+            tracing::warn!(%peer, ?claimed, "framed transfer login failed: {reason}");
+            security_event(shared, "transfer_login_failed", None, peer, reason).await;
             return;
         }
     };

@@ -1,7 +1,8 @@
 //! The binary end to end: provision players, serve with zero configuration (self-signed TLS),
 //! a player logs in and shows online in `player list`, an unapproved player is refused, a
-//! removed player is disconnected while online, an address that keeps failing to log in is
-//! refused at accept, and Ctrl-C stops the server cleanly.
+//! removed player is disconnected while online, a player that keeps failing is refused from its
+//! address while its neighbour behind that address is not, an address that keeps trying new
+//! player ids is refused at accept, and Ctrl-C stops the server cleanly.
 #![allow(clippy::disallowed_methods, clippy::too_many_lines)] // a real clock; one end-to-end story
 
 use std::io::{BufRead, BufReader};
@@ -175,30 +176,35 @@ async fn serve_provision_login_list_revoke_and_stop() {
         "{reason:?}"
     );
 
-    // The removed player's secret no longer logs in; after two such failures in a row the
-    // address is refused at accept, before TLS, even for a player that waits for approval.
-    for _ in 0..2 {
-        let failed = run_player(
-            addr,
-            &transport,
-            Arc::new(ClientConfig::new(id, secret.clone())),
-            status.clone(),
-            |_| {},
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
+    // The removed player's secret no longer logs in; after two such failures in a row that
+    // player is refused from this address — but only that player: its neighbour behind the same
+    // address still reaches the server (and is told it waits for approval).
+    let attempt = |id: PlayerId, secret: PlayerSecret| {
+        let (transport, status) = (transport.clone(), status.clone());
+        async move {
+            run_player(
+                addr,
+                &transport,
+                Arc::new(ClientConfig::new(id, secret)),
+                status,
+                |_| {},
+                std::future::pending(),
+            )
+            .await
+        }
+    };
+    for _ in 0..3 {
+        let failed = attempt(id, secret.clone()).await.unwrap();
         assert_eq!(failed, SessionError::AuthFailed);
     }
-    let blocked = run_player(
-        addr,
-        &transport,
-        Arc::new(ClientConfig::new(pending_id, pending_secret.clone())),
-        status.clone(),
-        |_| {},
-        std::future::pending(),
-    )
-    .await;
+    let neighbour = attempt(pending_id, pending_secret.clone()).await.unwrap();
+    assert_eq!(neighbour, SessionError::NotApproved(pending_id.to_string()));
+    // A second player id failing from the address makes two failing ids: the address is
+    // refused at accept, before TLS, even for the player that waits for approval.
+    let stranger = PlayerId::from_bytes([0x5a; 16]);
+    let failed = attempt(stranger, secret.clone()).await.unwrap();
+    assert_eq!(failed, SessionError::AuthFailed);
+    let blocked = attempt(pending_id, pending_secret.clone()).await;
     assert!(
         blocked.is_err(),
         "closed before the TLS handshake: {blocked:?}"
