@@ -73,7 +73,9 @@ pub struct CloseReason {
 fn close_reason(e: &fs::SessionError) -> CloseReason {
     let (kind, code) = match e {
         fs::SessionError::Decode(_) => (CloseKind::BadFrame, None),
-        fs::SessionError::Unexpected(_) => (CloseKind::ProtocolViolation, None),
+        fs::SessionError::Unexpected(_) | fs::SessionError::HeartbeatFlood { .. } => {
+            (CloseKind::ProtocolViolation, None)
+        }
         fs::SessionError::VersionMismatch { .. } => (CloseKind::VersionMismatch, None),
         fs::SessionError::AuthFailed => (CloseKind::AuthFailed, None),
         fs::SessionError::NotApproved(_) => (CloseKind::NotApproved, None),

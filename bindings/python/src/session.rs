@@ -120,7 +120,9 @@ fn session_error(py: Python<'_>, e: &fs::SessionError) -> PyErr {
     let msg = e.to_string();
     let (err, code) = match e {
         fs::SessionError::Decode(_) => (BadFrame::new_err(msg), None),
-        fs::SessionError::Unexpected(_) => (ProtocolViolation::new_err(msg), None),
+        fs::SessionError::Unexpected(_) | fs::SessionError::HeartbeatFlood { .. } => {
+            (ProtocolViolation::new_err(msg), None)
+        }
         fs::SessionError::VersionMismatch { .. } => (VersionMismatch::new_err(msg), None),
         fs::SessionError::AuthFailed => (AuthFailed::new_err(msg), None),
         fs::SessionError::NotApproved(_) => (NotApproved::new_err(msg), None),

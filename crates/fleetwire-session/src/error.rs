@@ -39,6 +39,13 @@ pub enum SessionError {
     /// The transport ended (TCP reset or end of stream) without a `Close` message.
     #[error("connection lost without a close message")]
     ConnectionLost,
+    /// A logged-in player sent heartbeats faster than the server allows: a misbehaving or
+    /// hostile player, cut so it cannot make the server work or write without bound.
+    #[error("heartbeats arrive faster than {max} per heartbeat interval")]
+    HeartbeatFlood {
+        /// The most heartbeats allowed per interval (`ServerConfig::max_heartbeats_per_interval`).
+        max: u32,
+    },
     /// The peer closed the session and said why. The peer's text is shown quoted and escaped
     /// (`{message:?}`): it may hold newlines or terminal escapes meant to forge log lines.
     #[error("peer closed the session ({code}): {message:?}")]

@@ -82,8 +82,10 @@ impl Link {
             Some(frame) => Some(Message::decode(frame.msg_type, frame.body)?),
         };
         self.stats.bytes_in += used as u64;
-        self.last_rx = now;
         if msg.is_some() {
+            // Only a whole message shows the peer is alive: a peer trickling a frame byte by
+            // byte must not hold the connection (and a buffered partial frame) forever.
+            self.last_rx = now;
             self.stats.messages_in += 1;
             self.decoder.release();
         }
@@ -126,7 +128,9 @@ impl Link {
 fn close_code(reason: &SessionError) -> Option<CloseCode> {
     Some(match reason {
         SessionError::PeerClosed { .. } | SessionError::ConnectionLost => return None,
-        SessionError::Decode(_) | SessionError::Unexpected(_) => CloseCode::ProtocolViolation,
+        SessionError::Decode(_)
+        | SessionError::Unexpected(_)
+        | SessionError::HeartbeatFlood { .. } => CloseCode::ProtocolViolation,
         SessionError::VersionMismatch { .. } => CloseCode::UnsupportedVersion,
         SessionError::AuthFailed => CloseCode::AuthFailed,
         SessionError::NotApproved(_) => CloseCode::NotApproved,

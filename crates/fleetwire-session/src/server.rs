@@ -4,6 +4,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fleetwire_core::{Rate, gcra};
+
 use crate::link::{Link, millis};
 use crate::{
     ApiMisuse, ChannelBinding, CloseCode, ConfigHash, Message, PlayerId, PlayerStatus,
@@ -25,6 +27,10 @@ pub struct ServerConfig {
     pub login_timeout: Duration,
     /// The largest frame body accepted after login. Default 4096.
     pub max_frame_len: u32,
+    /// The most heartbeats a logged-in player may send per heartbeat interval, sustained (and
+    /// in a burst); more closes the session with a protocol violation. A player sends one per
+    /// interval when idle and one per status change. Default 20.
+    pub max_heartbeats_per_interval: u32,
 }
 
 impl Default for ServerConfig {
@@ -34,6 +40,7 @@ impl Default for ServerConfig {
             silence_grace: Duration::from_secs(5),
             login_timeout: Duration::from_secs(10),
             max_frame_len: 4096,
+            max_heartbeats_per_interval: 20,
         }
     }
 }
@@ -122,6 +129,8 @@ pub struct ServerConnection {
     proof: Option<[u8; 64]>,
     config_hash: Option<ConfigHash>,
     events: VecDeque<ServerEvent>,
+    /// The heartbeat limiter's theoretical arrival time, in µs since `started`.
+    heartbeat_tat_us: u64,
 }
 
 impl ServerConnection {
@@ -145,6 +154,7 @@ impl ServerConnection {
             proof: None,
             config_hash: None,
             events: VecDeque::new(),
+            heartbeat_tat_us: 0,
         }
     }
 
@@ -310,6 +320,7 @@ impl ServerConnection {
                 }
             }
             (ServerState::Online, Message::Heartbeat { seq, status }) => {
+                self.heartbeat_allowed(now)?;
                 // INVARIANT: Online is only reached with a player set.
                 let player_id = self.player.expect("INVARIANT: online implies a player");
                 let config_hash = match self.config_hash {
@@ -334,6 +345,21 @@ impl ServerConnection {
             )),
             _ => Err(SessionError::Unexpected("message not valid while online")),
         }
+    }
+
+    /// Counts one heartbeat against `max_heartbeats_per_interval` (the one GCRA of the suite).
+    fn heartbeat_allowed(&mut self, now: Instant) -> Result<(), SessionError> {
+        let max = self.config.max_heartbeats_per_interval.max(1);
+        let rate = Rate {
+            burst: max,
+            per_period: max,
+            period_ms: millis(self.config.heartbeat_interval).max(1),
+        };
+        let now_us = u64::try_from(now.saturating_duration_since(self.started).as_micros())
+            .unwrap_or(u64::MAX);
+        self.heartbeat_tat_us = gcra(rate, self.heartbeat_tat_us, now_us)
+            .map_err(|_| SessionError::HeartbeatFlood { max })?;
+        Ok(())
     }
 
     /// Checks the proof. Unknown players are checked against a dummy verifier, so they cost the

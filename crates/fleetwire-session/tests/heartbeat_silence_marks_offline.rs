@@ -68,3 +68,30 @@ fn heartbeats_keep_the_player_online_and_silence_closes_within_the_bound() {
         vec![&SessionError::PeerSilent(50_000)]
     );
 }
+
+#[test]
+fn a_partial_frame_trickled_byte_by_byte_is_silence() {
+    let mut pair = Pair::standard();
+    pair.drive();
+    assert_eq!(pair.server.state(), ServerState::Online);
+    // A heartbeat frame announcing 4,000 bytes, one byte a second: never a whole message.
+    let frame = [1u8, 0x06, 0, 0, 0x0f, 0xa0];
+    let start = pair.now;
+    let mut sent = 0usize;
+    while pair.server.state() != ServerState::Closed && pair.now < start + Duration::from_secs(300)
+    {
+        pair.now += Duration::from_secs(1);
+        let byte = frame.get(sent).copied().unwrap_or(0);
+        let _ = pair.server.handle_input(pair.now, &[byte]);
+        sent += 1;
+        pair.server.handle_timeout(pair.now);
+        while pair.server.poll_event().is_some() {}
+    }
+    assert_eq!(pair.server.state(), ServerState::Closed);
+    // Closed at the silence limit after login, not kept alive by the trickle.
+    assert!(
+        pair.now - start <= Duration::from_secs(51),
+        "{:?}",
+        pair.now - start
+    );
+}
