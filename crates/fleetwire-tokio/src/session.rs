@@ -33,6 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, broadcast, watch};
 use tokio_rustls::TlsConnector;
 
+use crate::source::{PerSourceCap, SourceSlot};
 use crate::tls::ExportKeyingMaterial;
 
 mod link;
@@ -117,6 +118,11 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long a write may block on a peer that does not read. Default 10 s.
     pub write_timeout: Duration,
+    /// Connections from one source (IPv4 address or IPv6 /64) that may be logging in at once;
+    /// the next is dropped at accept. Logged-in players do not count, so a site of thousands of
+    /// screens behind one address reconnecting together is limited only while their TLS
+    /// handshakes and logins are in flight. Default 256.
+    pub max_logins_per_source: u32,
 }
 
 impl Default for Limits {
@@ -124,6 +130,7 @@ impl Default for Limits {
         Self {
             max_connections: 20_000,
             write_timeout: Duration::from_secs(10),
+            max_logins_per_source: 256,
         }
     }
 }
@@ -203,6 +210,8 @@ struct Shared {
     connections: Mutex<HashMap<PlayerId, (u64, Arc<Control>)>>,
     notices: broadcast::Sender<Notice>,
     slots: Arc<Semaphore>,
+    /// Connections not yet logged in, per source.
+    logging_in: Arc<PerSourceCap>,
     next_id: AtomicU64,
     rng: SystemRandom,
 }
@@ -242,6 +251,7 @@ impl<D: PlayerDirectory> SessionServer<D> {
             connections: Mutex::new(HashMap::new()),
             notices,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
+            logging_in: PerSourceCap::new(limits.max_logins_per_source),
             next_id: AtomicU64::new(1),
             rng: SystemRandom::new(),
         });
@@ -312,6 +322,16 @@ impl<D: PlayerDirectory> SessionServer<D> {
             self.shared.notice(Notice::Refused { peer, why });
             return; // dropping the stream closes it
         }
+        let Some(login_slot) = self.shared.logging_in.try_acquire(peer.ip()) else {
+            self.shared.notice(Notice::Refused {
+                peer,
+                why: format!(
+                    "{} connections from this address are already logging in",
+                    self.shared.logging_in.max()
+                ),
+            });
+            return;
+        };
         let _ = tcp.set_nodelay(true);
         let shared = self.shared.clone();
         let directory = self.directory.clone();
@@ -328,8 +348,14 @@ impl<D: PlayerDirectory> SessionServer<D> {
             };
             match transport {
                 Transport::DangerPlaintext => {
-                    conn.serve(Link::Plain(tcp), ChannelBinding::NONE, Vec::new(), stop)
-                        .await;
+                    conn.serve(
+                        Link::Plain(tcp),
+                        ChannelBinding::NONE,
+                        Vec::new(),
+                        stop,
+                        login_slot,
+                    )
+                    .await;
                 }
                 Transport::Tls(config) => {
                     // Boxed: the handshake's state is freed once it is done, so the task an
@@ -341,7 +367,8 @@ impl<D: PlayerDirectory> SessionServer<D> {
                     .await;
                     match handshake {
                         Ok(Ok((link, binding, early))) => {
-                            conn.serve(link, ChannelBinding(binding), early, stop).await;
+                            conn.serve(link, ChannelBinding(binding), early, stop, login_slot)
+                                .await;
                         }
                         Ok(Err(e)) => {
                             if e.kind() != io::ErrorKind::UnexpectedEof {
@@ -481,6 +508,8 @@ struct Who {
     player: Option<PlayerId>,
     /// The gate refused the claimed player after its `Hello`.
     refused: bool,
+    /// This connection's place among its source's logins in flight; given back at login.
+    login_slot: Option<SourceSlot>,
 }
 
 /// One connection's task.
@@ -499,6 +528,7 @@ impl<D: PlayerDirectory> Conn<D> {
         binding: ChannelBinding,
         early: Vec<u8>,
         mut stop: watch::Receiver<bool>,
+        login_slot: SourceSlot,
     ) {
         let shared = &self.shared;
         let mut nonce = [0u8; 32];
@@ -512,6 +542,7 @@ impl<D: PlayerDirectory> Conn<D> {
             conn_id: shared.next_id.fetch_add(1, Ordering::Relaxed),
             player: None,
             refused: false,
+            login_slot: Some(login_slot),
         };
         if !early.is_empty() {
             let _ = machine.handle_input(Instant::now(), &early);
@@ -603,6 +634,7 @@ impl<D: PlayerDirectory> Conn<D> {
             }
             ServerEvent::LoggedIn { player_id } => {
                 who.player = Some(player_id);
+                who.login_slot = None;
                 self.gate.logged_in(self.peer.ip(), &player_id);
                 self.register(player_id, who.conn_id, control);
                 shared.notice(Notice::LoggedIn {

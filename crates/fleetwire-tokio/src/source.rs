@@ -7,8 +7,10 @@
 //! (`::ffff:a.b.c.d`, what a dual-stack socket reports for an IPv4 peer) count as their IPv4
 //! address.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// An IPv4 address, or the /64 prefix of an IPv6 address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,6 +58,71 @@ impl fmt::Display for Source {
     }
 }
 
+/// At most `max` connections at once from any one [`Source`]: the per-source cap of a
+/// listener, so that one address cannot take every slot while others wait. Memory: one map
+/// entry per source with a connection open.
+#[derive(Debug)]
+pub struct PerSourceCap {
+    max: u32,
+    open: Mutex<HashMap<Source, u32>>,
+}
+
+impl PerSourceCap {
+    /// A cap of `max` connections per source (at least 1).
+    pub fn new(max: u32) -> Arc<Self> {
+        Arc::new(Self {
+            max: max.max(1),
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A slot for one more connection from `ip`, or `None` if its source is at the cap. The
+    /// slot is given back when dropped.
+    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<SourceSlot> {
+        let source = Source::of(ip);
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = open.entry(source).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            cap: self.clone(),
+            source,
+        })
+    }
+
+    /// Connections open from `ip`'s source now.
+    pub fn open(&self, ip: IpAddr) -> u32 {
+        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.get(&Source::of(ip)).copied().unwrap_or(0)
+    }
+
+    /// The cap.
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+}
+
+/// One connection's place under a [`PerSourceCap`]; released on drop.
+#[derive(Debug)]
+pub struct SourceSlot {
+    cap: Arc<PerSourceCap>,
+    source: Source,
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut open = self.cap.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.source);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +144,21 @@ mod tests {
         assert_eq!(Source::of(v4), Source::of(mapped));
         assert_eq!(Source::of(mapped).to_string(), "192.0.2.7");
         assert_ne!(Source::of(v4), Source::of("192.0.2.8".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_source_at_its_cap_waits_for_a_slot_and_others_do_not() {
+        let cap = PerSourceCap::new(2);
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let a2: IpAddr = "2001:db8::2".parse().unwrap();
+        let b: IpAddr = "192.0.2.1".parse().unwrap();
+        let first = cap.try_acquire(a).unwrap();
+        let _second = cap.try_acquire(a2).unwrap();
+        assert!(cap.try_acquire(a).is_none(), "a /64 is one source");
+        assert!(cap.try_acquire(b).is_some());
+        drop(first);
+        assert!(cap.try_acquire(a).is_some());
+        assert_eq!(cap.open(b), 0, "dropped slots are given back");
     }
 
     #[test]

@@ -88,3 +88,85 @@ async fn a_logged_in_player_trickling_a_frame_is_cut_at_the_silence_limit() {
     assert!(!server.handle.is_online(&id));
     assert_eq!(server.handle.connections(), 0);
 }
+
+/// Connects from `local` (a loopback address of the test's choosing).
+async fn connect_from(local: &str, server: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+    socket.connect(server).await.unwrap()
+}
+
+#[tokio::test]
+async fn one_address_at_its_login_cap_does_not_starve_another() {
+    let limits = Limits {
+        max_logins_per_source: 3,
+        ..Limits::default()
+    };
+    let server = start(true, fast_config(), limits, &[1]).await;
+    let mut notices = server.handle.subscribe();
+    // Three stalled handshakes from 127.0.0.1: its cap.
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let mut tcp = connect_from("127.0.0.1", server.addr).await;
+        tcp.write_all(&[0x16]).await.unwrap();
+        stalled.push(tcp);
+    }
+    // The fourth from that address is dropped at accept, with a reason.
+    let mut fourth = connect_from("127.0.0.1", server.addr).await;
+    let mut byte = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(5), fourth.read(&mut byte))
+        .await
+        .unwrap();
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    let why = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok(Notice::Refused { why, .. }) = notices.recv().await {
+                return why;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(why.contains("already logging in"), "{why}");
+    // Another address logs in meanwhile.
+    let (id, secret) = player(1);
+    let connector =
+        TlsConnector::from(fleetwire_tokio::tls::pinned_client_config(server.fingerprint).unwrap());
+    let tcp = connect_from("127.0.0.2", server.addr).await;
+    let mut tls = connector
+        .connect(ServerName::try_from("fleetwire.local").unwrap(), tcp)
+        .await
+        .unwrap();
+    let binding = tls_binding(tls.get_ref().1).unwrap();
+    login_player(
+        &mut tls,
+        binding,
+        Arc::new(ClientConfig::new(id, secret.clone())),
+    )
+    .await
+    .expect("a second address is not starved");
+    drop(tls);
+    // The stalled ones are cut at the login deadline; then 127.0.0.1 may log in again, and a
+    // logged-in player does not hold one of its address's login slots.
+    for mut tcp in stalled {
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest)).await;
+    }
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let tcp = connect_from("127.0.0.1", server.addr).await;
+        let mut tls = connector
+            .connect(ServerName::try_from("fleetwire.local").unwrap(), tcp)
+            .await
+            .unwrap();
+        let binding = tls_binding(tls.get_ref().1).unwrap();
+        login_player(
+            &mut tls,
+            binding,
+            Arc::new(ClientConfig::new(id, secret.clone())),
+        )
+        .await
+        .expect("logged-in connections do not count against the login cap");
+        held.push(tls);
+    }
+}

@@ -60,6 +60,9 @@ pub(crate) struct SessionSettings {
     pub(crate) login_timeout_secs: u64,
     /// Connections held at once.
     pub(crate) max_connections: usize,
+    /// Connections from one address (IPv4, or IPv6 /64) that may be logging in at once;
+    /// logged-in players do not count.
+    pub(crate) max_logins_per_source: u32,
     /// Consecutive failed logins of one player from one address (IPv4, or IPv6 /64) before that
     /// player is refused from that address, and failing player ids from one address before the
     /// address is refused at accept: for 1 minute, then 2, 4 … 60 for each further failure; a
@@ -79,6 +82,7 @@ impl Default for SessionSettings {
             silence_grace_secs: 5,
             login_timeout_secs: 10,
             max_connections: 20_000,
+            max_logins_per_source: 256,
             failed_logins_per_source: 20,
             max_tracked_sources: 100_000,
             danger_plaintext: false,

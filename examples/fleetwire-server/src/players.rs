@@ -53,6 +53,7 @@ pub(crate) async fn start(ctx: &Ctx) -> Result<Service, String> {
     ctx.store.reset_presence().map_err(|e| e.to_string())?;
     let limits = Limits {
         max_connections: settings.max_connections,
+        max_logins_per_source: settings.max_logins_per_source,
         ..Limits::default()
     };
     let server = SessionServer::bind(
