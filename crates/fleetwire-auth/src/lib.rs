@@ -12,6 +12,7 @@
 //! | [`policy`] | password rules, `seed` and `nist` presets, structured violations |
 //! | [`hash`] | Argon2id PHC hashing, pepper, `needs_rehash`, dummy verification |
 //! | [`lockout`] | consecutive-failure lockout, reserve-before-verify, device-cookie lanes |
+//! | [`login_flow`] | the ordered sign-in flow (throttle → lockout/CAPTCHA → verify → MFA → session → audit) as a machine |
 //! | [`throttle`] | GCRA throttles per source and global |
 //! | [`session`] | idle and absolute session expiry |
 //! | [`reset`] | password-reset tokens |
@@ -51,6 +52,7 @@ pub mod captcha;
 pub mod hash;
 mod keys;
 pub mod lockout;
+pub mod login_flow;
 pub mod policy;
 pub mod recovery;
 pub mod reset;
