@@ -18,6 +18,7 @@ mod framed;
 mod http;
 mod loggers;
 mod players;
+mod secret_file;
 mod serve;
 mod store;
 mod things;

@@ -12,6 +12,7 @@ use fleetwire_tokio::session::{
 };
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::secret_file::{Overwrite, SecretFile};
 use crate::serve::{Ctx, Service};
 use crate::store::{Seen, Store};
 use crate::unix_now;
@@ -244,9 +245,13 @@ pub(crate) enum PlayerCommand {
         /// How many players to provision.
         #[arg(long, default_value_t = 1)]
         count: usize,
-        /// Write `id,secret` lines to this file (created, mode 0600) instead of printing them.
+        /// Write `id,secret` lines to this new file (created 0600; an existing file or link is
+        /// refused) instead of printing them.
         #[arg(long)]
         secrets_out: Option<PathBuf>,
+        /// With --secrets-out: replace an existing file (atomically, by a new 0600 file).
+        #[arg(long, requires = "secrets_out")]
+        force: bool,
     },
     /// List players with their approval and presence.
     List,
@@ -270,7 +275,14 @@ pub(crate) fn cli(cmd: PlayerCommand, store: &Store) -> Result<(), String> {
             approved,
             count,
             secrets_out,
+            force,
         } => {
+            // The file first: a path that cannot take the secrets provisions nothing.
+            let file = secrets_out
+                .as_deref()
+                .map(|p| SecretFile::create(p, Overwrite::with_force(force)))
+                .transpose()
+                .map_err(|e| e.to_string())?;
             let rng = SystemRandom::new();
             let mut made = Vec::with_capacity(count);
             for _ in 0..count {
@@ -292,8 +304,8 @@ pub(crate) fn cli(cmd: PlayerCommand, store: &Store) -> Result<(), String> {
                 lines.push_str(&s.to_hex());
                 lines.push('\n');
             }
-            if let Some(path) = secrets_out {
-                write_secret_file(&path, lines.as_bytes())?;
+            if let (Some(path), Some(file)) = (secrets_out, file) {
+                file.commit(lines.as_bytes()).map_err(|e| e.to_string())?;
                 println!(
                     "{count} players added; ids and secrets in {}",
                     path.display()
@@ -357,19 +369,4 @@ pub(crate) fn cli(cmd: PlayerCommand, store: &Store) -> Result<(), String> {
             }
         }
     }
-}
-
-fn write_secret_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
-        .open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

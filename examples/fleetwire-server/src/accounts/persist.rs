@@ -17,7 +17,7 @@
 //! - `device-cookie.key`: the 32-byte HMAC key of the device cookies, created on first start.
 
 use std::io::{Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use fleetwire_auth::UnixTime;
 use rand_core::{OsRng, RngCore};
@@ -76,27 +76,11 @@ pub(super) fn snapshot(e: &Engines, at: UnixTime) -> Result<Vec<u8>, String> {
     serde_json::to_vec(&v).map_err(|e| e.to_string())
 }
 
-/// Writes a snapshot atomically (a temporary file, synced, then renamed over the old one).
+/// Writes a snapshot atomically: a new 0600 temporary file (exclusive, random name), synced,
+/// then renamed over the old one (the server's one secret-file writer).
 pub(super) fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = tmp_path(path);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
+    crate::secret_file::write(path, bytes, crate::secret_file::Overwrite::Replace)
+        .map_err(|e| e.to_string())
 }
 
 /// Loads a snapshot into `e`, keeping `e`'s settings. Returns `Ok(false)` when there is no file.
