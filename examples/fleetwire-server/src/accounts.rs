@@ -543,6 +543,9 @@ pub(crate) struct Accounts {
     audit_buf: Mutex<Vec<(UnixTime, AuditEvent)>>,
     /// Keys the pseudonyms of names that match no account in the audit log.
     anon_key: ring::hmac::Key,
+    /// Keys the lockout-lane pseudonyms of names that match no account (derived from the
+    /// device-cookie key, so they are stable across restarts, like the saved lanes).
+    lane_key: ring::hmac::Key,
     /// The device-cookie HMAC key (`device-cookie.key`).
     device_key: [u8; 32],
     /// The outgoing-mail queue.
@@ -635,6 +638,14 @@ impl Accounts {
         let anon_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &random16());
         let device_key =
             persist::load_or_create_key::<32>(&ctx.data_dir.join(persist::DEVICE_KEY_FILE))?;
+        let lane_key = ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            ring::hmac::sign(
+                &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &device_key),
+                b"fleetwire lockout lanes of unknown names v1",
+            )
+            .as_ref(),
+        );
         let outbox = if settings.outbox.is_absolute() {
             settings.outbox.clone()
         } else {
@@ -655,6 +666,7 @@ impl Accounts {
             dirty: AtomicBool::new(false),
             audit_buf: Mutex::new(Vec::new()),
             anon_key,
+            lane_key,
             device_key,
             mailer,
             sealer,
@@ -775,6 +787,19 @@ impl Accounts {
     fn pseudonym(&self, name: &str) -> String {
         let tag = ring::hmac::sign(&self.anon_key, canonical_name(name).as_bytes());
         format!("anon:{}", hex::encode(&tag.as_ref()[..8]))
+    }
+
+    /// The subject of a login's lockout and CAPTCHA lane: the account's immutable id, so its
+    /// name and its e-mail address count together; for a name that matches no account, a
+    /// stable keyed pseudonym of the same shape (`u_` and 32 hex digits), so an unknown name
+    /// is counted, blocked and answered exactly like an account.
+    fn lane_subject(&self, user: Option<&UserRow>, name: &str) -> String {
+        if let Some(u) = user {
+            u.id.clone()
+        } else {
+            let tag = ring::hmac::sign(&self.lane_key, canonical_name(name).as_bytes());
+            format!("u_{}", hex::encode(&tag.as_ref()[..16]))
+        }
     }
 
     /// Runs a store query off the executor.
@@ -1156,25 +1181,12 @@ fn set_locked(store: &Store, name: &str, lock: bool) -> Result<(), String> {
         tx.execute("DELETE FROM auth_sessions WHERE user_id = ?1", [&user.id])
             .map_err(|e| e.to_string())?;
     }
-    let (kind, subject) = if lock {
-        ("lock", user.id.clone())
-    } else {
-        ("unlock", user.name.clone())
-    };
+    // Both name the account by its id: the lockout lanes are keyed by it.
     tx.execute(
         "INSERT INTO auth_commands (kind, subject) VALUES (?1, ?2)",
-        params![kind, subject],
+        params![if lock { "lock" } else { "unlock" }, user.id],
     )
     .map_err(|e| e.to_string())?;
-    if !lock {
-        if let Some(email) = &user.email {
-            tx.execute(
-                "INSERT INTO auth_commands (kind, subject) VALUES ('unlock', ?1)",
-                [email],
-            )
-            .map_err(|e| e.to_string())?;
-        }
-    }
     tx.commit().map_err(|e| e.to_string())?;
     append_audit(
         &mut conn,

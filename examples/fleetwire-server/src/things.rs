@@ -37,7 +37,7 @@
 //!    restarts after `hard_limit` consecutive wrong codes. A found code ends the streak (the
 //!    engine's rule) — layer 2 is what stops that from being abused.
 //!
-//! A source is the peer IP address (an IPv6 address by its /64). A refused attempt is a 429
+//! A source is a `fleetwire_tokio::source::Source` (an IPv4 address, or an IPv6 /64), the one key of every per-source limit. A refused attempt is a 429
 //! with `Retry-After`. A wrong code, an expired code, a removed user's code and an uninvited
 //! user's code for an invite-only thing all answer the same 404 "no such thing" and count as
 //! wrong: the only oracle is the throttle's Retry-After. The guards live in server memory and
@@ -53,7 +53,7 @@
 
 #![allow(clippy::result_large_err)] // handlers' errors are finished responses
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
@@ -69,6 +69,7 @@ use fleetwire_codes::{
     CodeSpec, Connected, DEFAULT_UNIQUE_ATTEMPTS, GcraGuard, GcraTicket, LockoutGuard, Role,
     ThingAccess, Throttled, UnixTime, UserId,
 };
+use fleetwire_tokio::source::Source;
 use rand_chacha::ChaCha12Rng;
 use rand_core::SeedableRng;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -814,20 +815,6 @@ async fn caller(t: &Things, headers: &HeaderMap) -> Result<String, Response> {
         .map_err(|e| error(StatusCode::BAD_REQUEST, e))
 }
 
-/// The throttle key for a peer: its IPv4 address, or the /64 of its IPv6 address.
-fn source_key(peer: SocketAddr) -> String {
-    match peer.ip() {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(
-            || {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            },
-            |v4| v4.to_string(),
-        ),
-    }
-}
-
 impl Things {
     /// Runs `f` on the store off the async executor.
     async fn db<T: Send + 'static>(
@@ -970,7 +957,7 @@ async fn connect(
             );
         }
     };
-    let source = source_key(peer);
+    let source = Source::of_peer(peer).to_string();
     let started = now();
     let tickets = match t
         .guards
@@ -1427,18 +1414,6 @@ pub(crate) fn cli(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sources_are_addresses_and_ipv6_slash_64() {
-        let v4: SocketAddr = "203.0.113.7:4000".parse().unwrap();
-        assert_eq!(source_key(v4), "203.0.113.7");
-        let a: SocketAddr = "[2001:db8:1:2:3:4:5:6]:1".parse().unwrap();
-        let b: SocketAddr = "[2001:db8:1:2:ffff::9]:2".parse().unwrap();
-        assert_eq!(source_key(a), "2001:db8:1:2::/64");
-        assert_eq!(source_key(a), source_key(b));
-        let mapped: SocketAddr = "[::ffff:198.51.100.1]:1".parse().unwrap();
-        assert_eq!(source_key(mapped), "198.51.100.1");
-    }
 
     #[test]
     fn settings_make_a_spec_and_guards_or_say_why_not() {

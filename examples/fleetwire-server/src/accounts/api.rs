@@ -19,6 +19,7 @@ use fleetwire_auth::lockout::{DeviceCookie, LockStatus, LockoutKey, Outcome};
 use fleetwire_auth::recovery::RecoveryCodes;
 use fleetwire_auth::session::{Activity, SessionInfo};
 use fleetwire_auth::totp::Totp;
+use fleetwire_tokio::source::Source;
 use rand_core::OsRng;
 use rusqlite::{OptionalExtension, params};
 use serde::Deserialize;
@@ -168,10 +169,13 @@ async fn login(
     }
     let t = now();
     let origin = peer.ip().to_string();
-    // 1. Throttles per source and global: cheap refusals before anything else.
+    // 1. Throttles per source (an IPv4 address or an IPv6 /64) and global: cheap refusals
+    //    before anything else.
     if let Err(th) = {
         let mut e = a.engines();
-        let r = e.throttle.check(LOGIN_NS, origin.as_bytes(), t);
+        let r = e
+            .throttle
+            .check(LOGIN_NS, Source::of(peer.ip()).as_bytes(), t);
         if r.is_err() {
             e.throttled += 1;
         }
@@ -199,8 +203,9 @@ async fn login(
         Err(e) => return internal(&e),
     };
     // 4. Lockout and CAPTCHA. A valid device cookie of this account puts the attempt in that
-    //    device's own lane; otherwise it counts in the lane of the submitted name, whether or
-    //    not an account has it.
+    //    device's own lane; otherwise it counts in the account's untrusted lane, keyed by its id
+    //    (so its name and its e-mail address are one lane), or for a name that matches no
+    //    account by a stable pseudonym of the same shape (so unknown names behave alike).
     let cookie = req
         .device_cookie
         .clone()
@@ -209,9 +214,10 @@ async fn login(
         (Some(u), Some(c)) => DeviceCookie::verify(&a.device_key, u.id.as_bytes(), c),
         _ => None,
     };
-    let key = match (&user, device) {
-        (Some(u), Some(d)) => LockoutKey::device(LOGIN_NS, u.id.as_bytes(), d),
-        _ => LockoutKey::untrusted(LOGIN_NS, name.as_bytes()),
+    let subject = a.lane_subject(user.as_ref(), &name);
+    let key = match device {
+        Some(d) => LockoutKey::device(LOGIN_NS, subject.as_bytes(), d),
+        None => LockoutKey::untrusted(LOGIN_NS, subject.as_bytes()),
     };
     let gate = {
         let mut e = a.engines();
@@ -644,7 +650,7 @@ async fn reset_request(
     if let Err(th) = a
         .engines()
         .throttle
-        .check("reset", peer.ip().to_string().as_bytes(), t)
+        .check("reset", Source::of(peer.ip()).as_bytes(), t)
     {
         return retry(
             StatusCode::TOO_MANY_REQUESTS,
@@ -810,11 +816,7 @@ async fn reset_complete(State(a): A, body: Bytes) -> Response {
         e.sessions.end_all(&user.id);
         e.resets.password_changed(&user.id);
         e.lockout
-            .clear(&LockoutKey::untrusted(LOGIN_NS, user.name.as_bytes()));
-        if let Some(email) = &user.email {
-            e.lockout
-                .clear(&LockoutKey::untrusted(LOGIN_NS, email.as_bytes()));
-        }
+            .clear(&LockoutKey::untrusted(LOGIN_NS, user.id.as_bytes()));
     }
     a.audit(AuditEvent::ResetCompleted {
         user: user.id.clone(),
