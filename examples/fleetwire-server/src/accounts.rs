@@ -132,6 +132,12 @@ pub(crate) struct AccountsSettings {
     pub(crate) max_block_secs: u32,
     /// Consecutive failures after which a login needs a CAPTCHA (0: never).
     pub(crate) captcha_after_failures: u16,
+    /// CAPTCHA challenges one source may fetch back to back (`GET /v1/auth/captcha`).
+    pub(crate) captcha_burst_per_source: u32,
+    /// CAPTCHA challenges per minute per source after the burst.
+    pub(crate) captcha_per_minute_per_source: u32,
+    /// Most CAPTCHA challenges outstanding; beyond it the oldest issued is dropped.
+    pub(crate) captcha_max_pending: usize,
     /// Login attempts one address may make back to back.
     pub(crate) login_burst_per_source: u32,
     /// Login attempts per minute per address after the burst.
@@ -191,6 +197,9 @@ impl Default for AccountsSettings {
             base_block_secs: 60,
             max_block_secs: 3600,
             captcha_after_failures: 3,
+            captcha_burst_per_source: 10,
+            captcha_per_minute_per_source: 10,
+            captcha_max_pending: 10_000,
             login_burst_per_source: 10,
             login_per_minute_per_source: 10,
             login_per_second_global: 100,
@@ -249,6 +258,36 @@ impl AccountsSettings {
                 period_ms: 1000,
             },
             max_sources: 1_000_000,
+        }
+    }
+
+    fn captcha(&self) -> CaptchaConfig {
+        CaptchaConfig {
+            required_after_failures: if self.captcha_after_failures == 0 {
+                u16::MAX
+            } else {
+                self.captcha_after_failures
+            },
+            max_pending: self.captcha_max_pending.max(1),
+            ..CaptchaConfig::default()
+        }
+    }
+
+    /// The throttle on fetching challenges: per source as configured, and at most 200 a second
+    /// (1,000 at once) from everybody together, which bounds the drawing work.
+    fn captcha_throttle(&self) -> ThrottleConfig {
+        ThrottleConfig {
+            per_source: Rate {
+                burst: self.captcha_burst_per_source.max(1),
+                per_period: self.captcha_per_minute_per_source.max(1),
+                period_ms: 60_000,
+            },
+            global: Rate {
+                burst: 1000,
+                per_period: 200,
+                period_ms: 1000,
+            },
+            max_sources: 100_000,
         }
     }
 
@@ -538,6 +577,12 @@ pub(crate) struct Accounts {
     policy: PasswordPolicy,
     pool: pool::HashPool,
     engines: Mutex<Engines>,
+    /// CAPTCHA challenges and the throttle on fetching them: a lock of their own, off the path
+    /// of session checks, not saved (a challenge lives two minutes; after a restart the client
+    /// fetches a new one).
+    captchas: Mutex<Captchas>,
+    /// Challenge fetches refused by the throttle since the last audit entry.
+    captcha_refused: std::sync::atomic::AtomicU64,
     /// Set by every use of the engines; cleared when a snapshot is taken.
     dirty: AtomicBool,
     audit_buf: Mutex<Vec<(UnixTime, AuditEvent)>>,
@@ -554,12 +599,17 @@ pub(crate) struct Accounts {
     sealer: Arc<sealed::Sealer>,
 }
 
+/// Pending CAPTCHA challenges and the per-source throttle on fetching them.
+struct Captchas {
+    store: CaptchaStore,
+    fetch: Throttle,
+}
+
 /// The `fleetwire-auth` engines, in memory (and in the snapshot, see [`persist`]).
 #[derive(Clone)]
 struct Engines {
     lockout: LockoutEngine,
     throttle: Throttle,
-    captcha: CaptchaStore,
     sessions: SessionStore,
     resets: ResetTokens,
     origins: OriginTracker,
@@ -592,14 +642,6 @@ impl Engines {
             lockout: LockoutEngine::generate(settings.lockout(), &mut rng)
                 .map_err(|e| format!("[accounts] lockout settings: {e}"))?,
             throttle: Throttle::generate(settings.throttle(), &mut rng),
-            captcha: CaptchaStore::new(CaptchaConfig {
-                required_after_failures: if settings.captcha_after_failures == 0 {
-                    u16::MAX
-                } else {
-                    settings.captcha_after_failures
-                },
-                ..CaptchaConfig::default()
-            }),
             sessions: SessionStore::new(SessionConfig {
                 absolute_lifetime_ms: settings.session_lifetime_secs.saturating_mul(1000),
                 default_idle_timeout_ms: settings.default_idle_ms(),
@@ -635,6 +677,10 @@ impl Accounts {
         };
         let pool = pool::HashPool::new(workers, settings.hash_queue)?;
         let engines = Engines::new(&settings)?;
+        let captchas = Captchas {
+            store: CaptchaStore::new(settings.captcha()),
+            fetch: Throttle::generate(settings.captcha_throttle(), &mut OsRng),
+        };
         let anon_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &random16());
         let device_key =
             persist::load_or_create_key::<32>(&ctx.data_dir.join(persist::DEVICE_KEY_FILE))?;
@@ -663,6 +709,8 @@ impl Accounts {
             policy,
             pool,
             engines: Mutex::new(engines),
+            captchas: Mutex::new(captchas),
+            captcha_refused: std::sync::atomic::AtomicU64::new(0),
             dirty: AtomicBool::new(false),
             audit_buf: Mutex::new(Vec::new()),
             anon_key,
@@ -676,6 +724,11 @@ impl Accounts {
     fn engines(&self) -> std::sync::MutexGuard<'_, Engines> {
         self.dirty.store(true, Ordering::Relaxed);
         self.engines.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The CAPTCHA lock. Held for O(1) table operations only: pictures are drawn outside it.
+    fn captchas(&self) -> std::sync::MutexGuard<'_, Captchas> {
+        self.captchas.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn state_path(&self) -> PathBuf {
@@ -839,13 +892,23 @@ impl Accounts {
                     let t = now();
                     e.lockout.purge(t);
                     e.throttle.purge(t);
-                    e.captcha.purge(t);
                     e.resets.purge(t);
                     e.sessions.purge(t);
                 }
                 n
             };
-            for (n, what) in [(throttled, "login_throttled"), (busy, "login_busy")] {
+            if tick % PURGE_TICKS == PURGE_TICKS - 1 {
+                let t = now();
+                let mut c = self.captchas();
+                c.store.purge(t);
+                c.fetch.purge(t);
+            }
+            let captcha_refused = self.captcha_refused.swap(0, Ordering::Relaxed);
+            for (n, what) in [
+                (throttled, "login_throttled"),
+                (busy, "login_busy"),
+                (captcha_refused, "captcha_throttled"),
+            ] {
                 if n > 0 {
                     events.push((
                         now(),

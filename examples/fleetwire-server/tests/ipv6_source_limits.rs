@@ -1,4 +1,4 @@
-//! Issue 10, hole 11: the per-source limits of `/v1/auth` treat an IPv6 /64 as one source (one
+//! Issue 10, hole 11: the per-source limits of `/v1/auth` (login, reset request, CAPTCHA fetch) treat an IPv6 /64 as one source (one
 //! host is routinely given a whole /64 and can pick any address in it per connection).
 //!
 //! Loopback has a single IPv6 address, so the test runs itself again inside a network namespace
@@ -69,7 +69,8 @@ async fn ipv6_prefix_is_one_source() {
         &config_at(
             "[fd00:1::1]:0",
             "login_burst_per_source = 3\nlogin_per_minute_per_source = 1\n\
-             captcha_after_failures = 0\nmax_failures = 100",
+             captcha_after_failures = 0\nmax_failures = 100\n\
+             captcha_burst_per_source = 3\ncaptcha_per_minute_per_source = 1",
             "",
         ),
         |_| {},
@@ -112,4 +113,18 @@ async fn ipv6_prefix_is_one_source() {
         .call_from(other, "POST", "/v1/auth/reset/request", None, Some(&reset))
         .await;
     assert_eq!(r.status, 202, "{r:?}");
+
+    // CAPTCHA fetches: the same.
+    for a in same_prefix {
+        let r = s.call_from(a, "GET", "/v1/auth/captcha", None, None).await;
+        assert_eq!(r.status, 200, "{a}: {r:?}");
+    }
+    let r = s
+        .call_from(fourth, "GET", "/v1/auth/captcha", None, None)
+        .await;
+    assert_eq!(r.status, 429, "{r:?}");
+    let r = s
+        .call_from(other, "GET", "/v1/auth/captcha", None, None)
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
 }

@@ -219,29 +219,43 @@ async fn login(
         Some(d) => LockoutKey::device(LOGIN_NS, subject.as_bytes(), d),
         None => LockoutKey::untrusted(LOGIN_NS, subject.as_bytes()),
     };
-    let gate = {
-        let mut e = a.engines();
-        if let LockStatus::Locked(l) = e.lockout.status(&key, t) {
-            Err(l)
-        } else {
-            let failures = e.lockout.failures(&key, t);
-            if e.captcha.required(failures) {
-                let solved = match (&req.captcha_id, &req.captcha_answer) {
-                    (Some(id), Some(answer)) => {
-                        e.captcha.solve(id, answer, t).map_err(|e| e.to_string())
-                    }
-                    _ => Err("a CAPTCHA is required: type the digits shown".to_owned()),
-                };
-                if let Err(why) = solved {
-                    let c = e.captcha.issue(t, &mut OsRng);
-                    return error_with(
-                        StatusCode::UNAUTHORIZED,
-                        &why,
-                        &json!({ "captcha_required": true, "captcha": challenge_json(&c) }),
-                    );
+    // The lockout status, the CAPTCHA (its own lock; the picture is drawn outside any lock),
+    // then the reservation: a lane locked meanwhile is caught by `begin_attempt`.
+    let status = {
+        let e = a.engines();
+        match e.lockout.status(&key, t) {
+            LockStatus::Locked(l) => Err(l),
+            LockStatus::Open { .. } => Ok(e.lockout.failures(&key, t)),
+        }
+    };
+    let gate = match status {
+        Err(l) => Err(l),
+        Ok(failures) => {
+            let refused = {
+                let mut c = a.captchas();
+                if c.store.required(failures) {
+                    let solved = match (&req.captcha_id, &req.captcha_answer) {
+                        (Some(id), Some(answer)) => {
+                            c.store.solve(id, answer, t).map_err(|e| e.to_string())
+                        }
+                        _ => Err("a CAPTCHA is required: type the digits shown".to_owned()),
+                    };
+                    solved
+                        .err()
+                        .map(|why| (why, c.store.issue_unrendered(t, &mut OsRng)))
+                } else {
+                    None
                 }
+            };
+            if let Some((why, next)) = refused {
+                let c = next.render(&mut OsRng);
+                return error_with(
+                    StatusCode::UNAUTHORIZED,
+                    &why,
+                    &json!({ "captcha_required": true, "captcha": challenge_json(&c) }),
+                );
             }
-            e.lockout.begin_attempt(&key, t)
+            a.engines().lockout.begin_attempt(&key, t)
         }
     };
     let ticket = match gate {
@@ -561,10 +575,32 @@ async fn logout(State(a): A, headers: HeaderMap) -> Response {
     Json(json!({ "ok": true })).into_response()
 }
 
-async fn captcha(State(a): A) -> Response {
-    let c = a.engines().captcha.issue(now(), &mut OsRng);
-    Json(challenge_json(&c)).into_response()
+/// A challenge for anyone who asks (no sign-in): throttled per source, kept in a bounded
+/// table, drawn outside every lock.
+async fn captcha(State(a): A, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+    let t = now();
+    let issued = {
+        let mut c = a.captchas();
+        c.fetch
+            .check(CAPTCHA_NS, Source::of(peer.ip()).as_bytes(), t)
+            .map(|()| c.store.issue_unrendered(t, &mut OsRng))
+    };
+    match issued {
+        Ok(unrendered) => Json(challenge_json(&unrendered.render(&mut OsRng))).into_response(),
+        Err(th) => {
+            a.captcha_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            retry(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many CAPTCHA requests from this address; slow down",
+                th.retry_after_ms,
+            )
+        }
+    }
 }
+
+/// The throttle namespace of challenge fetches.
+const CAPTCHA_NS: &str = "captcha";
 
 async fn me(State(a): A, headers: HeaderMap) -> Response {
     match authed(&a, &headers).await {

@@ -1,7 +1,7 @@
 //! What the accounts engines keep across restarts.
 //!
 //! - `accounts-state.json` in the data directory (mode 0600, replaced atomically): a snapshot of
-//!   the lockout engine, the throttles, the CAPTCHA challenges, the session store (idle timers),
+//!   the lockout engine, the login and reset throttles, the session store (idle timers),
 //!   the reset tokens and the new-origin tracker. It is written when something changed, at most
 //!   every `[accounts] state_save_secs`, and on a graceful stop; it is read at start. The
 //!   engines' keyed-hash secrets are in it, so it lives beside the other keys, not in the store
@@ -14,6 +14,9 @@
 //!   their idle timers. At start, snapshot sessions without a row are dropped and rows without a
 //!   snapshot entry are restored with their creation time as the last activity, so a restart
 //!   never lengthens a session.
+//! - Not saved: CAPTCHA challenges (they live two minutes, and anyone may ask for them, so they
+//!   must not make the file large or dirty; a client fetches a new one after a restart; a
+//!   `captcha` entry in an older snapshot is ignored).
 //! - `device-cookie.key`: the 32-byte HMAC key of the device cookies, created on first start.
 
 use std::io::{Read as _, Write as _};
@@ -68,7 +71,6 @@ pub(super) fn snapshot(e: &Engines, at: UnixTime) -> Result<Vec<u8>, String> {
         "saved_ms": at.as_millis(),
         "lockout": &e.lockout,
         "throttle": &e.throttle,
-        "captcha": &e.captcha,
         "sessions": &e.sessions,
         "resets": &e.resets,
         "origins": &e.origins,
@@ -102,13 +104,11 @@ pub(super) fn load(path: &Path, e: &mut Engines) -> Result<bool, String> {
     }
     let lockout = with_config(&e.lockout, v["lockout"].take())?;
     let throttle = with_config(&e.throttle, v["throttle"].take())?;
-    let captcha = with_config(&e.captcha, v["captcha"].take())?;
     let sessions = with_config(&e.sessions, v["sessions"].take())?;
     let resets = with_config(&e.resets, v["resets"].take())?;
     let origins = serde_json::from_value(v["origins"].take()).map_err(|err| err.to_string())?;
     e.lockout = lockout;
     e.throttle = throttle;
-    e.captcha = captcha;
     e.sessions = sessions;
     e.resets = resets;
     e.origins = origins;

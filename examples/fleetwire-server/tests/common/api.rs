@@ -303,3 +303,47 @@ pub fn step_now() -> u64 {
         .as_secs()
         / 30
 }
+
+/// Reads a CAPTCHA the way a person does: from the picture (see `accounts_api.rs`).
+pub fn read_captcha(svg: &str) -> String {
+    // Segments a (top), b (upper right), c (lower right), d (bottom), e (lower left),
+    // f (upper left), g (middle), as end points.
+    const ENDS: [(i32, i32, i32, i32); 7] = [
+        (0, 0, 20, 0),
+        (20, 0, 20, 20),
+        (20, 20, 20, 40),
+        (0, 40, 20, 40),
+        (0, 20, 0, 40),
+        (0, 0, 0, 20),
+        (0, 20, 20, 20),
+    ];
+    // The usual seven-segment digits, as sets of segments.
+    const DIGITS: [&str; 10] = [
+        "abcdef", "bc", "abdeg", "abcdg", "bcfg", "acdfg", "acdefg", "abc", "abcdefg", "abcdfg",
+    ];
+    let snap = |v: i32| (v + 10).div_euclid(20) * 20;
+    let mut out = String::new();
+    for group in svg.split("<g transform=").skip(1) {
+        let path = group
+            .split("d=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let mut lit = String::new();
+        for stroke in path.split('M').filter(|s| !s.is_empty()) {
+            let n: Vec<i32> = stroke
+                .split([' ', 'L'])
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().unwrap())
+                .collect();
+            let ends = (snap(n[0]), snap(n[1]), snap(n[2]), snap(n[3]));
+            let segment = ENDS.iter().position(|e| *e == ends).unwrap();
+            lit.push(char::from(b'a' + u8::try_from(segment).unwrap()));
+        }
+        let digit = DIGITS.iter().position(|d| *d == lit).unwrap();
+        out.push(char::from(b'0' + u8::try_from(digit).unwrap()));
+    }
+    out
+}
