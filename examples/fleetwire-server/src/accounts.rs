@@ -516,6 +516,8 @@ pub(crate) struct Removed {
     pub(crate) totp_secret: bool,
     pub(crate) group_memberships: usize,
     pub(crate) audit_entries_kept: usize,
+    /// Its places on things (members, requests, invites, blocks, events, creator).
+    pub(crate) things: crate::things::ThingsForgotten,
 }
 
 /// Deletes a user and every row that belongs to it (C5), in one transaction.
@@ -537,7 +539,9 @@ pub(crate) fn delete_user(conn: &mut Connection, name: &str) -> Result<Removed, 
         .and_then(|r| serde_json::from_str::<RecoveryCodes>(&r).ok())
         .map_or(0, |r| r.remaining());
     let run = |sql: &str| tx.execute(sql, [&user.id]).map_err(|e| e.to_string());
+    let things = crate::things::forget_account(&tx, &user.id)?;
     let removed = Removed {
+        things,
         session_rows: run("DELETE FROM auth_sessions WHERE user_id = ?1")?,
         reset_token_rows: run("DELETE FROM auth_reset_tokens WHERE user_id = ?1")?,
         pending_command_rows: run("DELETE FROM auth_commands WHERE subject = ?1")?,
@@ -1211,6 +1215,20 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
                 r.recovery_code_digests,
                 if r.totp_secret { "removed" } else { "none" },
                 r.group_memberships,
+            );
+            let t = &r.things;
+            let _ = writeln!(
+                out,
+                "things: {} thing membership(s) removed ({} as administrator: passed to another member in {}, unclaimed again in {}), {} pending request(s), {} invite(s) and {} block(s) removed, creator cleared on {} thing(s); {} thing event(s) keep only a number that no longer maps to anyone",
+                t.memberships,
+                t.as_administrator,
+                t.administrator_passed_on,
+                t.left_unclaimed,
+                t.pending_requests,
+                t.invites,
+                t.blocks,
+                t.things_created,
+                t.events_anonymised,
             );
             let _ = write!(
                 out,

@@ -499,12 +499,12 @@ struct Authed {
     user: UserRow,
 }
 
-/// The signed-in user behind a request's `Authorization: Bearer` token, checked exactly as the
-/// `/v1/auth` routes check it (idle and absolute expiry, locked accounts), for other modules'
-/// APIs such as `/v1/things`. `None` when the accounts module has not started.
-pub(crate) async fn session_user(headers: &HeaderMap) -> Option<Result<String, Response>> {
+/// The signed-in account behind a request's `Authorization: Bearer` token, checked exactly as
+/// the `/v1/auth` routes check it (idle and absolute expiry, locked accounts), for other
+/// modules' APIs such as `/v1/things`. `None` when the accounts module has not started.
+pub(crate) async fn session_user(headers: &HeaderMap) -> Option<Result<UserRow, Response>> {
     let accounts = super::running()?;
-    Some(authed(&accounts, headers).await.map(|a| a.user.name))
+    Some(authed(&accounts, headers).await.map(|a| a.user))
 }
 
 async fn authed(a: &Accounts, headers: &HeaderMap) -> Result<Authed, Response> {
