@@ -65,6 +65,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::serve::{Ctx, Service};
 use crate::store::Store;
+use crate::term::{escape, escape_json};
 
 pub(crate) use api::{api, session_user};
 pub(crate) use mail::SmtpSettings;
@@ -185,7 +186,10 @@ impl Default for AccountsSettings {
     fn default() -> Self {
         let groups = [
             ("admin", vec!["*"]),
-            ("operator", vec!["player.*", "content.*", "user.read"]),
+            (
+                "operator",
+                vec!["player.*", "content.*", "user.read", "thing.create"],
+            ),
             ("viewer", vec!["player.read", "content.read"]),
         ]
         .into_iter()
@@ -350,6 +354,17 @@ impl UserRow {
             has_mfa: self.mfa,
         }
     }
+}
+
+/// Whether `user` holds `right` under `settings`' groups; `Err` is the message for a 403.
+pub(crate) fn check_right(
+    settings: &AccountsSettings,
+    user: &UserRow,
+    right: &str,
+) -> Result<(), String> {
+    user.roles(settings)
+        .check(&user.id, right)
+        .map_err(|e| e.to_string())
 }
 
 /// A user's idle timeout column as milliseconds for the session store (`None`: off).
@@ -1094,12 +1109,23 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
             idle_timeout,
         } => {
             let name = canonical_name(&name);
-            if name.is_empty() || name.len() > 254 || name.contains(char::is_control) {
-                return Err("a name is 1 to 254 characters without control characters".into());
+            if name.is_empty() || name.len() > 254 || name.contains(crate::term::is_unsafe) {
+                return Err(
+                    "a name is 1 to 254 characters without control or bidirectional-override characters"
+                        .into(),
+                );
             }
             let email = email
                 .map(|e| canonical_name(&e))
                 .or_else(|| name.contains('@').then(|| name.clone()));
+            if email.as_deref().is_some_and(|e| {
+                e.is_empty() || e.len() > 254 || e.contains(crate::term::is_unsafe)
+            }) {
+                return Err(
+                    "--email: 1 to 254 characters without control or bidirectional-override characters"
+                        .into(),
+                );
+            }
             let known = settings.groups.keys().cloned().collect::<Vec<_>>();
             for g in &groups {
                 if !settings.groups.contains_key(g) {
@@ -1156,7 +1182,11 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
                 ));
             }
             audit(&mut conn, "user_add", &id)?;
-            println!("added {name} ({id}) groups: {}", groups.join(","));
+            println!(
+                "added {} ({id}) groups: {}",
+                escape(&name),
+                groups.join(",")
+            );
             Ok(())
         }
         UserCommand::List => {
@@ -1183,9 +1213,9 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
                 };
                 println!(
                     "{:<24} {:<24} {:<18} {:<4} {:<7} {:<8} {}",
-                    u.name,
-                    u.email.as_deref().unwrap_or("-"),
-                    u.groups.join(","),
+                    escape(&u.name),
+                    escape(u.email.as_deref().unwrap_or("-")),
+                    escape(&u.groups.join(",")),
                     if u.mfa { "yes" } else { "no" },
                     if u.locked { "locked" } else { "no" },
                     idle,
@@ -1206,7 +1236,7 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
             let _ = writeln!(
                 out,
                 "deleted {} ({}): {} account row, {} session rows, {} reset-token rows, {} pending command rows, {} recovery-code digests, TOTP secret: {}, {} group memberships",
-                canonical_name(&name),
+                escape(&canonical_name(&name)),
                 r.id,
                 r.account_rows,
                 r.session_rows,
@@ -1284,12 +1314,14 @@ fn set_locked(store: &Store, name: &str, lock: bool) -> Result<(), String> {
     if lock {
         println!(
             "locked {} ({}); its sessions end at their next request",
-            user.name, user.id
+            escape(&user.name),
+            user.id
         );
     } else {
         println!(
             "unlocked {} ({}); failed-login blocks cleared",
-            user.name, user.id
+            escape(&user.name),
+            user.id
         );
     }
     Ok(())
@@ -1325,7 +1357,10 @@ pub(crate) fn audit_cli(cmd: AuditCommand, store: &Store) -> Result<(), String> 
                 .map_err(|e| e.to_string())?;
             for row in rows {
                 let (seq, at_ms, event) = row.map_err(|e| e.to_string())?;
-                println!("{{\"seq\":{seq},\"at_ms\":{at_ms},\"event\":{event}}}");
+                // The event is JSON; its strings may carry text from peers (device events) that
+                // JSON leaves raw (C1 controls, bidirectional overrides): escaped, still JSON.
+                let line = format!("{{\"seq\":{seq},\"at_ms\":{at_ms},\"event\":{event}}}");
+                println!("{}", escape_json(&line));
             }
             Ok(())
         }

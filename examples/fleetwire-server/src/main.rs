@@ -21,6 +21,7 @@ mod players;
 mod secret_file;
 mod serve;
 mod store;
+mod term;
 mod things;
 
 use std::path::PathBuf;

@@ -15,6 +15,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::secret_file::{Overwrite, SecretFile};
 use crate::serve::{Ctx, Service};
 use crate::store::{Seen, Store};
+use crate::term::escape;
 use crate::unix_now;
 use clap::Subcommand;
 use fleetwire_session::PlayerSecret;
@@ -283,6 +284,9 @@ pub(crate) fn cli(cmd: PlayerCommand, store: &Store) -> Result<(), String> {
                 .map(|p| SecretFile::create(p, Overwrite::with_force(force)))
                 .transpose()
                 .map_err(|e| e.to_string())?;
+            if name.chars().any(crate::term::is_unsafe) {
+                return Err("--name: no control or bidirectional-override characters".into());
+            }
             let rng = SystemRandom::new();
             let mut made = Vec::with_capacity(count);
             for _ in 0..count {
@@ -323,35 +327,7 @@ pub(crate) fn cli(cmd: PlayerCommand, store: &Store) -> Result<(), String> {
             }
             Ok(())
         }
-        PlayerCommand::List => {
-            let rows = store.list().map_err(|e| e.to_string())?;
-            println!(
-                "{:<36}  {:<12} {:<8} {:<7} {:<10} CONTENT",
-                "ID", "NAME", "APPROVED", "ONLINE", "LAST SEEN"
-            );
-            let now = unix_now();
-            for r in &rows {
-                let seen = r
-                    .last_seen
-                    .map_or("never".to_owned(), |t| format!("{}s ago", (now - t).max(0)));
-                println!(
-                    "{:<36}  {:<12} {:<8} {:<7} {:<10} {} {}",
-                    r.id.to_string(),
-                    r.name,
-                    if r.approved { "yes" } else { "pending" },
-                    if r.online { "online" } else { "offline" },
-                    seen,
-                    r.content.as_deref().unwrap_or(""),
-                    r.versions
-                        .as_deref()
-                        .map(|v| format!("({v})"))
-                        .unwrap_or_default(),
-                );
-            }
-            let online = rows.iter().filter(|r| r.online).count();
-            println!("{} players, {online} online", rows.len());
-            Ok(())
-        }
+        PlayerCommand::List => list(store),
         PlayerCommand::Approve { id } => {
             if store.approve(&id).map_err(|e| e.to_string())? {
                 println!("approved {id}");
@@ -369,4 +345,36 @@ pub(crate) fn cli(cmd: PlayerCommand, store: &Store) -> Result<(), String> {
             }
         }
     }
+}
+
+/// `player list`: names from the operator and status strings from the players themselves, all
+/// printed escaped (`term`), never raw.
+fn list(store: &Store) -> Result<(), String> {
+    let rows = store.list().map_err(|e| e.to_string())?;
+    println!(
+        "{:<36}  {:<12} {:<8} {:<7} {:<10} CONTENT",
+        "ID", "NAME", "APPROVED", "ONLINE", "LAST SEEN"
+    );
+    let now = unix_now();
+    for r in &rows {
+        let seen = r
+            .last_seen
+            .map_or("never".to_owned(), |t| format!("{}s ago", (now - t).max(0)));
+        println!(
+            "{:<36}  {:<12} {:<8} {:<7} {:<10} {} {}",
+            r.id.to_string(),
+            escape(&r.name),
+            if r.approved { "yes" } else { "pending" },
+            if r.online { "online" } else { "offline" },
+            seen,
+            escape(r.content.as_deref().unwrap_or("")),
+            r.versions
+                .as_deref()
+                .map(|v| format!("({})", escape(v)))
+                .unwrap_or_default(),
+        );
+    }
+    let online = rows.iter().filter(|r| r.online).count();
+    println!("{} players, {online} online", rows.len());
+    Ok(())
 }

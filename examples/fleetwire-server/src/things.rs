@@ -92,6 +92,7 @@ use serde_json::{Value, json};
 
 use crate::serve::Ctx;
 use crate::store::Store;
+use crate::term::{escape, escape_json};
 
 /// The things tables (see the module docs).
 pub(crate) const SCHEMA: &str = "
@@ -163,6 +164,9 @@ pub(crate) struct ThingsSettings {
     pub(crate) max_block_secs: u32,
     /// Consecutive wrong codes that lock a source until the server restarts (at most 100).
     pub(crate) hard_limit: u16,
+    /// Things one account may create over the API (`POST /v1/things` also needs the right
+    /// `thing.create`); the operator's `thing create` is not limited.
+    pub(crate) max_things_per_user: usize,
     /// Take the caller's user name from the `X-Fleetwire-User` header. Anyone who can reach the
     /// API can then act as anyone: only for tests or behind a gateway that sets the header.
     pub(crate) danger_trust_user_header: bool,
@@ -181,6 +185,7 @@ impl Default for ThingsSettings {
             base_block_secs: 60,
             max_block_secs: 3600,
             hard_limit: 100,
+            max_things_per_user: 100,
             danger_trust_user_header: false,
         }
     }
@@ -237,6 +242,8 @@ enum OpError {
     NoSuchThing,
     /// No account of this name (and gateway users are not trusted).
     NoSuchUser(String),
+    /// The caller lacks a right or is over a quota.
+    Forbidden(String),
     /// The access machine refused.
     Access(AccessError),
     /// Input the operation cannot use.
@@ -256,6 +263,7 @@ impl std::fmt::Display for OpError {
         match self {
             Self::NoSuchThing => f.write_str(NO_SUCH_THING),
             Self::NoSuchUser(name) => write!(f, "no account named {name:?}"),
+            Self::Forbidden(why) => f.write_str(why),
             Self::Access(e) => write!(f, "{e}"),
             Self::Bad(e) | Self::Internal(e) => f.write_str(e),
         }
@@ -501,7 +509,7 @@ fn create(
     generator: &mut CodeGenerator<ChaCha12Rng>,
     mode: AccessMode,
     name: &str,
-    creator: Option<&str>,
+    creator: Option<(&str, usize)>,
     via: Via,
 ) -> Result<(String, Code), OpError> {
     let mut raw = [0u8; 8];
@@ -511,6 +519,20 @@ fn create(
     let id = format!("t_{}", hex::encode(raw));
     let at = now();
     let tx = immediate(conn)?;
+    // The quota is counted in the transaction that inserts, so parallel requests cannot pass it.
+    if let Some((creator, max)) = creator {
+        let made: usize = tx.query_row(
+            "SELECT count(*) FROM things WHERE created_by = ?1",
+            [creator],
+            |r| r.get(0),
+        )?;
+        if made >= max {
+            return Err(OpError::Forbidden(format!(
+                "this account has created {made} things, the most one account may \
+                 ([things] max_things_per_user = {max}); ask an operator"
+            )));
+        }
+    }
     let code = generator
         .generate_unique(
             &mut StoreRegistry {
@@ -533,7 +555,7 @@ fn create(
             mode_name(mode),
             state,
             ms(at),
-            creator
+            creator.map(|c| c.0)
         ],
     )?;
     tx.execute(
@@ -798,6 +820,8 @@ fn forget(tx: &Connection, account: &str) -> Result<ThingsForgotten, OpError> {
 /// The running API's state.
 struct Things {
     settings: ThingsSettings,
+    /// Groups and rights (`[accounts.groups]`), for the rights things check.
+    accounts: crate::accounts::AccountsSettings,
     spec: CodeSpec,
     store: Arc<Store>,
     generator: Mutex<CodeGenerator<ChaCha12Rng>>,
@@ -869,6 +893,7 @@ pub(crate) fn routes(ctx: &Arc<Ctx>) -> Router {
             generator: Mutex::new(generator(spec.clone())?),
             guards: Mutex::new(ctx.config.things.guards()?),
             settings: ctx.config.things.clone(),
+            accounts: ctx.config.accounts.clone(),
             spec,
             store: ctx.store.clone(),
         })
@@ -944,6 +969,7 @@ fn op_error(e: OpError) -> Response {
     match e {
         OpError::NoSuchThing => error(StatusCode::NOT_FOUND, NO_SUCH_THING),
         e @ OpError::NoSuchUser(_) => error(StatusCode::NOT_FOUND, e.to_string()),
+        OpError::Forbidden(why) => error(StatusCode::FORBIDDEN, why),
         OpError::Bad(m) => error(StatusCode::BAD_REQUEST, m),
         OpError::Internal(m) => {
             tracing::error!("things: {m}");
@@ -991,8 +1017,8 @@ fn valid_user(name: &str) -> Result<&str, String> {
 /// gateway that authenticates — the user the `X-Fleetwire-User` header names.
 #[derive(Debug, Clone)]
 enum Caller {
-    /// A signed-in account: its immutable id.
-    Account { id: String },
+    /// A signed-in account (its row as the session check read it).
+    Account(Box<crate::accounts::UserRow>),
     /// A name from the trusted gateway header.
     Gateway(String),
 }
@@ -1002,16 +1028,33 @@ impl Caller {
     /// that name if there is one, else the gateway user.
     fn principal(&self, conn: &Connection) -> Result<String, OpError> {
         match self {
-            Self::Account { id } => Ok(id.clone()),
+            Self::Account(user) => Ok(user.id.clone()),
             Self::Gateway(name) => named_principal(conn, name, true),
         }
+    }
+
+    /// Whether the caller's account holds `right` (a gateway user with no account holds none).
+    fn require(
+        &self,
+        conn: &Connection,
+        settings: &crate::accounts::AccountsSettings,
+        right: &str,
+    ) -> Result<(), OpError> {
+        let account = match self {
+            Self::Account(user) => Some((**user).clone()),
+            Self::Gateway(name) => crate::accounts::user_by_name(conn, name)?,
+        };
+        account
+            .ok_or_else(|| format!("permission denied: {right}"))
+            .and_then(|u| crate::accounts::check_right(settings, &u, right))
+            .map_err(OpError::Forbidden)
     }
 }
 
 async fn caller(t: &Things, headers: &HeaderMap) -> Result<Caller, Response> {
     if headers.contains_key(header::AUTHORIZATION) {
         return match crate::accounts::session_user(headers).await {
-            Some(Ok(user)) => Ok(Caller::Account { id: user.id }),
+            Some(Ok(user)) => Ok(Caller::Account(Box::new(user))),
             Some(Err(refused)) => Err(refused),
             None => Err(error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -1082,6 +1125,20 @@ impl Things {
     }
 }
 
+/// The right `POST /v1/things` needs.
+const CREATE_RIGHT: &str = "thing.create";
+
+/// A thing name: at most 128 characters, none a terminal would act on (`term::is_unsafe`).
+fn valid_thing_name(name: &str) -> Result<(), String> {
+    if name.chars().count() > 128 {
+        return Err("name: at most 128 characters".into());
+    }
+    if name.contains(crate::term::is_unsafe) {
+        return Err("name: no control or bidirectional-override characters".into());
+    }
+    Ok(())
+}
+
 /// The caller's number if the thing is any of their business (member, pending, invited);
 /// otherwise "no such thing".
 fn visible(tx: &Connection, thing: &Loaded, caller: &Caller) -> Result<UserId, OpError> {
@@ -1118,16 +1175,17 @@ async fn create_thing(State(t): S, headers: HeaderMap, body: Bytes) -> Response 
         Ok(m) => m,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    if req.name.chars().count() > 128 {
-        return error(StatusCode::BAD_REQUEST, "name: at most 128 characters");
+    if let Err(e) = valid_thing_name(&req.name) {
+        return error(StatusCode::BAD_REQUEST, e);
     }
     let name = req.name.clone();
     let r = t
         .db(move |t, c| {
+            who.require(c, &t.accounts, CREATE_RIGHT)?;
             let creator = who.principal(c)?;
             let mut g = t.generator.lock().unwrap_or_else(PoisonError::into_inner);
-            create(c, &mut g, mode, &name, Some(&creator), Via::Api)
-                .map(|(id, code)| (id, code, creator))
+            let quota = Some((creator.as_str(), t.settings.max_things_per_user));
+            create(c, &mut g, mode, &name, quota, Via::Api).map(|(id, code)| (id, code, creator))
         })
         .await;
     match r {
@@ -1559,6 +1617,7 @@ pub(crate) fn cli(
     match cmd {
         ThingCommand::Create { mode, name } => {
             let mode = parse_mode(&mode)?;
+            valid_thing_name(&name)?;
             let mut g = generator(spec)?;
             let (id, code) = create(&mut conn, &mut g, mode, &name, None, Via::Cli)
                 .map_err(|e| e.to_string())?;
@@ -1587,7 +1646,7 @@ pub(crate) fn cli(
                     a.administrator_count(),
                     a.pending_requests().count(),
                     a.invites().count(),
-                    t.name
+                    escape(&t.name)
                 );
             }
         }
@@ -1595,10 +1654,8 @@ pub(crate) fn cli(
             let id = resolve(&conn, &spec, &code)?;
             let t = load(&conn, &id).map_err(|e| e.to_string())?;
             let d = describe(&conn, &t, true, None);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&d).map_err(|e| e.to_string())?
-            );
+            let json = serde_json::to_string_pretty(&d).map_err(|e| e.to_string())?;
+            println!("{}", escape_json(&json));
         }
         ThingCommand::Revoke { code, user } => {
             valid_user(&user)?;
@@ -1629,7 +1686,10 @@ pub(crate) fn cli(
                     .map_err(OpError::Access)
             })
             .map_err(|e| e.to_string())?;
-            println!("{user} revoked from {id}; they are blocked until invited again");
+            println!(
+                "{} revoked from {id}; they are blocked until invited again",
+                escape(&user)
+            );
         }
         ThingCommand::Rotate { code } => {
             let id = resolve(&conn, &spec, &code)?;

@@ -86,7 +86,10 @@ pub struct Served {
     child: Option<Child>,
     pub data: PathBuf,
     pub https: SocketAddr,
-    pin: [u8; 32],
+    /// The player session listener (TCP 4701's stand-in).
+    pub players: SocketAddr,
+    /// The server certificate's SHA-256 fingerprint.
+    pub pin: [u8; 32],
     keep: bool,
 }
 
@@ -122,7 +125,7 @@ impl Served {
             .spawn()
             .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let (mut pin, mut https) = (None, None);
+        let (mut pin, mut https, mut players) = (None, None, None);
         let mut line = String::new();
         while !line.starts_with("data directory") {
             line.clear();
@@ -136,12 +139,16 @@ impl Served {
             if let Some(rest) = line.strip_prefix("https api on ") {
                 https = rest.split_whitespace().next().and_then(|a| a.parse().ok());
             }
+            if let Some(rest) = line.strip_prefix("player sessions on ") {
+                players = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+            }
         }
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         Self {
             child: Some(child),
             data,
             https: https.expect("https address printed"),
+            players: players.expect("player address printed"),
             pin: pin.expect("fingerprint printed"),
             keep: false,
         }
