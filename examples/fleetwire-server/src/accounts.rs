@@ -342,6 +342,11 @@ impl UserRow {
         roles
     }
 
+    /// An administrator: an account that can sign in (not locked) whose groups grant `*`.
+    fn is_administrator(&self, settings: &AccountsSettings) -> bool {
+        !self.locked && self.roles(settings).holds(&self.id, "*")
+    }
+
     fn policy_context(&self) -> PolicyContext {
         let mut words = vec![self.name.clone()];
         if let Some(e) = &self.email {
@@ -365,6 +370,57 @@ pub(crate) fn check_right(
     user.roles(settings)
         .check(&user.id, right)
         .map_err(|e| e.to_string())
+}
+
+/// Refuses a change that would leave the server without an administrator: `before` is the
+/// account as stored, `after` as the change would leave it (`None`: deleted). Run it in the
+/// transaction that makes the change, so two changes cannot each remove "another" one.
+pub(crate) fn keep_an_administrator(
+    conn: &Connection,
+    settings: &AccountsSettings,
+    before: &UserRow,
+    after: Option<&UserRow>,
+) -> Result<(), LastAdministrator> {
+    if !before.is_administrator(settings) || after.is_some_and(|a| a.is_administrator(settings)) {
+        return Ok(());
+    }
+    let others = conn
+        .prepare(&format!(
+            "SELECT {USER_COLUMNS} FROM auth_users WHERE id != ?1 AND locked = 0"
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_map([&before.id], user_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(|e| LastAdministrator::Store(e.to_string()))?;
+    if others.iter().any(|u| u.is_administrator(settings)) {
+        Ok(())
+    } else {
+        Err(LastAdministrator::Refused(before.name.clone()))
+    }
+}
+
+/// Why [`keep_an_administrator`] refused.
+#[derive(Debug)]
+pub(crate) enum LastAdministrator {
+    /// The change would remove the last administrator.
+    Refused(String),
+    /// The store failed.
+    Store(String),
+}
+
+impl std::fmt::Display for LastAdministrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(name) => write!(
+                f,
+                "{} is the last administrator (an unlocked account whose groups grant \"*\"): \
+                 make another account administrator first (fleetwire-server user groups NAME admin)",
+                escape(name)
+            ),
+            Self::Store(e) => f.write_str(e),
+        }
+    }
 }
 
 /// A user's idle timeout column as milliseconds for the session store (`None`: off).
@@ -536,13 +592,18 @@ pub(crate) struct Removed {
 }
 
 /// Deletes a user and every row that belongs to it (C5), in one transaction.
-pub(crate) fn delete_user(conn: &mut Connection, name: &str) -> Result<Removed, String> {
+pub(crate) fn delete_user(
+    conn: &mut Connection,
+    settings: &AccountsSettings,
+    name: &str,
+) -> Result<Removed, String> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| e.to_string())?;
     let user = user_by_name(&tx, name)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no user {name:?}"))?;
+    keep_an_administrator(&tx, settings, &user, None).map_err(|e| e.to_string())?;
     let recovery: Option<String> = tx
         .query_row(
             "SELECT recovery FROM auth_users WHERE id = ?1",
@@ -1068,6 +1129,14 @@ pub(crate) enum UserCommand {
         /// Login name or e-mail.
         name: String,
     },
+    /// Set an account's groups to exactly these (none: no groups). Refused if it would leave
+    /// no administrator.
+    Groups {
+        /// Login name or e-mail.
+        name: String,
+        /// The groups (see [accounts.groups]).
+        groups: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -1226,11 +1295,12 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
             println!("{} users", users.len());
             Ok(())
         }
-        UserCommand::Lock { name } => set_locked(store, &name, true),
-        UserCommand::Unlock { name } => set_locked(store, &name, false),
+        UserCommand::Lock { name } => set_locked(store, &settings, &name, true),
+        UserCommand::Unlock { name } => set_locked(store, &settings, &name, false),
+        UserCommand::Groups { name, groups } => set_groups(store, &settings, &name, groups),
         UserCommand::Delete { name } => {
             let mut conn = store.conn();
-            let r = delete_user(&mut conn, &name)?;
+            let r = delete_user(&mut conn, &settings, &name)?;
             audit(&mut conn, "user_delete", &r.id)?;
             let mut out = String::new();
             let _ = writeln!(
@@ -1273,7 +1343,12 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
 
 /// `user lock` / `user unlock`: the flag in the store, and a command for a running server
 /// (end the sessions; clear the failed-login blocks).
-fn set_locked(store: &Store, name: &str, lock: bool) -> Result<(), String> {
+fn set_locked(
+    store: &Store,
+    settings: &AccountsSettings,
+    name: &str,
+    lock: bool,
+) -> Result<(), String> {
     let mut conn = store.conn();
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -1281,6 +1356,13 @@ fn set_locked(store: &Store, name: &str, lock: bool) -> Result<(), String> {
     let user = user_by_name(&tx, name)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no user {name:?}"))?;
+    if lock {
+        let after = UserRow {
+            locked: true,
+            ..user.clone()
+        };
+        keep_an_administrator(&tx, settings, &user, Some(&after)).map_err(|e| e.to_string())?;
+    }
     tx.execute(
         "UPDATE auth_users SET locked = ?2, updated_at = ?3 WHERE id = ?1",
         params![user.id, lock, now_secs()],
@@ -1324,6 +1406,78 @@ fn set_locked(store: &Store, name: &str, lock: bool) -> Result<(), String> {
             user.id
         );
     }
+    Ok(())
+}
+
+/// `user groups NAME GROUP…`: the account's groups become exactly these, in one transaction
+/// with the last-administrator check; each group added or removed is audited.
+fn set_groups(
+    store: &Store,
+    settings: &AccountsSettings,
+    name: &str,
+    mut groups: Vec<String>,
+) -> Result<(), String> {
+    let known = settings.groups.keys().cloned().collect::<Vec<_>>();
+    for g in &groups {
+        if !settings.groups.contains_key(g) {
+            return Err(format!("no group {g:?}; groups: {}", known.join(", ")));
+        }
+    }
+    groups.sort();
+    groups.dedup();
+    let mut conn = store.conn();
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| e.to_string())?;
+    let user = user_by_name(&tx, name)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no user {name:?}"))?;
+    let after = UserRow {
+        groups: groups.clone(),
+        ..user.clone()
+    };
+    keep_an_administrator(&tx, settings, &user, Some(&after)).map_err(|e| e.to_string())?;
+    tx.execute(
+        "UPDATE auth_users SET groups = ?2, updated_at = ?3 WHERE id = ?1",
+        params![user.id, groups.join(","), now_secs()],
+    )
+    .map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())?;
+    let t = now();
+    let changes: Vec<(UnixTime, AuditEvent)> = user
+        .groups
+        .iter()
+        .filter(|g| !groups.contains(g))
+        .map(|g| (g, false))
+        .chain(
+            groups
+                .iter()
+                .filter(|g| !user.groups.contains(g))
+                .map(|g| (g, true)),
+        )
+        .map(|(g, granted)| {
+            (
+                t,
+                AuditEvent::RoleChanged {
+                    actor: "cli".into(),
+                    user: user.id.clone(),
+                    group: g.clone(),
+                    granted,
+                },
+            )
+        })
+        .collect();
+    append_audit(&mut conn, &changes).map_err(|e| e.to_string())?;
+    println!(
+        "{} ({}) groups: {}",
+        escape(&user.name),
+        user.id,
+        if groups.is_empty() {
+            "none".to_owned()
+        } else {
+            groups.join(",")
+        }
+    );
     Ok(())
 }
 

@@ -1006,7 +1006,8 @@ async fn roles(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(e) = s.user.roles(&a.settings).check(&s.user.id, "user.roles") {
+    let actor_roles = s.user.roles(&a.settings);
+    if let Err(e) = actor_roles.check(&s.user.id, "user.roles") {
         return error(StatusCode::FORBIDDEN, e.to_string());
     }
     let req: RoleRequest = match parse(&body) {
@@ -1020,11 +1021,22 @@ async fn roles(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
             format!("no group {:?}; groups: {known:?}", req.group),
         );
     }
+    // No escalation: giving or taking a group needs every right it grants.
+    if let Err(e) = actor_roles.check_grant(&s.user.id, &req.group) {
+        a.audit(AuditEvent::AdminAction {
+            actor: s.user.id.clone(),
+            action: "role_change_refused".into(),
+            target: req.group.clone(),
+        });
+        return error(StatusCode::FORBIDDEN, e.to_string());
+    }
     let (name, group, grant) = (req.user.clone(), req.group.clone(), req.grant);
+    let settings = a.settings.clone();
     let changed = a
         .db(move |c| {
-            let Some(u) = super::user_by_name(c, &name)? else {
-                return Ok(None);
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let Some(u) = super::user_by_name(&tx, &name)? else {
+                return Ok(Err(RoleRefused::NoUser));
             };
             let mut groups = u.groups.clone();
             groups.retain(|g| *g != group);
@@ -1032,15 +1044,27 @@ async fn roles(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
                 groups.push(group);
             }
             groups.sort();
-            c.execute(
+            let after = UserRow {
+                groups: groups.clone(),
+                ..u.clone()
+            };
+            match super::keep_an_administrator(&tx, &settings, &u, Some(&after)) {
+                Ok(()) => {}
+                Err(super::LastAdministrator::Refused(_)) => {
+                    return Ok(Err(RoleRefused::LastAdministrator));
+                }
+                Err(super::LastAdministrator::Store(e)) => return Ok(Err(RoleRefused::Store(e))),
+            }
+            tx.execute(
                 "UPDATE auth_users SET groups = ?2, updated_at = ?3 WHERE id = ?1",
                 params![u.id, groups.join(","), crate::unix_now()],
             )?;
-            Ok(Some((u.id, groups)))
+            tx.commit()?;
+            Ok(Ok((u.id, groups)))
         })
         .await;
     match changed {
-        Ok(Some((id, groups))) => {
+        Ok(Ok((id, groups))) => {
             a.audit(AuditEvent::RoleChanged {
                 actor: s.user.id,
                 user: id,
@@ -1050,7 +1074,19 @@ async fn roles(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
             Json(json!({ "ok": true, "user": canonical_name(&req.user), "groups": groups }))
                 .into_response()
         }
-        Ok(None) => error(StatusCode::NOT_FOUND, "no such user"),
-        Err(e) => internal(&e),
+        Ok(Err(RoleRefused::NoUser)) => error(StatusCode::NOT_FOUND, "no such user"),
+        Ok(Err(RoleRefused::LastAdministrator)) => error(
+            StatusCode::CONFLICT,
+            "that is the last administrator (an unlocked account whose groups grant \"*\"): \
+             make another account administrator first",
+        ),
+        Ok(Err(RoleRefused::Store(e))) | Err(e) => internal(&e),
     }
+}
+
+/// Why a role change did not happen.
+enum RoleRefused {
+    NoUser,
+    LastAdministrator,
+    Store(String),
 }
