@@ -117,6 +117,9 @@ CREATE TABLE IF NOT EXISTS auth_audit (
 
 /// The lockout namespace for user logins.
 const LOGIN_NS: &str = "user-login";
+/// The lockout namespace for step-up re-authentication (password and factor changes): a lane
+/// per account, apart from its login lane.
+const REAUTH_NS: &str = "user-reauth";
 
 /// `[accounts]` in `fleetwire.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1016,9 +1019,15 @@ impl Accounts {
         let mut e = self.engines();
         for (kind, subject) in commands {
             match kind.as_str() {
-                "unlock" => e
-                    .lockout
-                    .clear(&LockoutKey::untrusted(LOGIN_NS, subject.as_bytes())),
+                "unlock" => {
+                    e.lockout
+                        .clear(&LockoutKey::untrusted(LOGIN_NS, subject.as_bytes()));
+                    e.lockout
+                        .clear(&LockoutKey::untrusted(REAUTH_NS, subject.as_bytes()));
+                }
+                "end_sessions" => {
+                    e.sessions.end_all(subject);
+                }
                 "lock" => {
                     e.sessions.end_all(subject);
                     e.resets.password_changed(subject);
@@ -1126,6 +1135,12 @@ pub(crate) enum UserCommand {
     },
     /// Delete an account and every row that belongs to it; prints what was removed.
     Delete {
+        /// Login name or e-mail.
+        name: String,
+    },
+    /// Turn an account's two-factor sign-in off (lost device and codes, or an enrolment that is
+    /// not the owner's); its sessions end. The owner signs in with the password and enrols again.
+    MfaReset {
         /// Login name or e-mail.
         name: String,
     },
@@ -1298,6 +1313,7 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
         UserCommand::Lock { name } => set_locked(store, &settings, &name, true),
         UserCommand::Unlock { name } => set_locked(store, &settings, &name, false),
         UserCommand::Groups { name, groups } => set_groups(store, &settings, &name, groups),
+        UserCommand::MfaReset { name } => mfa_reset(store, &name),
         UserCommand::Delete { name } => {
             let mut conn = store.conn();
             let r = delete_user(&mut conn, &settings, &name)?;
@@ -1406,6 +1422,46 @@ fn set_locked(
             user.id
         );
     }
+    Ok(())
+}
+
+/// `user mfa-reset NAME`: the factor, pending enrolment and recovery codes go, the sessions end
+/// (rows now, a running server within a second), audited.
+fn mfa_reset(store: &Store, name: &str) -> Result<(), String> {
+    let mut conn = store.conn();
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| e.to_string())?;
+    let user = user_by_name(&tx, name)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no user {name:?}"))?;
+    api::clear_mfa(&tx, &user.id).map_err(|e| e.to_string())?;
+    let sessions = tx
+        .execute("DELETE FROM auth_sessions WHERE user_id = ?1", [&user.id])
+        .map_err(|e| e.to_string())?;
+    tx.execute(
+        "INSERT INTO auth_commands (kind, subject) VALUES ('end_sessions', ?1)",
+        [&user.id],
+    )
+    .map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())?;
+    append_audit(
+        &mut conn,
+        &[(
+            now(),
+            AuditEvent::AdminAction {
+                actor: "cli".into(),
+                action: "mfa_reset".into(),
+                target: user.id.clone(),
+            },
+        )],
+    )
+    .map_err(|e| e.to_string())?;
+    println!(
+        "two-factor sign-in is off for {} ({}); {sessions} sessions ended. The owner signs in with the password and enrols again.",
+        escape(&user.name),
+        user.id
+    );
     Ok(())
 }
 

@@ -19,8 +19,9 @@ use super::{BIN, data_dir};
 /// The password every test account gets.
 pub const PASSWORD: &str = "Tulip-Harbour-7";
 
-/// A `fleetwire.toml` with every listener on loopback port 0 (HTTPS on `https`), fast hashing, a
-/// generous per-source login burst, these lines added to `[accounts]`, then `rest`.
+/// A `fleetwire.toml` with every listener on loopback port 0 (HTTPS on `https`), fast hashing,
+/// these lines added to `[accounts]`, then `rest`. The per-source login throttle keeps its
+/// default (10 at once): a test that signs in more often from one address raises it.
 pub fn config_at(https: &str, accounts: &str, rest: &str) -> String {
     format!(
         "[session]\nlisten = \"127.0.0.1:0\"\n\
