@@ -677,21 +677,25 @@ fn describe(conn: &Connection, thing: &Loaded, full: bool, caller: Option<UserId
 /// otherwise it becomes the gateway user `ext:NAME`, which only `danger_trust_user_header` can
 /// act as. Event actors become numbers. `things.created_by` is added.
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    const CREATOR: &str = "SELECT 1 FROM pragma_table_info('things') WHERE name = 'created_by'";
+    const INDEX: &str =
+        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'things_by_creator'";
+    const OLD_USERS: &str =
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'thing_users'";
+    let exists = |c: &Connection, sql: &str| c.prepare(sql)?.exists([]);
+    // Every command opens the store: take the write lock only when there is work.
+    if exists(conn, CREATOR)? && exists(conn, INDEX)? && !exists(conn, OLD_USERS)? {
+        return Ok(());
+    }
     let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    let has_creator = tx
-        .prepare("SELECT 1 FROM pragma_table_info('things') WHERE name = 'created_by'")?
-        .exists([])?;
-    if !has_creator {
+    if !exists(&tx, CREATOR)? {
         tx.execute("ALTER TABLE things ADD COLUMN created_by TEXT", [])?;
     }
     tx.execute(
         "CREATE INDEX IF NOT EXISTS things_by_creator ON things (created_by)",
         [],
     )?;
-    let old_users = tx
-        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'thing_users'")?
-        .exists([])?;
-    if old_users {
+    if exists(&tx, OLD_USERS)? {
         let rows: Vec<(i64, String)> = tx
             .prepare("SELECT id, name FROM thing_users ORDER BY id")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
