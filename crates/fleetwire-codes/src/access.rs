@@ -573,8 +573,9 @@ impl ThingAccess {
     /// makes. If they were the last administrator and members remain, the member with the
     /// lowest [`UserId`] (the longest known to the host, when ids are issued in order) becomes
     /// administrator, so the invariants hold; if no member remains the thing is unclaimed
-    /// again. Invites they issued stay valid. Audited as [`AuditKind::AccountClosed`] (with
-    /// `user` as the actor) when anything changed.
+    /// again and its pending requests end (nobody is left to decide them; each is audited as
+    /// [`AuditKind::RequestCancelled`]). Invites they issued stay valid. Audited as
+    /// [`AuditKind::AccountClosed`] (with `user` as the actor) when anything changed.
     pub fn forget_user(&mut self, now: UnixTime, user: UserId) -> Forgotten {
         let mut f = Forgotten {
             role: self.s.members.remove(&user),
@@ -599,6 +600,11 @@ impl ThingAccess {
                 successor: f.successor,
             },
         );
+        if self.s.members.is_empty() {
+            for pending in std::mem::take(&mut self.s.pending).into_keys() {
+                self.push(now, user, AuditKind::RequestCancelled { user: pending });
+            }
+        }
         debug_assert_eq!(self.s.check(), Ok(()));
         f
     }
@@ -704,6 +710,7 @@ impl ThingAccess {
             self.s.members.insert(user, Role::Administrator);
             self.s.blocked.remove(&user);
             self.s.invites.remove(&user);
+            self.s.pending.remove(&user);
             self.push(now, user, AuditKind::Claimed);
             return Ok(Connected::BecameAdministrator);
         }
@@ -825,6 +832,9 @@ impl State {
         if !self.pending.is_empty() && self.mode != AccessMode::AdminConfirm {
             return Err("a request is pending outside admin-confirm mode");
         }
+        if !self.pending.is_empty() && self.members.is_empty() {
+            return Err("a request is pending on an unclaimed thing");
+        }
         if self.pending.keys().any(|u| self.members.contains_key(u)) {
             return Err("a member has a pending request");
         }
@@ -935,6 +945,29 @@ mod tests {
         assert!(t.forget_user(T0, B).invited);
         assert!(t.forget_user(T0, C).role.is_some());
         assert!(!t.is_claimed());
+        assert_eq!(t.check_invariants(), Ok(()));
+    }
+
+    /// Found by the `codes_access` fuzz target: the last member's account closes while a
+    /// request waits; the requester must not end up administrator with a request pending.
+    #[test]
+    fn an_unclaimed_thing_keeps_no_pending_requests() {
+        let c = code("ABCDEFGHIJ");
+        let mut t = ThingAccess::new(c, AccessMode::AdminConfirm);
+        t.connect(T0, A, &c).unwrap();
+        assert_eq!(t.connect(T0, B, &c), Ok(Connected::RequestPending));
+        drain(&mut t);
+        let f = t.forget_user(T0, A);
+        assert_eq!((f.role, f.successor), (Some(Role::Administrator), None));
+        assert_eq!(t.pending_requests().count(), 0);
+        assert_eq!(
+            drain(&mut t),
+            vec![
+                AuditKind::AccountClosed { successor: None },
+                AuditKind::RequestCancelled { user: B }
+            ]
+        );
+        assert_eq!(t.connect(T0, B, &c), Ok(Connected::BecameAdministrator));
         assert_eq!(t.check_invariants(), Ok(()));
     }
 
