@@ -58,6 +58,9 @@ enum Op {
         admin: u8,
         expires_in: Option<u16>,
     },
+    Forget {
+        user: u8,
+    },
     Tick {
         ms: u32,
     },
@@ -131,6 +134,19 @@ fuzz_target!(|input: Input| {
                 ok
             }
             Op::Unblock { admin, user: u } => t.unblock(now, user(admin), user(u)).is_ok(),
+            Op::Forget { user: u } => {
+                // An account closed: no trace of the user, the invariants hold (a claimed thing
+                // keeps an administrator unless its last member went), one event iff changed.
+                let f = t.forget_user(now, user(u));
+                assert_eq!(t.check_invariants(), Ok(()));
+                assert!(!t.has_access(user(u)) && !t.is_blocked(user(u)));
+                assert!(!t.pending_requests().any(|(p, _)| p == user(u)));
+                assert!(!t.invites().any(|(i, _)| i == user(u)));
+                let events: Vec<_> = std::iter::from_fn(|| t.poll_event()).collect();
+                assert_eq!(events.is_empty(), f.is_empty());
+                assert_eq!(t == before, f.is_empty());
+                continue;
+            }
             Op::SetMode { admin, mode: m } => t.set_mode(now, user(admin), mode(m)).is_ok(),
             Op::Rotate {
                 admin,

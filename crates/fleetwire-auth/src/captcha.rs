@@ -5,10 +5,17 @@
 //! with [`CaptchaStore::solve`]. A challenge is single use (any answer consumes it) and expires.
 //! Only a SHA-256 digest of the answer is stored.
 //!
+//! The table is bounded by [`CaptchaConfig::max_pending`] and every operation is O(1)
+//! (amortized): a full table evicts the oldest challenge issued, found at the front of a queue
+//! in issue order, never by scanning. Challenges are cheap to ask for (a server usually hands
+//! them out without sign-in), so a flood only evicts older challenges; throttle issuing per
+//! source in the server, and keep the picture's rendering ([`UnrenderedChallenge::render`]) out
+//! of any lock the login path needs.
+//!
 //! This stops scripted guessing at low cost; it is not a defence against OCR or solving farms,
 //! which the lockout engine and throttles handle.
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 
 use data_encoding::BASE64URL_NOPAD;
@@ -28,18 +35,18 @@ pub struct CaptchaConfig {
     pub lifetime_ms: u64,
     /// Consecutive failures after which a login requires a CAPTCHA.
     pub required_after_failures: u16,
-    /// Most challenges outstanding; beyond it the oldest-expiring are dropped.
+    /// Most challenges outstanding; beyond it the oldest issued is dropped.
     pub max_pending: usize,
 }
 
 impl Default for CaptchaConfig {
-    /// 5 digits, 2 minutes, after 3 failures, 100,000 outstanding.
+    /// 5 digits, 2 minutes, after 3 failures, 10,000 outstanding.
     fn default() -> Self {
         Self {
             digits: 5,
             lifetime_ms: 120_000,
             required_after_failures: 3,
-            max_pending: 100_000,
+            max_pending: 10_000,
         }
     }
 }
@@ -55,11 +62,44 @@ pub struct CaptchaChallenge {
     pub expires_at: UnixTime,
 }
 
+/// A challenge already in the table whose picture is not drawn yet: draw it with
+/// [`render`](Self::render) after releasing whatever lock guards the [`CaptchaStore`].
+pub struct UnrenderedChallenge {
+    id: String,
+    answer: String,
+    expires_at: UnixTime,
+}
+
+impl std::fmt::Debug for UnrenderedChallenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnrenderedChallenge")
+            .field("id", &self.id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UnrenderedChallenge {
+    /// Draws the picture (the expensive part: a few kilobytes of SVG with random noise).
+    pub fn render(self, rng: &mut impl CryptoRngCore) -> CaptchaChallenge {
+        CaptchaChallenge {
+            svg: render(&self.answer, rng),
+            id: self.id,
+            expires_at: self.expires_at,
+        }
+    }
+
+    /// The identifier the answer must come back with.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 /// Why an answer was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CaptchaError {
-    /// Wrong digits, unknown or already used challenge.
+    /// Wrong digits, unknown, already used or evicted challenge.
     #[error("the digits do not match; try the new picture")]
     Invalid,
     /// The challenge expired.
@@ -73,11 +113,14 @@ struct Pending {
     expires_at: UnixTime,
 }
 
-/// Outstanding challenges. Serializable.
+/// Outstanding challenges: a map by id and a queue of ids in issue order (it may still hold
+/// ids that were answered; they are skipped when reached, and the queue is compacted when it
+/// grows past twice the table). Serializable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaptchaStore {
     config: CaptchaConfig,
-    pending: BTreeMap<String, Pending>,
+    pending: HashMap<String, Pending>,
+    order: VecDeque<String>,
 }
 
 impl CaptchaStore {
@@ -85,7 +128,8 @@ impl CaptchaStore {
     pub fn new(config: CaptchaConfig) -> Self {
         Self {
             config,
-            pending: BTreeMap::new(),
+            pending: HashMap::new(),
+            order: VecDeque::new(),
         }
     }
 
@@ -94,20 +138,28 @@ impl CaptchaStore {
         failures >= self.config.required_after_failures
     }
 
-    /// Creates a challenge.
+    /// Creates a challenge and draws it. Under a lock, prefer
+    /// [`issue_unrendered`](Self::issue_unrendered) and render outside.
     pub fn issue(&mut self, now: UnixTime, rng: &mut impl CryptoRngCore) -> CaptchaChallenge {
-        if self.pending.len() >= self.config.max_pending.max(1) {
-            self.purge(now);
-            while self.pending.len() >= self.config.max_pending.max(1) {
-                let first = self
-                    .pending
-                    .iter()
-                    .min_by_key(|(_, p)| p.expires_at)
-                    .map(|(k, _)| k.clone());
-                match first {
-                    Some(k) => self.pending.remove(&k),
-                    None => break,
-                };
+        self.issue_unrendered(now, rng).render(rng)
+    }
+
+    /// Creates a challenge (O(1) amortized; the oldest issued is dropped when the table is
+    /// full) without drawing it.
+    pub fn issue_unrendered(
+        &mut self,
+        now: UnixTime,
+        rng: &mut impl CryptoRngCore,
+    ) -> UnrenderedChallenge {
+        let max = self.config.max_pending.max(1);
+        while self.pending.len() >= max {
+            match self.order.pop_front() {
+                Some(id) => {
+                    self.pending.remove(&id);
+                }
+                // Every pending id is in the queue, so this is not reached; were it reached,
+                // starting afresh beats looping.
+                None => self.pending.clear(),
             }
         }
         let n = self.config.digits.clamp(4, 8);
@@ -125,9 +177,11 @@ impl CaptchaStore {
                 expires_at,
             },
         );
-        CaptchaChallenge {
+        self.order.push_back(id.clone());
+        self.compact();
+        UnrenderedChallenge {
             id,
-            svg: render(&answer, rng),
+            answer,
             expires_at,
         }
     }
@@ -150,14 +204,34 @@ impl CaptchaStore {
         }
     }
 
-    /// Drops expired challenges.
+    /// Drops expired challenges from the front of the queue (issue order is expiry order while
+    /// the clock runs forward; one issued before a backward clock step is refused by
+    /// [`solve`](Self::solve) when it expires and evicted in turn).
     pub fn purge(&mut self, now: UnixTime) {
-        self.pending.retain(|_, p| now < p.expires_at);
+        while let Some(id) = self.order.front() {
+            match self.pending.get(id) {
+                Some(p) if now < p.expires_at => break,
+                _ => {
+                    if let Some(id) = self.order.pop_front() {
+                        self.pending.remove(&id);
+                    }
+                }
+            }
+        }
     }
 
     /// Outstanding challenges.
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Rebuilds the queue without answered ids once it holds more than twice the table: O(n)
+    /// once per at least n operations.
+    fn compact(&mut self) {
+        if self.order.len() > 2 * self.config.max_pending.max(1) + 16 {
+            let pending = &self.pending;
+            self.order.retain(|id| pending.contains_key(id));
+        }
     }
 }
 
@@ -272,5 +346,63 @@ mod tests {
             Err(CaptchaError::Expired)
         );
         assert!(s.required(3) && !s.required(2));
+    }
+
+    #[test]
+    fn full_table_drops_the_oldest_issued() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        let mut s = CaptchaStore::new(CaptchaConfig {
+            max_pending: 100,
+            ..CaptchaConfig::default()
+        });
+        let now = UnixTime::from_secs(10);
+        let first = s.issue_unrendered(now, &mut rng);
+        let mut last = None;
+        for _ in 0..299 {
+            last = Some(s.issue_unrendered(now, &mut rng));
+        }
+        assert_eq!(s.pending(), 100, "bounded");
+        assert!(s.order.len() <= 2 * 100 + 16);
+        assert_eq!(
+            s.solve(first.id(), &first.answer, now),
+            Err(CaptchaError::Invalid),
+            "the oldest was evicted"
+        );
+        let last = last.unwrap();
+        assert_eq!(
+            s.solve(last.id(), &last.answer, now),
+            Ok(()),
+            "the newest stays"
+        );
+    }
+
+    #[test]
+    fn answered_ids_do_not_pile_up_in_the_queue() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
+        let mut s = CaptchaStore::new(CaptchaConfig {
+            max_pending: 10,
+            ..CaptchaConfig::default()
+        });
+        let now = UnixTime::from_secs(10);
+        for _ in 0..10_000 {
+            let c = s.issue_unrendered(now, &mut rng);
+            let _ = s.solve(c.id(), "0", now);
+        }
+        assert_eq!(s.pending(), 0);
+        assert!(s.order.len() <= 2 * 10 + 16, "{}", s.order.len());
+    }
+
+    #[test]
+    fn purge_drops_expired_from_the_front() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let mut s = CaptchaStore::new(CaptchaConfig::default());
+        let t = UnixTime::from_secs(10);
+        for i in 0..5 {
+            let _ = s.issue_unrendered(t.plus_secs(i), &mut rng);
+        }
+        s.purge(t.plus_secs(122));
+        assert_eq!(s.pending(), 2, "issued at 10..12 expired by 132");
+        let c = s.issue(t, &mut rng);
+        assert!(c.svg.contains("<g transform="));
     }
 }

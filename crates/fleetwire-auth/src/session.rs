@@ -183,6 +183,15 @@ impl SessionStore {
         before - self.sessions.len()
     }
 
+    /// Ends every session of `user` except the one `keep` (the token of the request that made a
+    /// security change: the password, the second factor); returns how many ended.
+    pub fn end_others(&mut self, user: &str, keep: &str) -> usize {
+        let keep = digest_hex(keep);
+        let before = self.sessions.len();
+        self.sessions.retain(|k, r| r.user != user || *k == keep);
+        before - self.sessions.len()
+    }
+
     /// Ends every session of `user` and forgets its idle-timeout choice (the account was
     /// deleted); returns how many sessions ended.
     pub fn forget_user(&mut self, user: &str) -> usize {
@@ -311,6 +320,26 @@ mod tests {
         assert_eq!(
             s.check(&tok, t0.plus_secs(1801), Activity::User),
             Err(SessionError::Unknown)
+        );
+    }
+
+    #[test]
+    fn end_others_keeps_only_the_current_session() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
+        let mut s = SessionStore::new(SessionConfig::default());
+        let t = UnixTime::from_secs(1000);
+        let (mine, _) = s.create("u", t, &mut rng);
+        let (other, _) = s.create("u", t, &mut rng);
+        let (theirs, _) = s.create("v", t, &mut rng);
+        assert_eq!(s.end_others("u", &mine), 1);
+        assert!(s.check(&mine, t, Activity::User).is_ok());
+        assert_eq!(
+            s.check(&other, t, Activity::User),
+            Err(SessionError::Unknown)
+        );
+        assert!(
+            s.check(&theirs, t, Activity::User).is_ok(),
+            "other users keep theirs"
         );
     }
 

@@ -227,11 +227,40 @@ pub enum AuditKind {
         /// When the code stops working, if ever.
         expires_at: Option<UnixTime>,
     },
+    /// The actor's account was closed: every trace of them on this thing is gone (see
+    /// [`ThingAccess::forget_user`]); `successor` was made administrator in their place.
+    AccountClosed {
+        /// The member who became administrator because the closed account was the last one.
+        successor: Option<UserId>,
+    },
     /// The actor tried something and was refused.
     Denied {
         /// Why.
         error: AccessError,
     },
+}
+
+/// What [`ThingAccess::forget_user`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Forgotten {
+    /// The user's role, if they were a member.
+    pub role: Option<Role>,
+    /// Whether a request of theirs was pending.
+    pub pending: bool,
+    /// Whether they held an invite.
+    pub invited: bool,
+    /// Whether they were blocked.
+    pub blocked: bool,
+    /// The member made administrator because the user was the last administrator.
+    pub successor: Option<UserId>,
+}
+
+impl Forgotten {
+    /// Whether the user had nothing to do with the thing.
+    pub fn is_empty(&self) -> bool {
+        self.role.is_none() && !self.pending && !self.invited && !self.blocked
+    }
 }
 
 /// One thing's access state: its code, mode, administrators, members, pending requests,
@@ -539,6 +568,47 @@ impl ThingAccess {
         self.audit_result(now, admin, r)
     }
 
+    /// `user`'s account was closed: removes every trace of them (membership, pending request,
+    /// invite, block) without the checks of [`remove`](Self::remove), which an administrator
+    /// makes. If they were the last administrator and members remain, the member with the
+    /// lowest [`UserId`] (the longest known to the host, when ids are issued in order) becomes
+    /// administrator, so the invariants hold; if no member remains the thing is unclaimed
+    /// again and its pending requests end (nobody is left to decide them; each is audited as
+    /// [`AuditKind::RequestCancelled`]). Invites they issued stay valid. Audited as
+    /// [`AuditKind::AccountClosed`] (with `user` as the actor) when anything changed.
+    pub fn forget_user(&mut self, now: UnixTime, user: UserId) -> Forgotten {
+        let mut f = Forgotten {
+            role: self.s.members.remove(&user),
+            pending: self.s.pending.remove(&user).is_some(),
+            invited: self.s.invites.remove(&user).is_some(),
+            blocked: self.s.blocked.remove(&user),
+            successor: None,
+        };
+        if f.is_empty() {
+            return f;
+        }
+        if f.role == Some(Role::Administrator) && self.administrator_count() == 0 {
+            if let Some((&next, role)) = self.s.members.iter_mut().next() {
+                *role = Role::Administrator;
+                f.successor = Some(next);
+            }
+        }
+        self.push(
+            now,
+            user,
+            AuditKind::AccountClosed {
+                successor: f.successor,
+            },
+        );
+        if self.s.members.is_empty() {
+            for pending in std::mem::take(&mut self.s.pending).into_keys() {
+                self.push(now, user, AuditKind::RequestCancelled { user: pending });
+            }
+        }
+        debug_assert_eq!(self.s.check(), Ok(()));
+        f
+    }
+
     /// The next audit event, oldest first. Drain after every call, until `None`.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<AuditEvent> {
@@ -640,6 +710,7 @@ impl ThingAccess {
             self.s.members.insert(user, Role::Administrator);
             self.s.blocked.remove(&user);
             self.s.invites.remove(&user);
+            self.s.pending.remove(&user);
             self.push(now, user, AuditKind::Claimed);
             return Ok(Connected::BecameAdministrator);
         }
@@ -761,6 +832,9 @@ impl State {
         if !self.pending.is_empty() && self.mode != AccessMode::AdminConfirm {
             return Err("a request is pending outside admin-confirm mode");
         }
+        if !self.pending.is_empty() && self.members.is_empty() {
+            return Err("a request is pending on an unclaimed thing");
+        }
         if self.pending.keys().any(|u| self.members.contains_key(u)) {
             return Err("a member has a pending request");
         }
@@ -835,6 +909,66 @@ mod tests {
             }]
         );
         assert_eq!(t, before);
+    }
+
+    #[test]
+    fn a_closed_account_leaves_no_trace_and_no_headless_thing() {
+        let c = code("ABCDEFGHIJ");
+        let mut t = ThingAccess::new(c, AccessMode::AdminConfirm);
+        t.connect(T0, A, &c).unwrap();
+        t.connect(T0, C, &c).unwrap();
+        t.approve(T0, A, C).unwrap();
+        t.connect(T0, B, &c).unwrap();
+        drain(&mut t);
+        // A pending requester goes without a trace.
+        let f = t.forget_user(T0, B);
+        assert!(f.pending && f.role.is_none());
+        assert_eq!(t.pending_requests().count(), 0);
+        // The last administrator: the remaining member takes over.
+        let f = t.forget_user(T0, A);
+        assert_eq!((f.role, f.successor), (Some(Role::Administrator), Some(C)));
+        assert!(t.is_administrator(C) && !t.has_access(A));
+        assert_eq!(
+            drain(&mut t),
+            vec![
+                AuditKind::AccountClosed { successor: None },
+                AuditKind::AccountClosed { successor: Some(C) }
+            ]
+        );
+        // Nothing to forget: no event.
+        assert!(t.forget_user(T0, A).is_empty());
+        assert!(t.poll_event().is_none());
+        // Blocked and invited users are forgotten too; the last member leaves it unclaimed.
+        t.remove(T0, C, A).unwrap();
+        t.invite(T0, C, B, None).unwrap();
+        assert!(t.forget_user(T0, A).blocked && !t.is_blocked(A));
+        assert!(t.forget_user(T0, B).invited);
+        assert!(t.forget_user(T0, C).role.is_some());
+        assert!(!t.is_claimed());
+        assert_eq!(t.check_invariants(), Ok(()));
+    }
+
+    /// Found by the `codes_access` fuzz target: the last member's account closes while a
+    /// request waits; the requester must not end up administrator with a request pending.
+    #[test]
+    fn an_unclaimed_thing_keeps_no_pending_requests() {
+        let c = code("ABCDEFGHIJ");
+        let mut t = ThingAccess::new(c, AccessMode::AdminConfirm);
+        t.connect(T0, A, &c).unwrap();
+        assert_eq!(t.connect(T0, B, &c), Ok(Connected::RequestPending));
+        drain(&mut t);
+        let f = t.forget_user(T0, A);
+        assert_eq!((f.role, f.successor), (Some(Role::Administrator), None));
+        assert_eq!(t.pending_requests().count(), 0);
+        assert_eq!(
+            drain(&mut t),
+            vec![
+                AuditKind::AccountClosed { successor: None },
+                AuditKind::RequestCancelled { user: B }
+            ]
+        );
+        assert_eq!(t.connect(T0, B, &c), Ok(Connected::BecameAdministrator));
+        assert_eq!(t.check_invariants(), Ok(()));
     }
 
     #[test]

@@ -204,7 +204,7 @@ pub mod throttle;
 mod time;
 
 pub use access::{
-    AccessError, AccessMode, AuditEvent, AuditKind, Connected, MAX_QUEUED_EVENTS, Role,
+    AccessError, AccessMode, AuditEvent, AuditKind, Connected, Forgotten, MAX_QUEUED_EVENTS, Role,
     ThingAccess, UserId,
 };
 pub use alphabet::{Alphabet, MAX_ALPHABET_SIZE};

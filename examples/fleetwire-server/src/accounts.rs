@@ -65,6 +65,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::serve::{Ctx, Service};
 use crate::store::Store;
+use crate::term::{escape, escape_json};
 
 pub(crate) use api::{api, session_user};
 pub(crate) use mail::SmtpSettings;
@@ -116,6 +117,9 @@ CREATE TABLE IF NOT EXISTS auth_audit (
 
 /// The lockout namespace for user logins.
 const LOGIN_NS: &str = "user-login";
+/// The lockout namespace for step-up re-authentication (password and factor changes): a lane
+/// per account, apart from its login lane.
+const REAUTH_NS: &str = "user-reauth";
 
 /// `[accounts]` in `fleetwire.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,6 +136,12 @@ pub(crate) struct AccountsSettings {
     pub(crate) max_block_secs: u32,
     /// Consecutive failures after which a login needs a CAPTCHA (0: never).
     pub(crate) captcha_after_failures: u16,
+    /// CAPTCHA challenges one source may fetch back to back (`GET /v1/auth/captcha`).
+    pub(crate) captcha_burst_per_source: u32,
+    /// CAPTCHA challenges per minute per source after the burst.
+    pub(crate) captcha_per_minute_per_source: u32,
+    /// Most CAPTCHA challenges outstanding; beyond it the oldest issued is dropped.
+    pub(crate) captcha_max_pending: usize,
     /// Login attempts one address may make back to back.
     pub(crate) login_burst_per_source: u32,
     /// Login attempts per minute per address after the burst.
@@ -179,7 +189,10 @@ impl Default for AccountsSettings {
     fn default() -> Self {
         let groups = [
             ("admin", vec!["*"]),
-            ("operator", vec!["player.*", "content.*", "user.read"]),
+            (
+                "operator",
+                vec!["player.*", "content.*", "user.read", "thing.create"],
+            ),
             ("viewer", vec!["player.read", "content.read"]),
         ]
         .into_iter()
@@ -191,6 +204,9 @@ impl Default for AccountsSettings {
             base_block_secs: 60,
             max_block_secs: 3600,
             captcha_after_failures: 3,
+            captcha_burst_per_source: 10,
+            captcha_per_minute_per_source: 10,
+            captcha_max_pending: 10_000,
             login_burst_per_source: 10,
             login_per_minute_per_source: 10,
             login_per_second_global: 100,
@@ -252,6 +268,36 @@ impl AccountsSettings {
         }
     }
 
+    fn captcha(&self) -> CaptchaConfig {
+        CaptchaConfig {
+            required_after_failures: if self.captcha_after_failures == 0 {
+                u16::MAX
+            } else {
+                self.captcha_after_failures
+            },
+            max_pending: self.captcha_max_pending.max(1),
+            ..CaptchaConfig::default()
+        }
+    }
+
+    /// The throttle on fetching challenges: per source as configured, and at most 200 a second
+    /// (1,000 at once) from everybody together, which bounds the drawing work.
+    fn captcha_throttle(&self) -> ThrottleConfig {
+        ThrottleConfig {
+            per_source: Rate {
+                burst: self.captcha_burst_per_source.max(1),
+                per_period: self.captcha_per_minute_per_source.max(1),
+                period_ms: 60_000,
+            },
+            global: Rate {
+                burst: 1000,
+                per_period: 200,
+                period_ms: 1000,
+            },
+            max_sources: 100_000,
+        }
+    }
+
     fn roles(&self) -> Roles {
         let mut roles = Roles::new();
         for (group, rights) in &self.groups {
@@ -299,6 +345,11 @@ impl UserRow {
         roles
     }
 
+    /// An administrator: an account that can sign in (not locked) whose groups grant `*`.
+    fn is_administrator(&self, settings: &AccountsSettings) -> bool {
+        !self.locked && self.roles(settings).holds(&self.id, "*")
+    }
+
     fn policy_context(&self) -> PolicyContext {
         let mut words = vec![self.name.clone()];
         if let Some(e) = &self.email {
@@ -309,6 +360,68 @@ impl UserRow {
         PolicyContext {
             words,
             has_mfa: self.mfa,
+        }
+    }
+}
+
+/// Whether `user` holds `right` under `settings`' groups; `Err` is the message for a 403.
+pub(crate) fn check_right(
+    settings: &AccountsSettings,
+    user: &UserRow,
+    right: &str,
+) -> Result<(), String> {
+    user.roles(settings)
+        .check(&user.id, right)
+        .map_err(|e| e.to_string())
+}
+
+/// Refuses a change that would leave the server without an administrator: `before` is the
+/// account as stored, `after` as the change would leave it (`None`: deleted). Run it in the
+/// transaction that makes the change, so two changes cannot each remove "another" one.
+pub(crate) fn keep_an_administrator(
+    conn: &Connection,
+    settings: &AccountsSettings,
+    before: &UserRow,
+    after: Option<&UserRow>,
+) -> Result<(), LastAdministrator> {
+    if !before.is_administrator(settings) || after.is_some_and(|a| a.is_administrator(settings)) {
+        return Ok(());
+    }
+    let others = conn
+        .prepare(&format!(
+            "SELECT {USER_COLUMNS} FROM auth_users WHERE id != ?1 AND locked = 0"
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_map([&before.id], user_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(|e| LastAdministrator::Store(e.to_string()))?;
+    if others.iter().any(|u| u.is_administrator(settings)) {
+        Ok(())
+    } else {
+        Err(LastAdministrator::Refused(before.name.clone()))
+    }
+}
+
+/// Why [`keep_an_administrator`] refused.
+#[derive(Debug)]
+pub(crate) enum LastAdministrator {
+    /// The change would remove the last administrator.
+    Refused(String),
+    /// The store failed.
+    Store(String),
+}
+
+impl std::fmt::Display for LastAdministrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(name) => write!(
+                f,
+                "{} is the last administrator (an unlocked account whose groups grant \"*\"): \
+                 make another account administrator first (fleetwire-server user groups NAME admin)",
+                escape(name)
+            ),
+            Self::Store(e) => f.write_str(e),
         }
     }
 }
@@ -477,16 +590,23 @@ pub(crate) struct Removed {
     pub(crate) totp_secret: bool,
     pub(crate) group_memberships: usize,
     pub(crate) audit_entries_kept: usize,
+    /// Its places on things (members, requests, invites, blocks, events, creator).
+    pub(crate) things: crate::things::ThingsForgotten,
 }
 
 /// Deletes a user and every row that belongs to it (C5), in one transaction.
-pub(crate) fn delete_user(conn: &mut Connection, name: &str) -> Result<Removed, String> {
+pub(crate) fn delete_user(
+    conn: &mut Connection,
+    settings: &AccountsSettings,
+    name: &str,
+) -> Result<Removed, String> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| e.to_string())?;
     let user = user_by_name(&tx, name)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no user {name:?}"))?;
+    keep_an_administrator(&tx, settings, &user, None).map_err(|e| e.to_string())?;
     let recovery: Option<String> = tx
         .query_row(
             "SELECT recovery FROM auth_users WHERE id = ?1",
@@ -498,7 +618,9 @@ pub(crate) fn delete_user(conn: &mut Connection, name: &str) -> Result<Removed, 
         .and_then(|r| serde_json::from_str::<RecoveryCodes>(&r).ok())
         .map_or(0, |r| r.remaining());
     let run = |sql: &str| tx.execute(sql, [&user.id]).map_err(|e| e.to_string());
+    let things = crate::things::forget_account(&tx, &user.id)?;
     let removed = Removed {
+        things,
         session_rows: run("DELETE FROM auth_sessions WHERE user_id = ?1")?,
         reset_token_rows: run("DELETE FROM auth_reset_tokens WHERE user_id = ?1")?,
         pending_command_rows: run("DELETE FROM auth_commands WHERE subject = ?1")?,
@@ -538,11 +660,20 @@ pub(crate) struct Accounts {
     policy: PasswordPolicy,
     pool: pool::HashPool,
     engines: Mutex<Engines>,
+    /// CAPTCHA challenges and the throttle on fetching them: a lock of their own, off the path
+    /// of session checks, not saved (a challenge lives two minutes; after a restart the client
+    /// fetches a new one).
+    captchas: Mutex<Captchas>,
+    /// Challenge fetches refused by the throttle since the last audit entry.
+    captcha_refused: std::sync::atomic::AtomicU64,
     /// Set by every use of the engines; cleared when a snapshot is taken.
     dirty: AtomicBool,
     audit_buf: Mutex<Vec<(UnixTime, AuditEvent)>>,
     /// Keys the pseudonyms of names that match no account in the audit log.
     anon_key: ring::hmac::Key,
+    /// Keys the lockout-lane pseudonyms of names that match no account (derived from the
+    /// device-cookie key, so they are stable across restarts, like the saved lanes).
+    lane_key: ring::hmac::Key,
     /// The device-cookie HMAC key (`device-cookie.key`).
     device_key: [u8; 32],
     /// The outgoing-mail queue.
@@ -551,12 +682,17 @@ pub(crate) struct Accounts {
     sealer: Arc<sealed::Sealer>,
 }
 
+/// Pending CAPTCHA challenges and the per-source throttle on fetching them.
+struct Captchas {
+    store: CaptchaStore,
+    fetch: Throttle,
+}
+
 /// The `fleetwire-auth` engines, in memory (and in the snapshot, see [`persist`]).
 #[derive(Clone)]
 struct Engines {
     lockout: LockoutEngine,
     throttle: Throttle,
-    captcha: CaptchaStore,
     sessions: SessionStore,
     resets: ResetTokens,
     origins: OriginTracker,
@@ -589,14 +725,6 @@ impl Engines {
             lockout: LockoutEngine::generate(settings.lockout(), &mut rng)
                 .map_err(|e| format!("[accounts] lockout settings: {e}"))?,
             throttle: Throttle::generate(settings.throttle(), &mut rng),
-            captcha: CaptchaStore::new(CaptchaConfig {
-                required_after_failures: if settings.captcha_after_failures == 0 {
-                    u16::MAX
-                } else {
-                    settings.captcha_after_failures
-                },
-                ..CaptchaConfig::default()
-            }),
             sessions: SessionStore::new(SessionConfig {
                 absolute_lifetime_ms: settings.session_lifetime_secs.saturating_mul(1000),
                 default_idle_timeout_ms: settings.default_idle_ms(),
@@ -632,9 +760,21 @@ impl Accounts {
         };
         let pool = pool::HashPool::new(workers, settings.hash_queue)?;
         let engines = Engines::new(&settings)?;
+        let captchas = Captchas {
+            store: CaptchaStore::new(settings.captcha()),
+            fetch: Throttle::generate(settings.captcha_throttle(), &mut OsRng),
+        };
         let anon_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &random16());
         let device_key =
             persist::load_or_create_key::<32>(&ctx.data_dir.join(persist::DEVICE_KEY_FILE))?;
+        let lane_key = ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            ring::hmac::sign(
+                &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &device_key),
+                b"fleetwire lockout lanes of unknown names v1",
+            )
+            .as_ref(),
+        );
         let outbox = if settings.outbox.is_absolute() {
             settings.outbox.clone()
         } else {
@@ -652,9 +792,12 @@ impl Accounts {
             policy,
             pool,
             engines: Mutex::new(engines),
+            captchas: Mutex::new(captchas),
+            captcha_refused: std::sync::atomic::AtomicU64::new(0),
             dirty: AtomicBool::new(false),
             audit_buf: Mutex::new(Vec::new()),
             anon_key,
+            lane_key,
             device_key,
             mailer,
             sealer,
@@ -664,6 +807,11 @@ impl Accounts {
     fn engines(&self) -> std::sync::MutexGuard<'_, Engines> {
         self.dirty.store(true, Ordering::Relaxed);
         self.engines.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The CAPTCHA lock. Held for O(1) table operations only: pictures are drawn outside it.
+    fn captchas(&self) -> std::sync::MutexGuard<'_, Captchas> {
+        self.captchas.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn state_path(&self) -> PathBuf {
@@ -777,6 +925,19 @@ impl Accounts {
         format!("anon:{}", hex::encode(&tag.as_ref()[..8]))
     }
 
+    /// The subject of a login's lockout and CAPTCHA lane: the account's immutable id, so its
+    /// name and its e-mail address count together; for a name that matches no account, a
+    /// stable keyed pseudonym of the same shape (`u_` and 32 hex digits), so an unknown name
+    /// is counted, blocked and answered exactly like an account.
+    fn lane_subject(&self, user: Option<&UserRow>, name: &str) -> String {
+        if let Some(u) = user {
+            u.id.clone()
+        } else {
+            let tag = ring::hmac::sign(&self.lane_key, canonical_name(name).as_bytes());
+            format!("u_{}", hex::encode(&tag.as_ref()[..16]))
+        }
+    }
+
     /// Runs a store query off the executor.
     async fn db<T: Send + 'static>(
         &self,
@@ -814,13 +975,23 @@ impl Accounts {
                     let t = now();
                     e.lockout.purge(t);
                     e.throttle.purge(t);
-                    e.captcha.purge(t);
                     e.resets.purge(t);
                     e.sessions.purge(t);
                 }
                 n
             };
-            for (n, what) in [(throttled, "login_throttled"), (busy, "login_busy")] {
+            if tick % PURGE_TICKS == PURGE_TICKS - 1 {
+                let t = now();
+                let mut c = self.captchas();
+                c.store.purge(t);
+                c.fetch.purge(t);
+            }
+            let captcha_refused = self.captcha_refused.swap(0, Ordering::Relaxed);
+            for (n, what) in [
+                (throttled, "login_throttled"),
+                (busy, "login_busy"),
+                (captcha_refused, "captcha_throttled"),
+            ] {
                 if n > 0 {
                     events.push((
                         now(),
@@ -848,9 +1019,15 @@ impl Accounts {
         let mut e = self.engines();
         for (kind, subject) in commands {
             match kind.as_str() {
-                "unlock" => e
-                    .lockout
-                    .clear(&LockoutKey::untrusted(LOGIN_NS, subject.as_bytes())),
+                "unlock" => {
+                    e.lockout
+                        .clear(&LockoutKey::untrusted(LOGIN_NS, subject.as_bytes()));
+                    e.lockout
+                        .clear(&LockoutKey::untrusted(REAUTH_NS, subject.as_bytes()));
+                }
+                "end_sessions" => {
+                    e.sessions.end_all(subject);
+                }
                 "lock" => {
                     e.sessions.end_all(subject);
                     e.resets.password_changed(subject);
@@ -961,6 +1138,20 @@ pub(crate) enum UserCommand {
         /// Login name or e-mail.
         name: String,
     },
+    /// Turn an account's two-factor sign-in off (lost device and codes, or an enrolment that is
+    /// not the owner's); its sessions end. The owner signs in with the password and enrols again.
+    MfaReset {
+        /// Login name or e-mail.
+        name: String,
+    },
+    /// Set an account's groups to exactly these (none: no groups). Refused if it would leave
+    /// no administrator.
+    Groups {
+        /// Login name or e-mail.
+        name: String,
+        /// The groups (see [accounts.groups]).
+        groups: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -1002,12 +1193,23 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
             idle_timeout,
         } => {
             let name = canonical_name(&name);
-            if name.is_empty() || name.len() > 254 || name.contains(char::is_control) {
-                return Err("a name is 1 to 254 characters without control characters".into());
+            if name.is_empty() || name.len() > 254 || name.contains(crate::term::is_unsafe) {
+                return Err(
+                    "a name is 1 to 254 characters without control or bidirectional-override characters"
+                        .into(),
+                );
             }
             let email = email
                 .map(|e| canonical_name(&e))
                 .or_else(|| name.contains('@').then(|| name.clone()));
+            if email.as_deref().is_some_and(|e| {
+                e.is_empty() || e.len() > 254 || e.contains(crate::term::is_unsafe)
+            }) {
+                return Err(
+                    "--email: 1 to 254 characters without control or bidirectional-override characters"
+                        .into(),
+                );
+            }
             let known = settings.groups.keys().cloned().collect::<Vec<_>>();
             for g in &groups {
                 if !settings.groups.contains_key(g) {
@@ -1064,7 +1266,11 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
                 ));
             }
             audit(&mut conn, "user_add", &id)?;
-            println!("added {name} ({id}) groups: {}", groups.join(","));
+            println!(
+                "added {} ({id}) groups: {}",
+                escape(&name),
+                groups.join(",")
+            );
             Ok(())
         }
         UserCommand::List => {
@@ -1091,9 +1297,9 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
                 };
                 println!(
                     "{:<24} {:<24} {:<18} {:<4} {:<7} {:<8} {}",
-                    u.name,
-                    u.email.as_deref().unwrap_or("-"),
-                    u.groups.join(","),
+                    escape(&u.name),
+                    escape(u.email.as_deref().unwrap_or("-")),
+                    escape(&u.groups.join(",")),
                     if u.mfa { "yes" } else { "no" },
                     if u.locked { "locked" } else { "no" },
                     idle,
@@ -1104,17 +1310,19 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
             println!("{} users", users.len());
             Ok(())
         }
-        UserCommand::Lock { name } => set_locked(store, &name, true),
-        UserCommand::Unlock { name } => set_locked(store, &name, false),
+        UserCommand::Lock { name } => set_locked(store, &settings, &name, true),
+        UserCommand::Unlock { name } => set_locked(store, &settings, &name, false),
+        UserCommand::Groups { name, groups } => set_groups(store, &settings, &name, groups),
+        UserCommand::MfaReset { name } => mfa_reset(store, &name),
         UserCommand::Delete { name } => {
             let mut conn = store.conn();
-            let r = delete_user(&mut conn, &name)?;
+            let r = delete_user(&mut conn, &settings, &name)?;
             audit(&mut conn, "user_delete", &r.id)?;
             let mut out = String::new();
             let _ = writeln!(
                 out,
                 "deleted {} ({}): {} account row, {} session rows, {} reset-token rows, {} pending command rows, {} recovery-code digests, TOTP secret: {}, {} group memberships",
-                canonical_name(&name),
+                escape(&canonical_name(&name)),
                 r.id,
                 r.account_rows,
                 r.session_rows,
@@ -1123,6 +1331,20 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
                 r.recovery_code_digests,
                 if r.totp_secret { "removed" } else { "none" },
                 r.group_memberships,
+            );
+            let t = &r.things;
+            let _ = writeln!(
+                out,
+                "things: {} thing membership(s) removed ({} as administrator: passed to another member in {}, unclaimed again in {}), {} pending request(s), {} invite(s) and {} block(s) removed, creator cleared on {} thing(s); {} thing event(s) keep only a number that no longer maps to anyone",
+                t.memberships,
+                t.as_administrator,
+                t.administrator_passed_on,
+                t.left_unclaimed,
+                t.pending_requests,
+                t.invites,
+                t.blocks,
+                t.things_created,
+                t.events_anonymised,
             );
             let _ = write!(
                 out,
@@ -1137,7 +1359,12 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
 
 /// `user lock` / `user unlock`: the flag in the store, and a command for a running server
 /// (end the sessions; clear the failed-login blocks).
-fn set_locked(store: &Store, name: &str, lock: bool) -> Result<(), String> {
+fn set_locked(
+    store: &Store,
+    settings: &AccountsSettings,
+    name: &str,
+    lock: bool,
+) -> Result<(), String> {
     let mut conn = store.conn();
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -1145,6 +1372,13 @@ fn set_locked(store: &Store, name: &str, lock: bool) -> Result<(), String> {
     let user = user_by_name(&tx, name)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no user {name:?}"))?;
+    if lock {
+        let after = UserRow {
+            locked: true,
+            ..user.clone()
+        };
+        keep_an_administrator(&tx, settings, &user, Some(&after)).map_err(|e| e.to_string())?;
+    }
     tx.execute(
         "UPDATE auth_users SET locked = ?2, updated_at = ?3 WHERE id = ?1",
         params![user.id, lock, now_secs()],
@@ -1156,25 +1390,12 @@ fn set_locked(store: &Store, name: &str, lock: bool) -> Result<(), String> {
         tx.execute("DELETE FROM auth_sessions WHERE user_id = ?1", [&user.id])
             .map_err(|e| e.to_string())?;
     }
-    let (kind, subject) = if lock {
-        ("lock", user.id.clone())
-    } else {
-        ("unlock", user.name.clone())
-    };
+    // Both name the account by its id: the lockout lanes are keyed by it.
     tx.execute(
         "INSERT INTO auth_commands (kind, subject) VALUES (?1, ?2)",
-        params![kind, subject],
+        params![if lock { "lock" } else { "unlock" }, user.id],
     )
     .map_err(|e| e.to_string())?;
-    if !lock {
-        if let Some(email) = &user.email {
-            tx.execute(
-                "INSERT INTO auth_commands (kind, subject) VALUES ('unlock', ?1)",
-                [email],
-            )
-            .map_err(|e| e.to_string())?;
-        }
-    }
     tx.commit().map_err(|e| e.to_string())?;
     append_audit(
         &mut conn,
@@ -1191,14 +1412,128 @@ fn set_locked(store: &Store, name: &str, lock: bool) -> Result<(), String> {
     if lock {
         println!(
             "locked {} ({}); its sessions end at their next request",
-            user.name, user.id
+            escape(&user.name),
+            user.id
         );
     } else {
         println!(
             "unlocked {} ({}); failed-login blocks cleared",
-            user.name, user.id
+            escape(&user.name),
+            user.id
         );
     }
+    Ok(())
+}
+
+/// `user mfa-reset NAME`: the factor, pending enrolment and recovery codes go, the sessions end
+/// (rows now, a running server within a second), audited.
+fn mfa_reset(store: &Store, name: &str) -> Result<(), String> {
+    let mut conn = store.conn();
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| e.to_string())?;
+    let user = user_by_name(&tx, name)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no user {name:?}"))?;
+    api::clear_mfa(&tx, &user.id).map_err(|e| e.to_string())?;
+    let sessions = tx
+        .execute("DELETE FROM auth_sessions WHERE user_id = ?1", [&user.id])
+        .map_err(|e| e.to_string())?;
+    tx.execute(
+        "INSERT INTO auth_commands (kind, subject) VALUES ('end_sessions', ?1)",
+        [&user.id],
+    )
+    .map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())?;
+    append_audit(
+        &mut conn,
+        &[(
+            now(),
+            AuditEvent::AdminAction {
+                actor: "cli".into(),
+                action: "mfa_reset".into(),
+                target: user.id.clone(),
+            },
+        )],
+    )
+    .map_err(|e| e.to_string())?;
+    println!(
+        "two-factor sign-in is off for {} ({}); {sessions} sessions ended. The owner signs in with the password and enrols again.",
+        escape(&user.name),
+        user.id
+    );
+    Ok(())
+}
+
+/// `user groups NAME GROUP…`: the account's groups become exactly these, in one transaction
+/// with the last-administrator check; each group added or removed is audited.
+fn set_groups(
+    store: &Store,
+    settings: &AccountsSettings,
+    name: &str,
+    mut groups: Vec<String>,
+) -> Result<(), String> {
+    let known = settings.groups.keys().cloned().collect::<Vec<_>>();
+    for g in &groups {
+        if !settings.groups.contains_key(g) {
+            return Err(format!("no group {g:?}; groups: {}", known.join(", ")));
+        }
+    }
+    groups.sort();
+    groups.dedup();
+    let mut conn = store.conn();
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| e.to_string())?;
+    let user = user_by_name(&tx, name)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no user {name:?}"))?;
+    let after = UserRow {
+        groups: groups.clone(),
+        ..user.clone()
+    };
+    keep_an_administrator(&tx, settings, &user, Some(&after)).map_err(|e| e.to_string())?;
+    tx.execute(
+        "UPDATE auth_users SET groups = ?2, updated_at = ?3 WHERE id = ?1",
+        params![user.id, groups.join(","), now_secs()],
+    )
+    .map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())?;
+    let t = now();
+    let changes: Vec<(UnixTime, AuditEvent)> = user
+        .groups
+        .iter()
+        .filter(|g| !groups.contains(g))
+        .map(|g| (g, false))
+        .chain(
+            groups
+                .iter()
+                .filter(|g| !user.groups.contains(g))
+                .map(|g| (g, true)),
+        )
+        .map(|(g, granted)| {
+            (
+                t,
+                AuditEvent::RoleChanged {
+                    actor: "cli".into(),
+                    user: user.id.clone(),
+                    group: g.clone(),
+                    granted,
+                },
+            )
+        })
+        .collect();
+    append_audit(&mut conn, &changes).map_err(|e| e.to_string())?;
+    println!(
+        "{} ({}) groups: {}",
+        escape(&user.name),
+        user.id,
+        if groups.is_empty() {
+            "none".to_owned()
+        } else {
+            groups.join(",")
+        }
+    );
     Ok(())
 }
 
@@ -1232,7 +1567,10 @@ pub(crate) fn audit_cli(cmd: AuditCommand, store: &Store) -> Result<(), String> 
                 .map_err(|e| e.to_string())?;
             for row in rows {
                 let (seq, at_ms, event) = row.map_err(|e| e.to_string())?;
-                println!("{{\"seq\":{seq},\"at_ms\":{at_ms},\"event\":{event}}}");
+                // The event is JSON; its strings may carry text from peers (device events) that
+                // JSON leaves raw (C1 controls, bidirectional overrides): escaped, still JSON.
+                let line = format!("{{\"seq\":{seq},\"at_ms\":{at_ms},\"event\":{event}}}");
+                println!("{}", escape_json(&line));
             }
             Ok(())
         }

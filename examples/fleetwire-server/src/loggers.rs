@@ -486,7 +486,12 @@ pub(crate) fn cli(cmd: LoggerCommand, store: &Store) -> Result<(), String> {
                     let _ = writeln!(acc, "{id},{k}");
                     acc
                 });
-                write_secret_file(&path, lines.as_bytes())?;
+                crate::secret_file::write(
+                    &path,
+                    lines.as_bytes(),
+                    crate::secret_file::Overwrite::Refuse,
+                )
+                .map_err(|e| e.to_string())?;
                 println!("{count} loggers added; ids and keys in {}", path.display());
             } else {
                 for (id, key) in &made {
@@ -547,21 +552,6 @@ fn list(store: &Store) -> Result<(), String> {
     }
     println!("{} loggers", rows.len());
     Ok(())
-}
-
-fn write_secret_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
-        .open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// `readings` output formats.

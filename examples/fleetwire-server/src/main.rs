@@ -20,8 +20,10 @@ mod http;
 mod loggers;
 mod logging;
 mod players;
+mod secret_file;
 mod serve;
 mod store;
+mod term;
 mod things;
 
 use std::path::PathBuf;

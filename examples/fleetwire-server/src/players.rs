@@ -12,8 +12,10 @@ use fleetwire_tokio::session::{
 };
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::secret_file::{Overwrite, SecretFile};
 use crate::serve::{Ctx, Service};
 use crate::store::{Seen, Store};
+use crate::term::escape;
 use crate::unix_now;
 use clap::Subcommand;
 use fleetwire_session::PlayerSecret;
@@ -245,9 +247,13 @@ pub(crate) enum PlayerCommand {
         /// How many players to provision.
         #[arg(long, default_value_t = 1)]
         count: usize,
-        /// Write `id,secret` lines to this file (created, mode 0600) instead of printing them.
+        /// Write `id,secret` lines to this new file (created 0600; an existing file or link is
+        /// refused) instead of printing them.
         #[arg(long)]
         secrets_out: Option<PathBuf>,
+        /// With --secrets-out: replace an existing file (atomically, by a new 0600 file).
+        #[arg(long, requires = "secrets_out")]
+        force: bool,
     },
     /// List players with their approval and presence.
     List,
@@ -271,7 +277,17 @@ pub(crate) fn cli(cmd: PlayerCommand, store: &Store) -> Result<(), String> {
             approved,
             count,
             secrets_out,
+            force,
         } => {
+            // The file first: a path that cannot take the secrets provisions nothing.
+            let file = secrets_out
+                .as_deref()
+                .map(|p| SecretFile::create(p, Overwrite::with_force(force)))
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            if name.chars().any(crate::term::is_unsafe) {
+                return Err("--name: no control or bidirectional-override characters".into());
+            }
             let rng = SystemRandom::new();
             let mut made = Vec::with_capacity(count);
             for _ in 0..count {
@@ -293,8 +309,8 @@ pub(crate) fn cli(cmd: PlayerCommand, store: &Store) -> Result<(), String> {
                 lines.push_str(&s.to_hex());
                 lines.push('\n');
             }
-            if let Some(path) = secrets_out {
-                write_secret_file(&path, lines.as_bytes())?;
+            if let (Some(path), Some(file)) = (secrets_out, file) {
+                file.commit(lines.as_bytes()).map_err(|e| e.to_string())?;
                 println!(
                     "{count} players added; ids and secrets in {}",
                     path.display()
@@ -312,35 +328,7 @@ pub(crate) fn cli(cmd: PlayerCommand, store: &Store) -> Result<(), String> {
             }
             Ok(())
         }
-        PlayerCommand::List => {
-            let rows = store.list().map_err(|e| e.to_string())?;
-            println!(
-                "{:<36}  {:<12} {:<8} {:<7} {:<10} CONTENT",
-                "ID", "NAME", "APPROVED", "ONLINE", "LAST SEEN"
-            );
-            let now = unix_now();
-            for r in &rows {
-                let seen = r
-                    .last_seen
-                    .map_or("never".to_owned(), |t| format!("{}s ago", (now - t).max(0)));
-                println!(
-                    "{:<36}  {:<12} {:<8} {:<7} {:<10} {} {}",
-                    r.id.to_string(),
-                    r.name,
-                    if r.approved { "yes" } else { "pending" },
-                    if r.online { "online" } else { "offline" },
-                    seen,
-                    r.content.as_deref().unwrap_or(""),
-                    r.versions
-                        .as_deref()
-                        .map(|v| format!("({v})"))
-                        .unwrap_or_default(),
-                );
-            }
-            let online = rows.iter().filter(|r| r.online).count();
-            println!("{} players, {online} online", rows.len());
-            Ok(())
-        }
+        PlayerCommand::List => list(store),
         PlayerCommand::Approve { id } => {
             if store.approve(&id).map_err(|e| e.to_string())? {
                 println!("approved {id}");
@@ -360,17 +348,34 @@ pub(crate) fn cli(cmd: PlayerCommand, store: &Store) -> Result<(), String> {
     }
 }
 
-fn write_secret_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+/// `player list`: names from the operator and status strings from the players themselves, all
+/// printed escaped (`term`), never raw.
+fn list(store: &Store) -> Result<(), String> {
+    let rows = store.list().map_err(|e| e.to_string())?;
+    println!(
+        "{:<36}  {:<12} {:<8} {:<7} {:<10} CONTENT",
+        "ID", "NAME", "APPROVED", "ONLINE", "LAST SEEN"
+    );
+    let now = unix_now();
+    for r in &rows {
+        let seen = r
+            .last_seen
+            .map_or("never".to_owned(), |t| format!("{}s ago", (now - t).max(0)));
+        println!(
+            "{:<36}  {:<12} {:<8} {:<7} {:<10} {} {}",
+            r.id.to_string(),
+            escape(&r.name),
+            if r.approved { "yes" } else { "pending" },
+            if r.online { "online" } else { "offline" },
+            seen,
+            escape(r.content.as_deref().unwrap_or("")),
+            r.versions
+                .as_deref()
+                .map(|v| format!("({})", escape(v)))
+                .unwrap_or_default(),
+        );
     }
-    options
-        .open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let online = rows.iter().filter(|r| r.online).count();
+    println!("{} players, {online} online", rows.len());
+    Ok(())
 }

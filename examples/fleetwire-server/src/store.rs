@@ -83,6 +83,7 @@ impl Store {
             conn.execute_batch(schema)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
         }
+        crate::things::migrate(&conn).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(Self {
             conn: Mutex::new(conn),
         })

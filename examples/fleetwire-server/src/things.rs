@@ -10,11 +10,23 @@
 //!   retired. It is the [`CodeRegistry`]: claiming a code is one `INSERT … ON CONFLICT DO
 //!   NOTHING`, so two processes can never both win a code, and a rotated code is never issued
 //!   again (an old code can never lead to somebody else's thing).
-//! - `thing_users`: user names ↔ the machine's numeric [`UserId`]s.
+//! - `thing_principals`: who a right belongs to ↔ the machine's numeric [`UserId`]s. A
+//!   principal is an account's immutable id (`u_…`, never its name: a new account with a
+//!   deleted account's name inherits nothing), or, only with `danger_trust_user_header`, a
+//!   gateway user with no account (`ext:NAME`). Numbers come from `AUTOINCREMENT`, so a deleted
+//!   principal's number is never handed out again. Names in requests and commands are resolved
+//!   to the account (by name or e-mail) when they are used.
 //! - `thing_members`: (user, thing) for every member, rewritten with the state; an index for
 //!   "my things", never consulted for access decisions (the state is).
 //! - `thing_events`: the machine's [`AuditEvent`]s (every change and every refusal), with the
-//!   acting user's name and `via` (`api` or `cli`).
+//!   acting principal's number (never a name; `''` for the operator) and `via` (`api` or `cli`).
+//!
+//! Deleting an account ([`forget_account`], run by `user delete` in its transaction) takes it
+//! out of every thing (membership, request, invite, block; if it was the last administrator the
+//! remaining member with the lowest number takes over), deletes its `thing_principals` row (the
+//! events keep a number nothing maps to a person any more) and clears it as the creator of
+//! things. Data directories of earlier versions (rights keyed by name in `thing_users`) are
+//! migrated when the store opens ([`migrate`]).
 //!
 //! Every access change is one `BEGIN IMMEDIATE` transaction: load the state, apply the
 //! operation, store it back and append its events. `SQLite` holds one writer at a time across
@@ -37,7 +49,7 @@
 //!    restarts after `hard_limit` consecutive wrong codes. A found code ends the streak (the
 //!    engine's rule) — layer 2 is what stops that from being abused.
 //!
-//! A source is the peer IP address (an IPv6 address by its /64). A refused attempt is a 429
+//! A source is a `fleetwire_tokio::source::Source` (an IPv4 address, or an IPv6 /64), the one key of every per-source limit. A refused attempt is a 429
 //! with `Retry-After`. A wrong code, an expired code, a removed user's code and an uninvited
 //! user's code for an invite-only thing all answer the same 404 "no such thing" and count as
 //! wrong: the only oracle is the throttle's Retry-After. The guards live in server memory and
@@ -53,7 +65,7 @@
 
 #![allow(clippy::result_large_err)] // handlers' errors are finished responses
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
@@ -69,6 +81,7 @@ use fleetwire_codes::{
     CodeSpec, Connected, DEFAULT_UNIQUE_ATTEMPTS, GcraGuard, GcraTicket, LockoutGuard, Role,
     ThingAccess, Throttled, UnixTime, UserId,
 };
+use fleetwire_tokio::source::Source;
 use rand_chacha::ChaCha12Rng;
 use rand_core::SeedableRng;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -79,6 +92,7 @@ use serde_json::{Value, json};
 
 use crate::serve::Ctx;
 use crate::store::Store;
+use crate::term::{escape, escape_json};
 
 /// The things tables (see the module docs).
 pub(crate) const SCHEMA: &str = "
@@ -90,7 +104,8 @@ CREATE TABLE IF NOT EXISTS things (
     code_expires_ms INTEGER,
     state           TEXT NOT NULL,
     created_at      INTEGER NOT NULL,
-    updated_at      INTEGER NOT NULL
+    updated_at      INTEGER NOT NULL,
+    created_by      TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS thing_codes (
     code       TEXT PRIMARY KEY,
@@ -98,9 +113,9 @@ CREATE TABLE IF NOT EXISTS thing_codes (
     claimed_at INTEGER NOT NULL,
     retired_at INTEGER
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS thing_users (
-    id   INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE
+CREATE TABLE IF NOT EXISTS thing_principals (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    principal TEXT NOT NULL UNIQUE
 );
 CREATE TABLE IF NOT EXISTS thing_events (
     seq   INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -149,6 +164,9 @@ pub(crate) struct ThingsSettings {
     pub(crate) max_block_secs: u32,
     /// Consecutive wrong codes that lock a source until the server restarts (at most 100).
     pub(crate) hard_limit: u16,
+    /// Things one account may create over the API (`POST /v1/things` also needs the right
+    /// `thing.create`); the operator's `thing create` is not limited.
+    pub(crate) max_things_per_user: usize,
     /// Take the caller's user name from the `X-Fleetwire-User` header. Anyone who can reach the
     /// API can then act as anyone: only for tests or behind a gateway that sets the header.
     pub(crate) danger_trust_user_header: bool,
@@ -167,6 +185,7 @@ impl Default for ThingsSettings {
             base_block_secs: 60,
             max_block_secs: 3600,
             hard_limit: 100,
+            max_things_per_user: 100,
             danger_trust_user_header: false,
         }
     }
@@ -221,6 +240,10 @@ impl ThingsSettings {
 enum OpError {
     /// No thing with this id or code (or none the caller may know about).
     NoSuchThing,
+    /// No account of this name (and gateway users are not trusted).
+    NoSuchUser(String),
+    /// The caller lacks a right or is over a quota.
+    Forbidden(String),
     /// The access machine refused.
     Access(AccessError),
     /// Input the operation cannot use.
@@ -239,6 +262,8 @@ impl std::fmt::Display for OpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NoSuchThing => f.write_str(NO_SUCH_THING),
+            Self::NoSuchUser(name) => write!(f, "no account named {name:?}"),
+            Self::Forbidden(why) => f.write_str(why),
             Self::Access(e) => write!(f, "{e}"),
             Self::Bad(e) | Self::Internal(e) => f.write_str(e),
         }
@@ -312,28 +337,67 @@ fn immediate(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
 }
 
-/// The machine's id for `name`, created on first use.
-fn user_id(tx: &Connection, name: &str) -> rusqlite::Result<UserId> {
+/// The machine's number for `principal`, created on first use.
+fn principal_number(tx: &Connection, principal: &str) -> rusqlite::Result<UserId> {
     tx.execute(
-        "INSERT INTO thing_users (name) VALUES (?1) ON CONFLICT (name) DO NOTHING",
-        [name],
+        "INSERT INTO thing_principals (principal) VALUES (?1) ON CONFLICT (principal) DO NOTHING",
+        [principal],
     )?;
-    let id: i64 = tx.query_row("SELECT id FROM thing_users WHERE name = ?1", [name], |r| {
-        r.get(0)
-    })?;
+    let id: i64 = tx.query_row(
+        "SELECT id FROM thing_principals WHERE principal = ?1",
+        [principal],
+        |r| r.get(0),
+    )?;
     Ok(UserId(u64::try_from(id).unwrap_or(0)))
 }
 
-fn user_name(conn: &Connection, id: UserId) -> rusqlite::Result<String> {
-    let found: Option<String> = conn
+/// The machine's number for `principal`, if it has one.
+fn known_number(conn: &Connection, principal: &str) -> rusqlite::Result<Option<UserId>> {
+    let id: Option<i64> = conn
         .query_row(
-            "SELECT name FROM thing_users WHERE id = ?1",
+            "SELECT id FROM thing_principals WHERE principal = ?1",
+            [principal],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(id.and_then(|i| u64::try_from(i).ok()).map(UserId))
+}
+
+/// How a number is shown: the account's current name, a gateway user's name, or `#N` for a
+/// number that maps to nobody.
+fn display_name(conn: &Connection, id: UserId) -> rusqlite::Result<String> {
+    let principal: Option<String> = conn
+        .query_row(
+            "SELECT principal FROM thing_principals WHERE id = ?1",
             [i64::try_from(id.0).unwrap_or(-1)],
             |r| r.get(0),
         )
         .optional()?;
-    Ok(found.unwrap_or_else(|| format!("#{id}")))
+    Ok(match principal {
+        Some(p) => match p.strip_prefix(GATEWAY) {
+            Some(name) => name.to_owned(),
+            None => crate::accounts::user_by_id(conn, &p)?
+                .map_or_else(|| format!("#{}", id.0), |u| u.name),
+        },
+        None => format!("#{}", id.0),
+    })
 }
+
+/// The principal a user name stands for: the account with that name or e-mail (its id), or,
+/// where gateway users are trusted, the gateway user of that name.
+fn named_principal(conn: &Connection, name: &str, gateway: bool) -> Result<String, OpError> {
+    if let Some(user) = crate::accounts::user_by_name(conn, name)? {
+        return Ok(user.id);
+    }
+    if gateway {
+        Ok(format!("{GATEWAY}{name}"))
+    } else {
+        Err(OpError::NoSuchUser(name.to_owned()))
+    }
+}
+
+/// The prefix of gateway users' principals.
+const GATEWAY: &str = "ext:";
 
 fn mode_name(mode: AccessMode) -> &'static str {
     match mode {
@@ -389,11 +453,10 @@ fn thing_by_code(tx: &Connection, code: &Code) -> rusqlite::Result<Option<String
 /// Stores the state (if `changed`) and appends the drained events.
 fn save(tx: &Connection, thing: &mut Loaded, via: Via, changed: bool) -> Result<(), OpError> {
     while let Some(AuditEvent { at, actor, kind }) = thing.access.poll_event() {
-        let actor = user_name(tx, actor)?;
         let event = serde_json::to_string(&kind).map_err(|e| OpError::Internal(e.to_string()))?;
         tx.execute(
             "INSERT INTO thing_events (thing, at_ms, actor, via, event) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![thing.id, ms(at), actor, via.as_str(), event],
+            params![thing.id, ms(at), actor.0.to_string(), via.as_str(), event],
         )?;
     }
     if changed {
@@ -446,6 +509,7 @@ fn create(
     generator: &mut CodeGenerator<ChaCha12Rng>,
     mode: AccessMode,
     name: &str,
+    creator: Option<(&str, usize)>,
     via: Via,
 ) -> Result<(String, Code), OpError> {
     let mut raw = [0u8; 8];
@@ -455,6 +519,20 @@ fn create(
     let id = format!("t_{}", hex::encode(raw));
     let at = now();
     let tx = immediate(conn)?;
+    // The quota is counted in the transaction that inserts, so parallel requests cannot pass it.
+    if let Some((creator, max)) = creator {
+        let made: usize = tx.query_row(
+            "SELECT count(*) FROM things WHERE created_by = ?1",
+            [creator],
+            |r| r.get(0),
+        )?;
+        if made >= max {
+            return Err(OpError::Forbidden(format!(
+                "this account has created {made} things, the most one account may \
+                 ([things] max_things_per_user = {max}); ask an operator"
+            )));
+        }
+    }
     let code = generator
         .generate_unique(
             &mut StoreRegistry {
@@ -468,9 +546,17 @@ fn create(
     let access = ThingAccess::new(code, mode);
     let state = serde_json::to_string(&access).map_err(|e| OpError::Internal(e.to_string()))?;
     tx.execute(
-        "INSERT INTO things (id, name, code, mode, state, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![id, name, code.as_str(), mode_name(mode), state, ms(at)],
+        "INSERT INTO things (id, name, code, mode, state, created_at, updated_at, created_by) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+        params![
+            id,
+            name,
+            code.as_str(),
+            mode_name(mode),
+            state,
+            ms(at),
+            creator.map(|c| c.0)
+        ],
     )?;
     tx.execute(
         "INSERT INTO thing_events (thing, at_ms, actor, via, event) VALUES (?1, ?2, '', ?3, ?4)",
@@ -492,12 +578,12 @@ fn rotate(
     conn: &mut Connection,
     generator: &mut CodeGenerator<ChaCha12Rng>,
     id: &str,
-    actor: Option<&str>,
+    actor: Option<&Caller>,
     via: Via,
 ) -> Result<Code, OpError> {
     change(conn, id, via, |tx, thing, at| {
         let admin = match actor {
-            Some(name) => Some(user_id(tx, name)?),
+            Some(caller) => Some(principal_number(tx, &caller.principal(tx)?)?),
             None => thing
                 .access
                 .members()
@@ -553,7 +639,7 @@ fn resolve(conn: &Connection, spec: &CodeSpec, id_or_code: &str) -> Result<Strin
 /// A thing's full picture, for administrators and `thing show`.
 fn describe(conn: &Connection, thing: &Loaded, full: bool, caller: Option<UserId>) -> Value {
     let a = &thing.access;
-    let name = |u: UserId| user_name(conn, u).unwrap_or_else(|_| format!("#{u}"));
+    let name = |u: UserId| display_name(conn, u).unwrap_or_else(|_| format!("#{}", u.0));
     let mut out = json!({
         "id": thing.id,
         "name": thing.name,
@@ -582,6 +668,155 @@ fn describe(conn: &Connection, thing: &Loaded, full: bool, caller: Option<UserId
     out
 }
 
+/// Brings a store written by an earlier version forward; idempotent, run when the store opens.
+///
+/// Rights keyed by user name (`thing_users`) become rights keyed by principal, keeping their
+/// numbers: a name becomes the id of the account that has it (by name or e-mail) unless the
+/// first thing event naming it is older than that account (the right then belonged to an
+/// earlier holder of the name, such as a deleted account) or that account already has a number;
+/// otherwise it becomes the gateway user `ext:NAME`, which only `danger_trust_user_header` can
+/// act as. Event actors become numbers. `things.created_by` is added.
+pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    const CREATOR: &str = "SELECT 1 FROM pragma_table_info('things') WHERE name = 'created_by'";
+    const INDEX: &str =
+        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'things_by_creator'";
+    const OLD_USERS: &str =
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'thing_users'";
+    let exists = |c: &Connection, sql: &str| c.prepare(sql)?.exists([]);
+    // Every command opens the store: take the write lock only when there is work.
+    if exists(conn, CREATOR)? && exists(conn, INDEX)? && !exists(conn, OLD_USERS)? {
+        return Ok(());
+    }
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    if !exists(&tx, CREATOR)? {
+        tx.execute("ALTER TABLE things ADD COLUMN created_by TEXT", [])?;
+    }
+    tx.execute(
+        "CREATE INDEX IF NOT EXISTS things_by_creator ON things (created_by)",
+        [],
+    )?;
+    if exists(&tx, OLD_USERS)? {
+        let rows: Vec<(i64, String)> = tx
+            .prepare("SELECT id, name FROM thing_users ORDER BY id")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (number, name) in &rows {
+            let first_seen: Option<i64> = tx.query_row(
+                "SELECT min(at_ms) FROM thing_events WHERE actor = ?1 \
+                 OR instr(event, '\"user\":' || ?2 || ',') > 0 \
+                 OR instr(event, '\"user\":' || ?2 || '}') > 0",
+                params![name, number.to_string()],
+                |r| r.get(0),
+            )?;
+            let account = crate::accounts::user_by_name(&tx, name)?.filter(|u| {
+                first_seen.is_none_or(|seen| u.created_at.saturating_mul(1000) <= seen)
+            });
+            let principal = match account {
+                Some(u) if known_number(&tx, &u.id)?.is_none() => u.id,
+                _ => format!("{GATEWAY}{name}"),
+            };
+            tx.execute(
+                "INSERT INTO thing_principals (id, principal) VALUES (?1, ?2)",
+                params![number, principal],
+            )?;
+        }
+        tx.execute(
+            "UPDATE thing_events SET actor = \
+             (SELECT CAST(u.id AS TEXT) FROM thing_users u WHERE u.name = thing_events.actor) \
+             WHERE actor IN (SELECT name FROM thing_users)",
+            [],
+        )?;
+        tx.execute("DROP TABLE thing_users", [])?;
+        tracing::warn!(
+            "things: {} user names migrated to account ids (rights keyed by name are gone)",
+            rows.len()
+        );
+    }
+    tx.commit()
+}
+
+/// What deleting an account removed from the things (C5), for `user delete`'s report.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct ThingsForgotten {
+    /// Things it was a member of.
+    pub(crate) memberships: usize,
+    /// Of those, things it administered.
+    pub(crate) as_administrator: usize,
+    /// Things where another member became administrator in its place.
+    pub(crate) administrator_passed_on: usize,
+    /// Things it was the last member of: unclaimed again.
+    pub(crate) left_unclaimed: usize,
+    /// Pending requests withdrawn.
+    pub(crate) pending_requests: usize,
+    /// Invites withdrawn.
+    pub(crate) invites: usize,
+    /// Blocks lifted (there is nobody left to block).
+    pub(crate) blocks: usize,
+    /// Thing events that named its number (kept: nothing maps the number to anyone now).
+    pub(crate) events_anonymised: usize,
+    /// Things it created (the creator is cleared).
+    pub(crate) things_created: usize,
+}
+
+/// Takes the account `account` (its id) out of every thing, in the caller's transaction: see
+/// the module docs.
+pub(crate) fn forget_account(tx: &Connection, account: &str) -> Result<ThingsForgotten, String> {
+    forget(tx, account).map_err(|e| e.to_string())
+}
+
+fn forget(tx: &Connection, account: &str) -> Result<ThingsForgotten, OpError> {
+    let mut out = ThingsForgotten {
+        things_created: tx.execute(
+            "UPDATE things SET created_by = NULL WHERE created_by = ?1",
+            [account],
+        )?,
+        ..ThingsForgotten::default()
+    };
+    let Some(number) = known_number(tx, account)? else {
+        return Ok(out);
+    };
+    let n = number.0.to_string();
+    // A cheap superset: the number appears in the state of every thing it has a place in.
+    let ids: Vec<String> = tx
+        .prepare("SELECT id FROM things WHERE instr(state, ?1) > 0")?
+        .query_map([&n], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for id in ids {
+        let mut thing = load(tx, &id)?;
+        let f = thing.access.forget_user(now(), number);
+        if f.is_empty() {
+            continue;
+        }
+        if let Some(role) = f.role {
+            out.memberships += 1;
+            if role == Role::Administrator {
+                out.as_administrator += 1;
+                if f.successor.is_some() {
+                    out.administrator_passed_on += 1;
+                } else if !thing.access.is_claimed() {
+                    out.left_unclaimed += 1;
+                }
+            }
+        }
+        out.pending_requests += usize::from(f.pending);
+        out.invites += usize::from(f.invited);
+        out.blocks += usize::from(f.blocked);
+        save(tx, &mut thing, Via::Cli, true)?;
+    }
+    out.events_anonymised = tx.query_row(
+        "SELECT count(*) FROM thing_events WHERE actor = ?1 \
+         OR instr(event, '\"user\":' || ?1 || ',') > 0 \
+         OR instr(event, '\"user\":' || ?1 || '}') > 0",
+        [&n],
+        |r| r.get(0),
+    )?;
+    tx.execute(
+        "DELETE FROM thing_principals WHERE id = ?1",
+        [i64::try_from(number.0).unwrap_or(-1)],
+    )?;
+    Ok(out)
+}
+
 // ---------------------------------------------------------------------------------------------
 // The HTTPS API
 // ---------------------------------------------------------------------------------------------
@@ -589,6 +824,8 @@ fn describe(conn: &Connection, thing: &Loaded, full: bool, caller: Option<UserId
 /// The running API's state.
 struct Things {
     settings: ThingsSettings,
+    /// Groups and rights (`[accounts.groups]`), for the rights things check.
+    accounts: crate::accounts::AccountsSettings,
     spec: CodeSpec,
     store: Arc<Store>,
     generator: Mutex<CodeGenerator<ChaCha12Rng>>,
@@ -660,6 +897,7 @@ pub(crate) fn routes(ctx: &Arc<Ctx>) -> Router {
             generator: Mutex::new(generator(spec.clone())?),
             guards: Mutex::new(ctx.config.things.guards()?),
             settings: ctx.config.things.clone(),
+            accounts: ctx.config.accounts.clone(),
             spec,
             store: ctx.store.clone(),
         })
@@ -734,6 +972,8 @@ fn throttled(t: Throttled) -> Response {
 fn op_error(e: OpError) -> Response {
     match e {
         OpError::NoSuchThing => error(StatusCode::NOT_FOUND, NO_SUCH_THING),
+        e @ OpError::NoSuchUser(_) => error(StatusCode::NOT_FOUND, e.to_string()),
+        OpError::Forbidden(why) => error(StatusCode::FORBIDDEN, why),
         OpError::Bad(m) => error(StatusCode::BAD_REQUEST, m),
         OpError::Internal(m) => {
             tracing::error!("things: {m}");
@@ -776,15 +1016,49 @@ fn valid_user(name: &str) -> Result<&str, String> {
     }
 }
 
-/// The caller's user name: the account signed in with `Authorization: Bearer <token>` (checked
-/// by the accounts module, as on `/v1/auth`), or — only with `danger_trust_user_header`, behind
-/// a gateway that authenticates — the `X-Fleetwire-User` header.
-async fn caller(t: &Things, headers: &HeaderMap) -> Result<String, Response> {
+/// Who is calling: an account signed in with `Authorization: Bearer <token>` (checked by the
+/// accounts module, as on `/v1/auth`), or — only with `danger_trust_user_header`, behind a
+/// gateway that authenticates — the user the `X-Fleetwire-User` header names.
+#[derive(Debug, Clone)]
+enum Caller {
+    /// A signed-in account (its row as the session check read it).
+    Account(Box<crate::accounts::UserRow>),
+    /// A name from the trusted gateway header.
+    Gateway(String),
+}
+
+impl Caller {
+    /// The principal the caller acts as: the account's id; for a gateway name, the account of
+    /// that name if there is one, else the gateway user.
+    fn principal(&self, conn: &Connection) -> Result<String, OpError> {
+        match self {
+            Self::Account(user) => Ok(user.id.clone()),
+            Self::Gateway(name) => named_principal(conn, name, true),
+        }
+    }
+
+    /// Whether the caller's account holds `right` (a gateway user with no account holds none).
+    fn require(
+        &self,
+        conn: &Connection,
+        settings: &crate::accounts::AccountsSettings,
+        right: &str,
+    ) -> Result<(), OpError> {
+        let account = match self {
+            Self::Account(user) => Some((**user).clone()),
+            Self::Gateway(name) => crate::accounts::user_by_name(conn, name)?,
+        };
+        account
+            .ok_or_else(|| format!("permission denied: {right}"))
+            .and_then(|u| crate::accounts::check_right(settings, &u, right))
+            .map_err(OpError::Forbidden)
+    }
+}
+
+async fn caller(t: &Things, headers: &HeaderMap) -> Result<Caller, Response> {
     if headers.contains_key(header::AUTHORIZATION) {
         return match crate::accounts::session_user(headers).await {
-            Some(Ok(name)) => valid_user(&name)
-                .map(str::to_owned)
-                .map_err(|e| error(StatusCode::FORBIDDEN, e)),
+            Some(Ok(user)) => Ok(Caller::Account(Box::new(user))),
             Some(Err(refused)) => Err(refused),
             None => Err(error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -810,22 +1084,8 @@ async fn caller(t: &Things, headers: &HeaderMap) -> Result<String, Response> {
         .to_str()
         .map_err(|_| error(StatusCode::BAD_REQUEST, "X-Fleetwire-User is not text"))?;
     valid_user(name.trim())
-        .map(str::to_owned)
+        .map(|n| Caller::Gateway(n.to_owned()))
         .map_err(|e| error(StatusCode::BAD_REQUEST, e))
-}
-
-/// The throttle key for a peer: its IPv4 address, or the /64 of its IPv6 address.
-fn source_key(peer: SocketAddr) -> String {
-    match peer.ip() {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(
-            || {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            },
-            |v4| v4.to_string(),
-        ),
-    }
 }
 
 impl Things {
@@ -844,18 +1104,19 @@ impl Things {
     async fn admin_op(
         self: &Arc<Self>,
         id: String,
-        actor: String,
+        actor: Caller,
         target: String,
         op: fn(&mut ThingAccess, UnixTime, UserId, UserId) -> Result<(), AccessError>,
     ) -> Response {
         if let Err(e) = valid_user(&target) {
             return error(StatusCode::BAD_REQUEST, e);
         }
+        let gateway = self.settings.danger_trust_user_header;
         let r = self
             .db(move |_, c| {
                 change(c, &id, Via::Api, |tx, thing, at| {
                     let actor = visible(tx, thing, &actor)?;
-                    let target = user_id(tx, &target)?;
+                    let target = principal_number(tx, &named_principal(tx, &target, gateway)?)?;
                     op(&mut thing.access, at, actor, target).map_err(OpError::Access)?;
                     Ok(describe(tx, thing, true, Some(actor)))
                 })
@@ -868,10 +1129,24 @@ impl Things {
     }
 }
 
-/// The caller's id if the thing is any of their business (member, pending, invited); otherwise
-/// "no such thing".
-fn visible(tx: &Connection, thing: &Loaded, name: &str) -> Result<UserId, OpError> {
-    let id = user_id(tx, name)?;
+/// The right `POST /v1/things` needs.
+const CREATE_RIGHT: &str = "thing.create";
+
+/// A thing name: at most 128 characters, none a terminal would act on (`term::is_unsafe`).
+fn valid_thing_name(name: &str) -> Result<(), String> {
+    if name.chars().count() > 128 {
+        return Err("name: at most 128 characters".into());
+    }
+    if name.contains(crate::term::is_unsafe) {
+        return Err("name: no control or bidirectional-override characters".into());
+    }
+    Ok(())
+}
+
+/// The caller's number if the thing is any of their business (member, pending, invited);
+/// otherwise "no such thing".
+fn visible(tx: &Connection, thing: &Loaded, caller: &Caller) -> Result<UserId, OpError> {
+    let id = principal_number(tx, &caller.principal(tx)?)?;
     let a = &thing.access;
     let known = a.has_access(id)
         || a.pending_requests().any(|(u, _)| u == id)
@@ -904,19 +1179,22 @@ async fn create_thing(State(t): S, headers: HeaderMap, body: Bytes) -> Response 
         Ok(m) => m,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    if req.name.chars().count() > 128 {
-        return error(StatusCode::BAD_REQUEST, "name: at most 128 characters");
+    if let Err(e) = valid_thing_name(&req.name) {
+        return error(StatusCode::BAD_REQUEST, e);
     }
     let name = req.name.clone();
     let r = t
         .db(move |t, c| {
+            who.require(c, &t.accounts, CREATE_RIGHT)?;
+            let creator = who.principal(c)?;
             let mut g = t.generator.lock().unwrap_or_else(PoisonError::into_inner);
-            create(c, &mut g, mode, &name, Via::Api)
+            let quota = Some((creator.as_str(), t.settings.max_things_per_user));
+            create(c, &mut g, mode, &name, quota, Via::Api).map(|(id, code)| (id, code, creator))
         })
         .await;
     match r {
-        Ok((id, code)) => {
-            tracing::info!(thing = %id, by = %who, "thing created");
+        Ok((id, code, creator)) => {
+            tracing::info!(thing = %id, by = %creator, "thing created");
             (
                 StatusCode::CREATED,
                 Json(json!({
@@ -970,7 +1248,7 @@ async fn connect(
             );
         }
     };
-    let source = source_key(peer);
+    let source = Source::of_peer(peer).to_string();
     let started = now();
     let tickets = match t
         .guards
@@ -991,7 +1269,7 @@ async fn connect(
                 return Ok(Attempt::Miss);
             };
             let mut thing = load(&tx, &id)?;
-            let user = user_id(&tx, &who)?;
+            let user = principal_number(&tx, &who.principal(&tx)?)?;
             let r = thing.access.connect(now(), user, &code);
             save(&tx, &mut thing, Via::Api, r.is_ok())?;
             tx.commit()?;
@@ -1043,7 +1321,9 @@ async fn list(State(t): S, headers: HeaderMap) -> Response {
     };
     let r = t
         .db(move |_, c| {
-            let user = user_id(c, &who)?;
+            let Some(user) = known_number(c, &who.principal(c)?)? else {
+                return Ok(Vec::new());
+            };
             let mut stmt = c.prepare(
                 "SELECT t.id FROM thing_members m JOIN things t ON t.id = m.thing \
                  WHERE m.user = ?1 ORDER BY t.created_at, t.id",
@@ -1196,11 +1476,12 @@ async fn invite(State(t): S, Path(id): Path<String>, headers: HeaderMap, body: B
     if let Err(e) = valid_user(&req.user) {
         return error(StatusCode::BAD_REQUEST, e);
     }
+    let gateway = t.settings.danger_trust_user_header;
     let r = t
         .db(move |_, c| {
             change(c, &id, Via::Api, |tx, thing, at| {
                 let actor = visible(tx, thing, &who)?;
-                let target = user_id(tx, &req.user)?;
+                let target = principal_number(tx, &named_principal(tx, &req.user, gateway)?)?;
                 let expires = req
                     .expires_in_secs
                     .map(|s| at.plus_millis(s.saturating_mul(1000)));
@@ -1340,9 +1621,10 @@ pub(crate) fn cli(
     match cmd {
         ThingCommand::Create { mode, name } => {
             let mode = parse_mode(&mode)?;
+            valid_thing_name(&name)?;
             let mut g = generator(spec)?;
-            let (id, code) =
-                create(&mut conn, &mut g, mode, &name, Via::Cli).map_err(|e| e.to_string())?;
+            let (id, code) = create(&mut conn, &mut g, mode, &name, None, Via::Cli)
+                .map_err(|e| e.to_string())?;
             println!("thing id: {id}");
             println!("mode: {}", mode_name(mode));
             println!("code: {code}");
@@ -1368,7 +1650,7 @@ pub(crate) fn cli(
                     a.administrator_count(),
                     a.pending_requests().count(),
                     a.invites().count(),
-                    t.name
+                    escape(&t.name)
                 );
             }
         }
@@ -1376,16 +1658,14 @@ pub(crate) fn cli(
             let id = resolve(&conn, &spec, &code)?;
             let t = load(&conn, &id).map_err(|e| e.to_string())?;
             let d = describe(&conn, &t, true, None);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&d).map_err(|e| e.to_string())?
-            );
+            let json = serde_json::to_string_pretty(&d).map_err(|e| e.to_string())?;
+            println!("{}", escape_json(&json));
         }
         ThingCommand::Revoke { code, user } => {
             valid_user(&user)?;
             let id = resolve(&conn, &spec, &code)?;
             change(&mut conn, &id, Via::Cli, |tx, thing, at| {
-                let target = user_id(tx, &user)?;
+                let target = principal_number(tx, &named_principal(tx, &user, true)?)?;
                 let admin = thing
                     .access
                     .members()
@@ -1410,7 +1690,10 @@ pub(crate) fn cli(
                     .map_err(OpError::Access)
             })
             .map_err(|e| e.to_string())?;
-            println!("{user} revoked from {id}; they are blocked until invited again");
+            println!(
+                "{} revoked from {id}; they are blocked until invited again",
+                escape(&user)
+            );
         }
         ThingCommand::Rotate { code } => {
             let id = resolve(&conn, &spec, &code)?;
@@ -1427,18 +1710,6 @@ pub(crate) fn cli(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sources_are_addresses_and_ipv6_slash_64() {
-        let v4: SocketAddr = "203.0.113.7:4000".parse().unwrap();
-        assert_eq!(source_key(v4), "203.0.113.7");
-        let a: SocketAddr = "[2001:db8:1:2:3:4:5:6]:1".parse().unwrap();
-        let b: SocketAddr = "[2001:db8:1:2:ffff::9]:2".parse().unwrap();
-        assert_eq!(source_key(a), "2001:db8:1:2::/64");
-        assert_eq!(source_key(a), source_key(b));
-        let mapped: SocketAddr = "[::ffff:198.51.100.1]:1".parse().unwrap();
-        assert_eq!(source_key(mapped), "198.51.100.1");
-    }
 
     #[test]
     fn settings_make_a_spec_and_guards_or_say_why_not() {

@@ -370,9 +370,15 @@ async fn accounts_over_https() {
     assert_eq!(s, 200, "the lockout was cleared by the reset: {ok}");
     let token = ok["token"].as_str().unwrap().to_owned();
 
-    // TOTP: enrol, confirm with a code computed here, then the code is required.
+    // TOTP: enrol (the password again: a session alone cannot), confirm with a code computed
+    // here, then the code is required.
     let (s, enrol) = api
-        .call("POST", "/v1/auth/mfa/enroll", Some(&token), None)
+        .call(
+            "POST",
+            "/v1/auth/mfa/enroll",
+            Some(&token),
+            Some(&json!({ "password": NEW_PASSWORD }).to_string()),
+        )
         .await;
     assert_eq!(s, 200, "{enrol}");
     let secret = enrol["secret"].as_str().unwrap().to_owned();
@@ -1047,7 +1053,12 @@ async fn totp_secrets_sealed_at_rest() {
     let (_, r) = api.login(&creds(ALICE, PASSWORD)).await;
     let token = r["token"].as_str().unwrap().to_owned();
     let (s, enrol) = api
-        .call("POST", "/v1/auth/mfa/enroll", Some(&token), None)
+        .call(
+            "POST",
+            "/v1/auth/mfa/enroll",
+            Some(&token),
+            Some(&json!({ "password": PASSWORD }).to_string()),
+        )
         .await;
     assert_eq!(s, 200, "{enrol}");
     let secret = enrol["secret"].as_str().unwrap().to_owned();

@@ -3,7 +3,9 @@
 //! command line), throttled code guessing per source address, and eight racing first users.
 //!
 //! The caller is named by `X-Fleetwire-User` (the server runs with
-//! `[things] danger_trust_user_header = true`). Requests come from different loopback source
+//! `[things] danger_trust_user_header = true`). Things are created by `operator`, an account in
+//! the `operator` group (creating needs the right `thing.create`); the other names have no
+//! account and act as gateway users. Requests come from different loopback source
 //! addresses (127.0.0.x) where the test needs different sources; the server listens on
 //! 127.0.0.1 only.
 #![allow(clippy::disallowed_methods, clippy::too_many_lines)] // a real clock; one story per test
@@ -68,10 +70,12 @@ fn start(name: &str, things: &str) -> Server {
             "[session]\nlisten = \"127.0.0.1:0\"\n\
              [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
              [sensor]\nlisten = \"127.0.0.1:0\"\n[transfer]\nlisten = \"127.0.0.1:0\"\n\
+             [accounts]\ndanger_insecure_fast_hashing = true\n\
              [things]\n{things}"
         ),
     )
     .unwrap();
+    add_account(&data, "operator", &["--group", "operator"]);
     let mut child = Command::new(BIN)
         .arg("--data-dir")
         .arg(&data)
@@ -104,6 +108,22 @@ fn start(name: &str, things: &str) -> Server {
         https: https.expect("https address printed"),
         pin: pin.expect("fingerprint printed"),
     }
+}
+
+/// `user add NAME EXTRA…` with the password `Correct-Horse-42`.
+fn add_account(data: &std::path::Path, name: &str, extra: &[&str]) {
+    let mut add = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["user", "add", name])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut add.stdin.take().unwrap(), b"Correct-Horse-42\n").unwrap();
+    assert!(add.wait().unwrap().success());
 }
 
 impl Server {
@@ -686,23 +706,9 @@ async fn the_user_header_is_ignored_unless_trusted() {
 /// Without the danger header, callers sign in at /v1/auth and use their session token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_in_accounts_use_the_things_api_with_their_session() {
-    let s = start(
-        "bearer",
-        "danger_trust_user_header = false\n[accounts]\ndanger_insecure_fast_hashing = true\n",
-    );
-    for name in ["alice", "bob"] {
-        let mut add = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(&s.data)
-            .args(["user", "add", name])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(&mut add.stdin.take().unwrap(), b"Correct-Horse-42\n").unwrap();
-        assert!(add.wait().unwrap().success());
-    }
+    let s = start("bearer", "danger_trust_user_header = false\n");
+    add_account(&s.data, "alice", &["--group", "operator"]);
+    add_account(&s.data, "bob", &[]);
     let mut tokens = Vec::new();
     for name in ["alice", "bob"] {
         let body = json!({ "user": name, "password": "Correct-Horse-42" });

@@ -19,6 +19,7 @@ use fleetwire_auth::lockout::{DeviceCookie, LockStatus, LockoutKey, Outcome};
 use fleetwire_auth::recovery::RecoveryCodes;
 use fleetwire_auth::session::{Activity, SessionInfo};
 use fleetwire_auth::totp::Totp;
+use fleetwire_tokio::source::Source;
 use rand_core::OsRng;
 use rusqlite::{OptionalExtension, params};
 use serde::Deserialize;
@@ -27,7 +28,8 @@ use serde_json::{Value, json};
 
 use super::sealed::Sealer;
 use super::{
-    Accounts, LOGIN_NS, UserRow, canonical_name, mail, now, state, token_digest, user_by_id,
+    Accounts, LOGIN_NS, REAUTH_NS, UserRow, canonical_name, mail, now, state, token_digest,
+    user_by_id,
 };
 use crate::serve::Ctx;
 
@@ -50,6 +52,10 @@ pub(crate) fn api(ctx: &Arc<Ctx>) -> Router {
         .route("/v1/auth/reset/complete", post(reset_complete))
         .route("/v1/auth/mfa/enroll", post(mfa_enroll))
         .route("/v1/auth/mfa/confirm", post(mfa_confirm))
+        .route("/v1/auth/mfa/disable", post(mfa_disable))
+        .route("/v1/auth/mfa/recovery-codes", post(mfa_recovery_codes))
+        .route("/v1/auth/password", post(change_password))
+        .route("/v1/auth/users/mfa-reset", post(admin_mfa_reset))
         .route("/v1/auth/check", get(check))
         .route("/v1/auth/roles", post(roles))
         .with_state(accounts)
@@ -168,10 +174,13 @@ async fn login(
     }
     let t = now();
     let origin = peer.ip().to_string();
-    // 1. Throttles per source and global: cheap refusals before anything else.
+    // 1. Throttles per source (an IPv4 address or an IPv6 /64) and global: cheap refusals
+    //    before anything else.
     if let Err(th) = {
         let mut e = a.engines();
-        let r = e.throttle.check(LOGIN_NS, origin.as_bytes(), t);
+        let r = e
+            .throttle
+            .check(LOGIN_NS, Source::of(peer.ip()).as_bytes(), t);
         if r.is_err() {
             e.throttled += 1;
         }
@@ -199,8 +208,9 @@ async fn login(
         Err(e) => return internal(&e),
     };
     // 4. Lockout and CAPTCHA. A valid device cookie of this account puts the attempt in that
-    //    device's own lane; otherwise it counts in the lane of the submitted name, whether or
-    //    not an account has it.
+    //    device's own lane; otherwise it counts in the account's untrusted lane, keyed by its id
+    //    (so its name and its e-mail address are one lane), or for a name that matches no
+    //    account by a stable pseudonym of the same shape (so unknown names behave alike).
     let cookie = req
         .device_cookie
         .clone()
@@ -209,33 +219,48 @@ async fn login(
         (Some(u), Some(c)) => DeviceCookie::verify(&a.device_key, u.id.as_bytes(), c),
         _ => None,
     };
-    let key = match (&user, device) {
-        (Some(u), Some(d)) => LockoutKey::device(LOGIN_NS, u.id.as_bytes(), d),
-        _ => LockoutKey::untrusted(LOGIN_NS, name.as_bytes()),
+    let subject = a.lane_subject(user.as_ref(), &name);
+    let key = match device {
+        Some(d) => LockoutKey::device(LOGIN_NS, subject.as_bytes(), d),
+        None => LockoutKey::untrusted(LOGIN_NS, subject.as_bytes()),
     };
-    let gate = {
-        let mut e = a.engines();
-        if let LockStatus::Locked(l) = e.lockout.status(&key, t) {
-            Err(l)
-        } else {
-            let failures = e.lockout.failures(&key, t);
-            if e.captcha.required(failures) {
-                let solved = match (&req.captcha_id, &req.captcha_answer) {
-                    (Some(id), Some(answer)) => {
-                        e.captcha.solve(id, answer, t).map_err(|e| e.to_string())
-                    }
-                    _ => Err("a CAPTCHA is required: type the digits shown".to_owned()),
-                };
-                if let Err(why) = solved {
-                    let c = e.captcha.issue(t, &mut OsRng);
-                    return error_with(
-                        StatusCode::UNAUTHORIZED,
-                        &why,
-                        &json!({ "captcha_required": true, "captcha": challenge_json(&c) }),
-                    );
+    // The lockout status, the CAPTCHA (its own lock; the picture is drawn outside any lock),
+    // then the reservation: a lane locked meanwhile is caught by `begin_attempt`.
+    let status = {
+        let e = a.engines();
+        match e.lockout.status(&key, t) {
+            LockStatus::Locked(l) => Err(l),
+            LockStatus::Open { .. } => Ok(e.lockout.failures(&key, t)),
+        }
+    };
+    let gate = match status {
+        Err(l) => Err(l),
+        Ok(failures) => {
+            let refused = {
+                let mut c = a.captchas();
+                if c.store.required(failures) {
+                    let solved = match (&req.captcha_id, &req.captcha_answer) {
+                        (Some(id), Some(answer)) => {
+                            c.store.solve(id, answer, t).map_err(|e| e.to_string())
+                        }
+                        _ => Err("a CAPTCHA is required: type the digits shown".to_owned()),
+                    };
+                    solved
+                        .err()
+                        .map(|why| (why, c.store.issue_unrendered(t, &mut OsRng)))
+                } else {
+                    None
                 }
+            };
+            if let Some((why, next)) = refused {
+                let c = next.render(&mut OsRng);
+                return error_with(
+                    StatusCode::UNAUTHORIZED,
+                    &why,
+                    &json!({ "captcha_required": true, "captcha": challenge_json(&c) }),
+                );
             }
-            e.lockout.begin_attempt(&key, t)
+            a.engines().lockout.begin_attempt(&key, t)
         }
     };
     let ticket = match gate {
@@ -479,12 +504,12 @@ struct Authed {
     user: UserRow,
 }
 
-/// The signed-in user behind a request's `Authorization: Bearer` token, checked exactly as the
-/// `/v1/auth` routes check it (idle and absolute expiry, locked accounts), for other modules'
-/// APIs such as `/v1/things`. `None` when the accounts module has not started.
-pub(crate) async fn session_user(headers: &HeaderMap) -> Option<Result<String, Response>> {
+/// The signed-in account behind a request's `Authorization: Bearer` token, checked exactly as
+/// the `/v1/auth` routes check it (idle and absolute expiry, locked accounts), for other
+/// modules' APIs such as `/v1/things`. `None` when the accounts module has not started.
+pub(crate) async fn session_user(headers: &HeaderMap) -> Option<Result<UserRow, Response>> {
     let accounts = super::running()?;
-    Some(authed(&accounts, headers).await.map(|a| a.user.name))
+    Some(authed(&accounts, headers).await.map(|a| a.user))
 }
 
 async fn authed(a: &Accounts, headers: &HeaderMap) -> Result<Authed, Response> {
@@ -555,10 +580,32 @@ async fn logout(State(a): A, headers: HeaderMap) -> Response {
     Json(json!({ "ok": true })).into_response()
 }
 
-async fn captcha(State(a): A) -> Response {
-    let c = a.engines().captcha.issue(now(), &mut OsRng);
-    Json(challenge_json(&c)).into_response()
+/// A challenge for anyone who asks (no sign-in): throttled per source, kept in a bounded
+/// table, drawn outside every lock.
+async fn captcha(State(a): A, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+    let t = now();
+    let issued = {
+        let mut c = a.captchas();
+        c.fetch
+            .check(CAPTCHA_NS, Source::of(peer.ip()).as_bytes(), t)
+            .map(|()| c.store.issue_unrendered(t, &mut OsRng))
+    };
+    match issued {
+        Ok(unrendered) => Json(challenge_json(&unrendered.render(&mut OsRng))).into_response(),
+        Err(th) => {
+            a.captcha_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            retry(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many CAPTCHA requests from this address; slow down",
+                th.retry_after_ms,
+            )
+        }
+    }
 }
+
+/// The throttle namespace of challenge fetches.
+const CAPTCHA_NS: &str = "captcha";
 
 async fn me(State(a): A, headers: HeaderMap) -> Response {
     match authed(&a, &headers).await {
@@ -644,7 +691,7 @@ async fn reset_request(
     if let Err(th) = a
         .engines()
         .throttle
-        .check("reset", peer.ip().to_string().as_bytes(), t)
+        .check("reset", Source::of(peer.ip()).as_bytes(), t)
     {
         return retry(
             StatusCode::TOO_MANY_REQUESTS,
@@ -720,8 +767,14 @@ async fn reset_request(
 struct ResetComplete {
     token: String,
     password: String,
+    /// With two-factor sign-in on: a current code, or a recovery code.
+    #[serde(default)]
+    totp: Option<String>,
+    #[serde(default)]
+    recovery_code: Option<String>,
 }
 
+#[allow(clippy::too_many_lines)] // one reset, in order
 async fn reset_complete(State(a): A, body: Bytes) -> Response {
     let req: ResetComplete = match parse(&body) {
         Ok(r) => r,
@@ -758,6 +811,16 @@ async fn reset_complete(State(a): A, body: Bytes) -> Response {
             );
         }
     };
+    // With two-factor sign-in on, the link alone is not enough: the second factor too (counted
+    // in the account's step-up lane). A mailbox thief can neither sign in nor lock the owner
+    // out by changing the password; the factor stays on.
+    if user.mfa {
+        if let Err(r) =
+            second_factor_step(&a, &user, req.totp.as_deref(), req.recovery_code.as_deref()).await
+        {
+            return r;
+        }
+    }
     let Some(slot) = a.pool.try_slot() else {
         return retry(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -792,6 +855,8 @@ async fn reset_complete(State(a): A, body: Bytes) -> Response {
             )?;
             c.execute("DELETE FROM auth_reset_tokens WHERE user_id = ?1", [&uid])?;
             c.execute("DELETE FROM auth_sessions WHERE user_id = ?1", [&uid])?;
+            // An enrolment started in a session (perhaps a thief's) does not survive a reset.
+            c.execute("UPDATE auth_users SET mfa_pending = NULL WHERE id = ?1", [&uid])?;
             Ok(n)
         })
         .await;
@@ -810,11 +875,9 @@ async fn reset_complete(State(a): A, body: Bytes) -> Response {
         e.sessions.end_all(&user.id);
         e.resets.password_changed(&user.id);
         e.lockout
-            .clear(&LockoutKey::untrusted(LOGIN_NS, user.name.as_bytes()));
-        if let Some(email) = &user.email {
-            e.lockout
-                .clear(&LockoutKey::untrusted(LOGIN_NS, email.as_bytes()));
-        }
+            .clear(&LockoutKey::untrusted(LOGIN_NS, user.id.as_bytes()));
+        e.lockout
+            .clear(&LockoutKey::untrusted(REAUTH_NS, user.id.as_bytes()));
     }
     a.audit(AuditEvent::ResetCompleted {
         user: user.id.clone(),
@@ -823,16 +886,23 @@ async fn reset_complete(State(a): A, body: Bytes) -> Response {
         .into_response()
 }
 
-async fn mfa_enroll(State(a): A, headers: HeaderMap) -> Response {
+async fn mfa_enroll(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
     let s = match authed(&a, &headers).await {
         Ok(s) => s,
+        Err(r) => return r,
+    };
+    let req: Proof = match parse_proof(&body) {
+        Ok(r) => r,
         Err(r) => return r,
     };
     if s.user.mfa {
         return error(
             StatusCode::CONFLICT,
-            "two-factor sign-in is already on for this account",
+            "two-factor sign-in is already on for this account (turn it off first: POST /v1/auth/mfa/disable)",
         );
+    }
+    if let Err(r) = step_up(&a, &s.user, &req).await {
+        return r;
     }
     let totp = Totp::generate(&mut OsRng);
     let (secret, uri) = (
@@ -912,6 +982,9 @@ async fn mfa_confirm(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
         .await;
     match result {
         Ok(Ok(codes)) => {
+            if let Err(r) = end_other_sessions(&a, &s.user.id, &s.token).await {
+                return r;
+            }
             a.audit(AuditEvent::AdminAction {
                 actor: s.user.id.clone(),
                 action: "mfa_enabled".into(),
@@ -968,7 +1041,8 @@ async fn roles(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(e) = s.user.roles(&a.settings).check(&s.user.id, "user.roles") {
+    let actor_roles = s.user.roles(&a.settings);
+    if let Err(e) = actor_roles.check(&s.user.id, "user.roles") {
         return error(StatusCode::FORBIDDEN, e.to_string());
     }
     let req: RoleRequest = match parse(&body) {
@@ -982,11 +1056,22 @@ async fn roles(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
             format!("no group {:?}; groups: {known:?}", req.group),
         );
     }
+    // No escalation: giving or taking a group needs every right it grants.
+    if let Err(e) = actor_roles.check_grant(&s.user.id, &req.group) {
+        a.audit(AuditEvent::AdminAction {
+            actor: s.user.id.clone(),
+            action: "role_change_refused".into(),
+            target: req.group.clone(),
+        });
+        return error(StatusCode::FORBIDDEN, e.to_string());
+    }
     let (name, group, grant) = (req.user.clone(), req.group.clone(), req.grant);
+    let settings = a.settings.clone();
     let changed = a
         .db(move |c| {
-            let Some(u) = super::user_by_name(c, &name)? else {
-                return Ok(None);
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let Some(u) = super::user_by_name(&tx, &name)? else {
+                return Ok(Err(RoleRefused::NoUser));
             };
             let mut groups = u.groups.clone();
             groups.retain(|g| *g != group);
@@ -994,15 +1079,27 @@ async fn roles(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
                 groups.push(group);
             }
             groups.sort();
-            c.execute(
+            let after = UserRow {
+                groups: groups.clone(),
+                ..u.clone()
+            };
+            match super::keep_an_administrator(&tx, &settings, &u, Some(&after)) {
+                Ok(()) => {}
+                Err(super::LastAdministrator::Refused(_)) => {
+                    return Ok(Err(RoleRefused::LastAdministrator));
+                }
+                Err(super::LastAdministrator::Store(e)) => return Ok(Err(RoleRefused::Store(e))),
+            }
+            tx.execute(
                 "UPDATE auth_users SET groups = ?2, updated_at = ?3 WHERE id = ?1",
                 params![u.id, groups.join(","), crate::unix_now()],
             )?;
-            Ok(Some((u.id, groups)))
+            tx.commit()?;
+            Ok(Ok((u.id, groups)))
         })
         .await;
     match changed {
-        Ok(Some((id, groups))) => {
+        Ok(Ok((id, groups))) => {
             a.audit(AuditEvent::RoleChanged {
                 actor: s.user.id,
                 user: id,
@@ -1012,7 +1109,478 @@ async fn roles(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
             Json(json!({ "ok": true, "user": canonical_name(&req.user), "groups": groups }))
                 .into_response()
         }
-        Ok(None) => error(StatusCode::NOT_FOUND, "no such user"),
-        Err(e) => internal(&e),
+        Ok(Err(RoleRefused::NoUser)) => error(StatusCode::NOT_FOUND, "no such user"),
+        Ok(Err(RoleRefused::LastAdministrator)) => error(
+            StatusCode::CONFLICT,
+            "that is the last administrator (an unlocked account whose groups grant \"*\"): \
+             make another account administrator first",
+        ),
+        Ok(Err(RoleRefused::Store(e))) | Err(e) => internal(&e),
     }
+}
+
+/// Why a role change did not happen.
+enum RoleRefused {
+    NoUser,
+    LastAdministrator,
+    Store(String),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step-up: security changes prove the person is at the keyboard now
+// ---------------------------------------------------------------------------------------------
+
+/// What a security change carries: the account's password, and its second factor (a current
+/// TOTP code or a recovery code) when two-factor sign-in is on.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Proof {
+    password: String,
+    #[serde(default)]
+    totp: Option<String>,
+    #[serde(default)]
+    recovery_code: Option<String>,
+}
+
+const PROOF_NEEDED: &str = "this change needs your password again: send {\"password\": \"…\"} \
+     (with \"totp\" or \"recovery_code\" when two-factor sign-in is on)";
+
+#[allow(clippy::result_large_err)] // a Response is what the handler returns anyway
+fn parse_proof<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("{PROOF_NEEDED} (bad request body: {e})"),
+        )
+    })
+}
+
+/// Step-up re-authentication of the signed-in `user`: the password (one Argon2 verification on
+/// the pool), then the second factor if one is on (single use, as at login). Attempts count in
+/// the account's own lane (`user-reauth`, the login lockout settings), so a stolen session
+/// cannot be used to guess the password; the login lane is untouched. Failures are audited.
+async fn step_up(a: &Arc<Accounts>, user: &UserRow, proof: &Proof) -> Result<(), Response> {
+    if proof.password.len() > MAX_PASSWORD_BYTES {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("password: at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    let Some(slot) = a.pool.try_slot() else {
+        return Err(retry(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is busy; try again shortly",
+            1000,
+        ));
+    };
+    let key = LockoutKey::untrusted(REAUTH_NS, user.id.as_bytes());
+    let t = now();
+    let ticket = a
+        .engines()
+        .lockout
+        .begin_attempt(&key, t)
+        .map_err(|l| reauth_locked(a, user, l.until, t))?;
+    let (hasher, phc, password) = (a.hasher.clone(), user.phc.clone(), proof.password.clone());
+    let right = a
+        .pool
+        .run(slot, move || hasher.verify(&password, &phc).is_ok())
+        .await
+        .unwrap_or(false);
+    if !right {
+        return Err(reauth_failed(
+            a,
+            user,
+            ticket,
+            error(StatusCode::UNAUTHORIZED, "the password is not right"),
+        ));
+    }
+    if user.mfa {
+        match factor(
+            a,
+            user,
+            proof.totp.as_deref(),
+            proof.recovery_code.as_deref(),
+            t,
+        )
+        .await
+        {
+            Ok(MfaResult::Ok) => {}
+            Ok(r) => return Err(reauth_failed(a, user, ticket, factor_refused(&r))),
+            Err(e) => return Err(internal(&e)),
+        }
+    }
+    a.engines().lockout.finish(ticket, Outcome::Success, now());
+    Ok(())
+}
+
+/// The second factor alone, counted in the step-up lane (a password reset by mail).
+async fn second_factor_step(
+    a: &Arc<Accounts>,
+    user: &UserRow,
+    totp: Option<&str>,
+    recovery: Option<&str>,
+) -> Result<(), Response> {
+    let key = LockoutKey::untrusted(REAUTH_NS, user.id.as_bytes());
+    let t = now();
+    let ticket = a
+        .engines()
+        .lockout
+        .begin_attempt(&key, t)
+        .map_err(|l| reauth_locked(a, user, l.until, t))?;
+    match factor(a, user, totp, recovery, t).await {
+        Ok(MfaResult::Ok) => {
+            a.engines().lockout.finish(ticket, Outcome::Success, now());
+            Ok(())
+        }
+        Ok(r) => Err(reauth_failed(a, user, ticket, factor_refused(&r))),
+        Err(e) => Err(internal(&e)),
+    }
+}
+
+async fn factor(
+    a: &Arc<Accounts>,
+    user: &UserRow,
+    totp: Option<&str>,
+    recovery: Option<&str>,
+    t: UnixTime,
+) -> Result<MfaResult, String> {
+    let (id, totp, recovery) = (
+        user.id.clone(),
+        totp.map(str::to_owned),
+        recovery.map(str::to_owned),
+    );
+    let sealer = a.sealer.clone();
+    a.db(move |c| check_second_factor(c, &sealer, &id, totp.as_deref(), recovery.as_deref(), t))
+        .await
+}
+
+fn factor_refused(r: &MfaResult) -> Response {
+    if matches!(r, MfaResult::Missing) {
+        error_with(
+            StatusCode::UNAUTHORIZED,
+            "two-factor sign-in is on: send totp (or recovery_code) too",
+            &json!({ "mfa_required": true }),
+        )
+    } else {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "the one-time code or recovery code is not valid",
+        )
+    }
+}
+
+fn reauth_failed(
+    a: &Accounts,
+    user: &UserRow,
+    ticket: fleetwire_auth::lockout::AttemptTicket,
+    response: Response,
+) -> Response {
+    a.engines().lockout.finish(ticket, Outcome::Failure, now());
+    a.audit(AuditEvent::AdminAction {
+        actor: user.id.clone(),
+        action: "reauth_failed".into(),
+        target: user.id.clone(),
+    });
+    response
+}
+
+fn reauth_locked(a: &Accounts, user: &UserRow, until: Option<UnixTime>, t: UnixTime) -> Response {
+    a.audit(AuditEvent::AdminAction {
+        actor: user.id.clone(),
+        action: "reauth_locked".into(),
+        target: user.id.clone(),
+    });
+    let message = "too many wrong passwords or codes for this change; try again later";
+    match until {
+        Some(u) => retry(StatusCode::TOO_MANY_REQUESTS, message, u.millis_since(t)),
+        None => error(StatusCode::TOO_MANY_REQUESTS, message),
+    }
+}
+
+/// Ends every session of `user` but `keep` (the request's own), in memory and in the store.
+async fn end_other_sessions(a: &Accounts, user: &str, keep: &str) -> Result<(), Response> {
+    a.engines().sessions.end_others(user, keep);
+    let (id, digest) = (user.to_owned(), token_digest(keep));
+    a.db(move |c| {
+        c.execute(
+            "DELETE FROM auth_sessions WHERE user_id = ?1 AND digest != ?2",
+            params![id, digest],
+        )
+    })
+    .await
+    .map(|_| ())
+    .map_err(|e| internal(&e))
+}
+
+/// Turns two-factor sign-in off (step-up with the password and the factor).
+async fn mfa_disable(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
+    let s = match authed(&a, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let req: Proof = match parse_proof(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if !s.user.mfa {
+        return error(
+            StatusCode::CONFLICT,
+            "two-factor sign-in is off for this account",
+        );
+    }
+    if let Err(r) = step_up(&a, &s.user, &req).await {
+        return r;
+    }
+    let id = s.user.id.clone();
+    if let Err(e) = a.db(move |c| clear_mfa(c, &id)).await {
+        return internal(&e);
+    }
+    if let Err(r) = end_other_sessions(&a, &s.user.id, &s.token).await {
+        return r;
+    }
+    a.audit(AuditEvent::AdminAction {
+        actor: s.user.id.clone(),
+        action: "mfa_disabled".into(),
+        target: s.user.id,
+    });
+    Json(json!({ "ok": true, "message": "two-factor sign-in is off; other sessions were ended" }))
+        .into_response()
+}
+
+/// Removes an account's second factor, pending enrolment and recovery codes.
+pub(super) fn clear_mfa(c: &rusqlite::Connection, id: &str) -> rusqlite::Result<usize> {
+    c.execute(
+        "UPDATE auth_users SET mfa = NULL, mfa_pending = NULL, mfa_last_step = NULL, \
+         recovery = NULL, updated_at = ?2 WHERE id = ?1",
+        params![id, crate::unix_now()],
+    )
+}
+
+/// New recovery codes; the old ones stop working (step-up with the password and the factor).
+async fn mfa_recovery_codes(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
+    let s = match authed(&a, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let req: Proof = match parse_proof(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if !s.user.mfa {
+        return error(
+            StatusCode::CONFLICT,
+            "two-factor sign-in is off: recovery codes come with it (POST /v1/auth/mfa/enroll)",
+        );
+    }
+    if let Err(r) = step_up(&a, &s.user, &req).await {
+        return r;
+    }
+    let (plain, codes) = RecoveryCodes::generate(10, &mut OsRng);
+    let Ok(json) = serde_json::to_string(&codes) else {
+        return internal("recovery codes do not serialize");
+    };
+    let id = s.user.id.clone();
+    if let Err(e) = a
+        .db(move |c| {
+            c.execute(
+                "UPDATE auth_users SET recovery = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, json, crate::unix_now()],
+            )
+        })
+        .await
+    {
+        return internal(&e);
+    }
+    if let Err(r) = end_other_sessions(&a, &s.user.id, &s.token).await {
+        return r;
+    }
+    a.audit(AuditEvent::AdminAction {
+        actor: s.user.id.clone(),
+        action: "recovery_codes_regenerated".into(),
+        target: s.user.id,
+    });
+    Json(json!({
+        "ok": true,
+        "recovery_codes": plain,
+        "message": "new recovery codes; the old ones no longer work. They are shown once.",
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    /// The current password.
+    password: String,
+    new_password: String,
+    #[serde(default)]
+    totp: Option<String>,
+    #[serde(default)]
+    recovery_code: Option<String>,
+}
+
+/// A new password (step-up with the current one and the factor); other sessions and reset
+/// links end.
+async fn change_password(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
+    let s = match authed(&a, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let req: PasswordChange = match parse_proof(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if req.new_password.len() > MAX_PASSWORD_BYTES {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("new_password: at most {MAX_PASSWORD_BYTES} bytes"),
+        );
+    }
+    let accepted = match a.policy.accept(&req.new_password, &s.user.policy_context()) {
+        Ok(p) => p,
+        Err(violations) => {
+            let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
+            return error_with(
+                StatusCode::BAD_REQUEST,
+                "the new password does not meet the rules",
+                &json!({ "violations": list }),
+            );
+        }
+    };
+    let proof = Proof {
+        password: req.password,
+        totp: req.totp,
+        recovery_code: req.recovery_code,
+    };
+    if let Err(r) = step_up(&a, &s.user, &proof).await {
+        return r;
+    }
+    let Some(slot) = a.pool.try_slot() else {
+        return retry(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is busy; try again shortly",
+            1000,
+        );
+    };
+    let hasher = a.hasher.clone();
+    let phc = match a
+        .pool
+        .run(slot, move || hasher.hash(accepted.as_str(), &mut OsRng))
+        .await
+    {
+        Some(Ok(phc)) => phc,
+        Some(Err(e)) => return internal(&e.to_string()),
+        None => return internal("hashing thread gone"),
+    };
+    let (uid, version) = (s.user.id.clone(), s.user.password_version);
+    let updated = a
+        .db(move |c| {
+            let n = c.execute(
+                "UPDATE auth_users SET phc = ?2, password_version = password_version + 1, updated_at = ?4 \
+                 WHERE id = ?1 AND password_version = ?3",
+                params![uid, phc, version, crate::unix_now()],
+            )?;
+            c.execute("DELETE FROM auth_reset_tokens WHERE user_id = ?1", [&uid])?;
+            Ok(n)
+        })
+        .await;
+    match updated {
+        Ok(1) => {}
+        Ok(_) => {
+            return error(
+                StatusCode::CONFLICT,
+                "the password was changed meanwhile; sign in again",
+            );
+        }
+        Err(e) => return internal(&e),
+    }
+    a.engines().resets.password_changed(&s.user.id);
+    if let Err(r) = end_other_sessions(&a, &s.user.id, &s.token).await {
+        return r;
+    }
+    a.audit(AuditEvent::AdminAction {
+        actor: s.user.id.clone(),
+        action: "password_changed".into(),
+        target: s.user.id,
+    });
+    Json(json!({ "ok": true, "message": "password changed; other sessions were ended" }))
+        .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MfaResetRequest {
+    /// The account to reset (name or e-mail).
+    user: String,
+    /// The administrator's own password (step-up), and factor if theirs is on.
+    password: String,
+    #[serde(default)]
+    totp: Option<String>,
+    #[serde(default)]
+    recovery_code: Option<String>,
+}
+
+/// The right an administrator's MFA reset needs.
+pub(super) const MFA_RESET_RIGHT: &str = "user.mfa.reset";
+
+/// An administrator turns another account's two-factor sign-in off (the owner lost the device
+/// and the codes, or a thief enrolled their own): needs `user.mfa.reset`, every right of every
+/// group of the target (no acting on a more privileged account), and the administrator's own
+/// step-up. Ends all the target's sessions; audited.
+async fn admin_mfa_reset(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
+    let s = match authed(&a, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let roles = s.user.roles(&a.settings);
+    if let Err(e) = roles.check(&s.user.id, MFA_RESET_RIGHT) {
+        return error(StatusCode::FORBIDDEN, e.to_string());
+    }
+    let req: MfaResetRequest = match parse_proof(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let lookup = req.user.clone();
+    let target = match a.db(move |c| super::user_by_name(c, &lookup)).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no such user"),
+        Err(e) => return internal(&e),
+    };
+    if let Some(e) = target
+        .groups
+        .iter()
+        .find_map(|g| roles.check_grant(&s.user.id, g).err())
+    {
+        return error(StatusCode::FORBIDDEN, e.to_string());
+    }
+    let proof = Proof {
+        password: req.password,
+        totp: req.totp,
+        recovery_code: req.recovery_code,
+    };
+    if let Err(r) = step_up(&a, &s.user, &proof).await {
+        return r;
+    }
+    let id = target.id.clone();
+    let reset = a
+        .db(move |c| {
+            clear_mfa(c, &id)?;
+            c.execute("DELETE FROM auth_sessions WHERE user_id = ?1", [&id])
+        })
+        .await;
+    if let Err(e) = reset {
+        return internal(&e);
+    }
+    a.engines().sessions.end_all(&target.id);
+    a.audit(AuditEvent::AdminAction {
+        actor: s.user.id,
+        action: "mfa_reset".into(),
+        target: target.id.clone(),
+    });
+    Json(json!({
+        "ok": true,
+        "user": target.name,
+        "message": "two-factor sign-in is off for this account and its sessions ended; its owner signs in with the password and enrols again",
+    }))
+    .into_response()
 }

@@ -205,18 +205,8 @@ async fn append_outbox(path: PathBuf, to: String, subject: String, body: String)
     })
     .to_string();
     let result = tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let mut options = std::fs::OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        options
-            .open(&path)
-            .and_then(|mut f| writeln!(f, "{line}"))
-            .map_err(|e| format!("cannot write the outbox {}: {e}", path.display()))
+        crate::secret_file::append_private(&path, &line)
+            .map_err(|e| format!("cannot write the outbox: {e}"))
     })
     .await;
     match result {

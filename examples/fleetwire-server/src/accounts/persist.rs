@@ -1,7 +1,7 @@
 //! What the accounts engines keep across restarts.
 //!
 //! - `accounts-state.json` in the data directory (mode 0600, replaced atomically): a snapshot of
-//!   the lockout engine, the throttles, the CAPTCHA challenges, the session store (idle timers),
+//!   the lockout engine, the login and reset throttles, the session store (idle timers),
 //!   the reset tokens and the new-origin tracker. It is written when something changed, at most
 //!   every `[accounts] state_save_secs`, and on a graceful stop; it is read at start. The
 //!   engines' keyed-hash secrets are in it, so it lives beside the other keys, not in the store
@@ -14,10 +14,13 @@
 //!   their idle timers. At start, snapshot sessions without a row are dropped and rows without a
 //!   snapshot entry are restored with their creation time as the last activity, so a restart
 //!   never lengthens a session.
+//! - Not saved: CAPTCHA challenges (they live two minutes, and anyone may ask for them, so they
+//!   must not make the file large or dirty; a client fetches a new one after a restart; a
+//!   `captcha` entry in an older snapshot is ignored).
 //! - `device-cookie.key`: the 32-byte HMAC key of the device cookies, created on first start.
 
 use std::io::{Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use fleetwire_auth::UnixTime;
 use rand_core::{OsRng, RngCore};
@@ -68,7 +71,6 @@ pub(super) fn snapshot(e: &Engines, at: UnixTime) -> Result<Vec<u8>, String> {
         "saved_ms": at.as_millis(),
         "lockout": &e.lockout,
         "throttle": &e.throttle,
-        "captcha": &e.captcha,
         "sessions": &e.sessions,
         "resets": &e.resets,
         "origins": &e.origins,
@@ -76,27 +78,11 @@ pub(super) fn snapshot(e: &Engines, at: UnixTime) -> Result<Vec<u8>, String> {
     serde_json::to_vec(&v).map_err(|e| e.to_string())
 }
 
-/// Writes a snapshot atomically (a temporary file, synced, then renamed over the old one).
+/// Writes a snapshot atomically: a new 0600 temporary file (exclusive, random name), synced,
+/// then renamed over the old one (the server's one secret-file writer).
 pub(super) fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = tmp_path(path);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
+    crate::secret_file::write(path, bytes, crate::secret_file::Overwrite::Replace)
+        .map_err(|e| e.to_string())
 }
 
 /// Loads a snapshot into `e`, keeping `e`'s settings. Returns `Ok(false)` when there is no file.
@@ -118,13 +104,11 @@ pub(super) fn load(path: &Path, e: &mut Engines) -> Result<bool, String> {
     }
     let lockout = with_config(&e.lockout, v["lockout"].take())?;
     let throttle = with_config(&e.throttle, v["throttle"].take())?;
-    let captcha = with_config(&e.captcha, v["captcha"].take())?;
     let sessions = with_config(&e.sessions, v["sessions"].take())?;
     let resets = with_config(&e.resets, v["resets"].take())?;
     let origins = serde_json::from_value(v["origins"].take()).map_err(|err| err.to_string())?;
     e.lockout = lockout;
     e.throttle = throttle;
-    e.captcha = captcha;
     e.sessions = sessions;
     e.resets = resets;
     e.origins = origins;

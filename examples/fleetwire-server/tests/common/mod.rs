@@ -30,3 +30,5 @@ pub fn data_dir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+pub mod api;
