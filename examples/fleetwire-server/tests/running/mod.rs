@@ -1,0 +1,262 @@
+//! A running `fleetwire-server serve` on loopback for the slow-client tests, and clients that
+//! connect from a chosen loopback source address (127.0.0.2, 127.0.0.3 …: one source each).
+#![allow(dead_code, unreachable_pub)] // each test crate uses its own subset
+#![allow(clippy::disallowed_methods)] // a real clock
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleetwire_session::{PlayerId, PlayerSecret};
+use fleetwire_tokio::tls;
+use rustls::pki_types::ServerName;
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::common::{BIN, cli, data_dir};
+
+/// Guards against a hung test; never a performance assertion.
+pub const GUARD: Duration = Duration::from_secs(60);
+
+/// The server, stopped with SIGINT (then SIGKILL) when dropped.
+pub struct Running {
+    pub data: PathBuf,
+    child: Child,
+    pub sessions: SocketAddr,
+    pub https: SocketAddr,
+    pub http: SocketAddr,
+    pub framed: SocketAddr,
+    pub fingerprint: [u8; 32],
+}
+
+impl Running {
+    /// Writes `fleetwire.toml` (every listener on 127.0.0.1:0, plus `extra` lines per section,
+    /// e.g. `("http", "request_timeout_secs = 2")`) into a fresh data directory, runs `prepare`
+    /// against it (provisioning with the command line), then starts `serve`.
+    pub fn start(tag: &str, extra: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> Self {
+        let data = data_dir(tag);
+        let mut toml = String::new();
+        for section in ["session", "http", "sensor", "transfer", "content"] {
+            let _ = writeln!(toml, "[{section}]");
+            match section {
+                "http" => {
+                    toml.push_str(
+                        "https_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n",
+                    );
+                }
+                "content" => {}
+                _ => toml.push_str("listen = \"127.0.0.1:0\"\n"),
+            }
+            for (s, lines) in extra {
+                if *s == section {
+                    toml.push_str(lines);
+                    toml.push('\n');
+                }
+            }
+        }
+        std::fs::write(data.join("fleetwire.toml"), toml).unwrap();
+        prepare(&data);
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let (mut fingerprint, mut sessions, mut https, mut http, mut framed) =
+            (None, None, None, None, None);
+        let after = |text: &str, prefix: &str| -> Option<SocketAddr> {
+            text.strip_prefix(prefix)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        };
+        let mut text = String::new();
+        while !text.starts_with("data directory") {
+            text.clear();
+            assert!(
+                stdout.read_line(&mut text).unwrap() > 0,
+                "server exited early"
+            );
+            if let Some(fp) = text.strip_prefix("certificate fingerprint (SHA-256): ") {
+                fingerprint = tls::parse_fingerprint(fp.trim());
+            }
+            sessions = sessions.or(after(&text, "player sessions on "));
+            https = https.or(after(&text, "https api on "));
+            http = http.or(after(&text, "http on "));
+            framed = framed.or(after(&text, "framed transfer on "));
+        }
+        // Keep reading stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while stdout.read_line(&mut sink).is_ok_and(|n| n > 0) {
+                sink.clear();
+            }
+        });
+        Self {
+            data,
+            child,
+            sessions: sessions.unwrap(),
+            https: https.unwrap(),
+            http: http.unwrap(),
+            framed: framed.unwrap(),
+            fingerprint: fingerprint.unwrap(),
+        }
+    }
+
+    /// The server's process id (for /proc measurements).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's resident set size in KiB (`VmRSS` in /proc/PID/status).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// The TLS client configuration that pins this server's certificate.
+    pub fn tls_config(&self) -> Arc<rustls::ClientConfig> {
+        tls::pinned_client_config(self.fingerprint).unwrap()
+    }
+
+    /// A TLS connection to `addr` from the loopback source `from`.
+    pub async fn tls_from(
+        &self,
+        from: IpAddr,
+        addr: SocketAddr,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let tcp = tcp_from(from, addr).await?;
+        tokio_rustls::TlsConnector::from(self.tls_config())
+            .connect(ServerName::try_from("fleetwire.local").unwrap(), tcp)
+            .await
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                let _ = std::fs::remove_dir_all(&self.data);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+/// A TCP connection to `addr` from the loopback source `from` (an ephemeral port).
+pub async fn tcp_from(from: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = match from {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(addr).await
+}
+
+/// The loopback source `127.0.0.N`.
+pub fn source(n: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, n])
+}
+
+/// Provisions `count` approved players; their ids and secrets.
+pub fn add_players(data: &Path, count: usize) -> Vec<(PlayerId, PlayerSecret)> {
+    let secrets = data.join(format!("players-{}.csv", std::process::id()));
+    let _ = std::fs::remove_file(&secrets);
+    cli(
+        data,
+        &[
+            "player",
+            "add",
+            "--approved",
+            "--count",
+            &count.to_string(),
+            "--secrets-out",
+            secrets.to_str().unwrap(),
+        ],
+    );
+    let players = std::fs::read_to_string(&secrets)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (id, s) = l.split_once(',').unwrap();
+            (id.parse().unwrap(), s.parse().unwrap())
+        })
+        .collect();
+    let _ = std::fs::remove_file(&secrets);
+    players
+}
+
+/// Publishes `bytes` (written to a file named `name`) to `to` (a player id or `all`); the
+/// content id printed.
+pub fn publish(data: &Path, name: &str, bytes: &[u8], to: &str, chunk_size: u32) -> String {
+    let src = data.join(name);
+    std::fs::write(&src, bytes).unwrap();
+    let out = cli(
+        data,
+        &[
+            "content",
+            "add",
+            src.to_str().unwrap(),
+            "--to",
+            to,
+            "--chunk-size",
+            &chunk_size.to_string(),
+        ],
+    );
+    let _ = std::fs::remove_file(&src);
+    out.strip_prefix("content ")
+        .and_then(|r| r.split(':').next())
+        .unwrap()
+        .to_owned()
+}
+
+/// Reads until the peer closes (end of stream or an error); false if it stays open for `within`.
+pub async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    within: Duration,
+) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 64 * 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// Pseudo-random bytes (xorshift), so content never compresses or repeats.
+pub fn bytes(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
