@@ -44,20 +44,24 @@ use crate::config::HttpSettings;
 use crate::serve::{Ctx, Service};
 
 /// Routes served over HTTPS only.
-pub(crate) fn api(ctx: &Arc<Ctx>) -> Router {
+pub(crate) fn api(ctx: &Arc<Ctx>, content: &Arc<crate::content::Shared>) -> Router {
     Router::new()
         .route("/v1/status", get(status))
-        .merge(crate::content::routes())
+        .merge(crate::content::routes(content))
         .with_state(ctx.clone())
         .merge(crate::accounts::api(ctx))
         .merge(crate::things::routes(ctx))
 }
 
 /// Routes served over plain HTTP too; anything else redirects to `https://{public}`.
-pub(crate) fn plain(ctx: &Arc<Ctx>, public: Arc<str>) -> Router {
+pub(crate) fn plain(
+    ctx: &Arc<Ctx>,
+    content: &Arc<crate::content::Shared>,
+    public: Arc<str>,
+) -> Router {
     Router::new()
         .fallback(move |request: Request| async move { redirect_to_https(&public, &request) })
-        .merge(crate::content::routes())
+        .merge(crate::content::routes(content))
         .with_state(ctx.clone())
 }
 
@@ -78,17 +82,19 @@ pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
     );
     let acceptor = TlsAcceptor::from(ctx.tls.clone());
     let limits = Limits::from_settings(settings);
+    // One content state (replay cache) for both listeners.
+    let content = crate::content::Shared::new(&ctx.config.content)?;
     let secure = tokio::spawn(accept_loop(
         https,
         Some(acceptor),
-        with_deadlines(api(ctx), limits),
+        with_deadlines(api(ctx, &content), limits),
         limits,
         ctx.shutdown.clone(),
     ));
     let open = tokio::spawn(accept_loop(
         http,
         None,
-        with_deadlines(plain(ctx, public), limits),
+        with_deadlines(plain(ctx, &content, public), limits),
         limits,
         ctx.shutdown.clone(),
     ));

@@ -223,9 +223,9 @@ pub fn publish(data: &Path, name: &str, bytes: &[u8], to: &str, chunk_size: u32)
         ],
     );
     let _ = std::fs::remove_file(&src);
-    out.strip_prefix("content ")
-        .and_then(|r| r.split(':').next())
-        .unwrap()
+    out.lines()
+        .find_map(|l| l.strip_prefix("content ")?.split(':').next())
+        .unwrap_or_else(|| panic!("no content id in {out:?}"))
         .to_owned()
 }
 
