@@ -6,7 +6,9 @@
 //! the next heartbeat reply; the player then fetches over HTTP(S):
 //!
 //! - `GET /v1/content/{id}/manifest`: the signed manifest.
-//! - `GET /v1/content/{id}/chunks/{index}?count=N`: chunks `index..index+N` (N ≤ 64).
+//! - `GET /v1/content/{id}/chunks/{index}?count=N`: chunks `index..index+N` (N ≤ 64), streamed
+//!   from disk as the client reads (a piece of 256 KiB at a time, never the whole range), at most
+//!   `max_requests_per_player` at once per player.
 //!
 //! Both are served on HTTPS and on plain HTTP (every chunk is verified by the player against
 //! the signed manifest, so plain HTTP cannot alter content). Every request must carry the
@@ -17,7 +19,7 @@
 //! recorded per player, for served requests only.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -75,6 +77,9 @@ pub(crate) struct ContentSettings {
     /// Signed requests one player may have remembered at once (about 50 bytes each): past it the
     /// player is answered `429` until older ones leave the time window.
     pub(crate) max_signed_requests_per_player: usize,
+    /// Chunk responses one player may have in progress at once (over every connection and
+    /// both listeners); the next is answered `429`.
+    pub(crate) max_requests_per_player: usize,
 }
 
 impl Default for ContentSettings {
@@ -83,6 +88,7 @@ impl Default for ContentSettings {
             chunk_size: 256 * 1024,
             request_time_tolerance_secs: 300,
             max_signed_requests_per_player: 16_384,
+            max_requests_per_player: 8,
         }
     }
 }
@@ -465,6 +471,51 @@ pub(crate) struct Shared {
     /// A real Ed25519 key no player holds: an unknown player's signature is checked against it,
     /// so unknown players and bad signatures take the same work and get the same answer.
     decoy_verifier: [u8; 32],
+    max_responses_per_player: usize,
+    /// Chunk responses in progress per player (an entry only while one is).
+    responses: Mutex<HashMap<PlayerId, usize>>,
+}
+
+impl Shared {
+    /// One of `player`'s chunk-response slots, or `None` when it has them all.
+    fn start_response(self: &Arc<Self>, player: PlayerId) -> Option<ResponseSlot> {
+        let mut responses = self
+            .responses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let n = responses.entry(player).or_insert(0);
+        if *n >= self.max_responses_per_player {
+            return None;
+        }
+        *n += 1;
+        Some(ResponseSlot {
+            shared: self.clone(),
+            player,
+        })
+    }
+}
+
+/// A chunk response in progress; its slot is released when the body is dropped (finished,
+/// failed, or the connection closed).
+struct ResponseSlot {
+    shared: Arc<Shared>,
+    player: PlayerId,
+}
+
+impl Drop for ResponseSlot {
+    fn drop(&mut self) {
+        let mut responses = self
+            .shared
+            .responses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = responses.get_mut(&self.player) {
+            *n -= 1;
+            if *n == 0 {
+                responses.remove(&self.player);
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -485,6 +536,8 @@ impl Shared {
                 MAX_SIGNED_REQUESTS,
             )),
             decoy_verifier,
+            max_responses_per_player: settings.max_requests_per_player.max(1),
+            responses: Mutex::default(),
         }))
     }
 }
@@ -559,36 +612,116 @@ async fn chunks(
         )
             .into_response();
     }
+    let Some(slot) = shared.start_response(player) else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "1")],
+            format!(
+                "this player already has {} chunk responses in progress\n",
+                shared.max_responses_per_player
+            ),
+        )
+            .into_response();
+    };
     let end = index.saturating_add(count).min(chunks);
     let offset = manifest.chunk_offset(index);
-    let len = (manifest.chunk_offset(end).min(manifest.length()) - offset) as usize;
+    let len = manifest.chunk_offset(end).min(manifest.length()) - offset;
     let path = ctx.data_dir.join("content").join(&item.sha256);
-    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let mut f = std::fs::File::open(&path)?;
-        f.seek(SeekFrom::Start(offset))?;
-        // `read_to_end` fills the spare capacity without zeroing it first.
-        let mut buf = Vec::with_capacity(len);
-        f.take(len as u64).read_to_end(&mut buf)?;
-        if buf.len() != len {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        Ok(buf)
-    })
-    .await;
-    match read {
-        Ok(Ok(bytes)) => {
-            *SENT
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(player)
-                .or_default() += bytes.len() as u64;
-            octets(bytes)
+    let opened = tokio::task::spawn_blocking(move || std::fs::File::open(&path)).await;
+    match opened {
+        Ok(Ok(file)) => {
+            let body = ChunkBody {
+                file: Arc::new(file),
+                offset,
+                remaining: len,
+                reading: None,
+                player,
+                _slot: slot,
+            };
+            (
+                [(header::CONTENT_TYPE, "application/octet-stream")],
+                Body::new(body),
+            )
+                .into_response()
         }
         Ok(Err(e)) => {
             tracing::error!(content = id, "cannot read content: {e}");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Bytes a chunk response reads from disk at a time: what one response holds beside hyper's
+/// write buffer (about 400 KiB) and, on HTTPS, rustls's (1 MiB).
+const RESPONSE_PIECE: u64 = 256 * 1024;
+
+/// A chunk range streamed from disk as the client reads it: one piece is read when hyper asks
+/// for more (it asks only once its write buffer has room), so a client that stops reading pins
+/// at most one piece here, never the whole range. Bytes count as sent for the player as they
+/// are handed to hyper. Holds one of the player's response slots until dropped.
+struct ChunkBody {
+    file: Arc<std::fs::File>,
+    offset: u64,
+    remaining: u64,
+    reading: Option<tokio::task::JoinHandle<std::io::Result<Vec<u8>>>>,
+    player: PlayerId,
+    _slot: ResponseSlot,
+}
+
+impl axum::body::HttpBody for ChunkBody {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use std::os::unix::fs::FileExt as _;
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let reading = this.reading.get_or_insert_with(|| {
+            let (file, offset) = (this.file.clone(), this.offset);
+            // INVARIANT: at most RESPONSE_PIECE (256 KiB), which fits in usize.
+            let len = usize::try_from(this.remaining.min(RESPONSE_PIECE))
+                .expect("INVARIANT: a piece fits in usize");
+            tokio::task::spawn_blocking(move || {
+                let mut piece = vec![0u8; len];
+                file.read_exact_at(&mut piece, offset)?;
+                Ok(piece)
+            })
+        });
+        let read = std::task::ready!(std::pin::Pin::new(reading).poll(cx));
+        this.reading = None;
+        match read {
+            Ok(Ok(piece)) => {
+                let n = piece.len() as u64;
+                this.offset += n;
+                this.remaining -= n;
+                record_sent(this.player, n);
+                Poll::Ready(Some(Ok(hyper::body::Frame::data(piece.into()))))
+            }
+            Ok(Err(e)) => {
+                tracing::error!("cannot read content: {e}");
+                this.remaining = 0;
+                Poll::Ready(Some(Err(e)))
+            }
+            Err(e) => {
+                this.remaining = 0;
+                Poll::Ready(Some(Err(std::io::Error::other(e))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining)
     }
 }
 

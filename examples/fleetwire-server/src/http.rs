@@ -178,6 +178,13 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
+    /// Bytes a peer must take per write timeout while the server has data waiting for it.
+    fn min_write_progress(&self) -> u64 {
+        self.min_bytes_per_sec
+            .saturating_mul(self.write.as_secs())
+            .max(1)
+    }
+
     fn from_settings(s: &HttpSettings) -> Self {
         Self {
             max_connections: s.max_connections.max(1),
@@ -246,7 +253,7 @@ async fn accept_loop(
         };
         // Responses are written whole; do not hold their last segment back (Nagle).
         let _ = tcp.set_nodelay(true);
-        let tcp = WriteDeadline::new(tcp, limits.write);
+        let tcp = WriteDeadline::new(tcp, limits.write, limits.min_write_progress());
         let (tls, app) = (tls.clone(), app.clone());
         tokio::spawn(async move {
             serve_connection(tcp, peer, tls, app, limits).await;
@@ -341,20 +348,25 @@ impl Drop for SourceSlot {
     }
 }
 
-/// A socket whose writes fail with `TimedOut` once one has made no progress for `timeout` (a
-/// peer that stopped reading); reads pass through.
+/// A socket whose writes fail with `TimedOut` when the peer stops reading, or reads too slowly.
+/// When a write blocks, a timer of `timeout` starts; it stops once the peer has taken
+/// `min_progress` bytes since, or everything queued was written (a flush completed). If it runs
+/// out while a write is still blocked, the write fails: so while the server has data waiting,
+/// the peer must read at least `min_progress` bytes per `timeout`. Reads pass through.
 pub(crate) struct WriteDeadline<T> {
     io: T,
     timeout: Duration,
-    /// Armed while a write is blocked.
-    stalled: Option<Pin<Box<Sleep>>>,
+    min_progress: u64,
+    /// Armed while writes are held back: the deadline and the bytes taken since it was armed.
+    stalled: Option<(Pin<Box<Sleep>>, u64)>,
 }
 
 impl<T> WriteDeadline<T> {
-    pub(crate) fn new(io: T, timeout: Duration) -> Self {
+    pub(crate) fn new(io: T, timeout: Duration, min_progress: u64) -> Self {
         Self {
             io,
             timeout,
+            min_progress,
             stalled: None,
         }
     }
@@ -362,26 +374,47 @@ impl<T> WriteDeadline<T> {
     /// After the inner write returned `Pending`: arm the timer, or fail if it ran out.
     fn blocked<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
         let timeout = self.timeout;
-        let sleep = self
+        let (sleep, _) = self
             .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+            .get_or_insert_with(|| (Box::pin(tokio::time::sleep(timeout)), 0));
         ready!(sleep.as_mut().poll(cx));
         Poll::Ready(Err(io::Error::new(
             io::ErrorKind::TimedOut,
             format!(
-                "the peer read nothing for {} s (write timeout)",
+                "the peer read too little for {} s (write timeout)",
                 timeout.as_secs()
             ),
         )))
     }
 
-    fn progress<R>(
+    fn wrote(
         &mut self,
-        result: Poll<io::Result<R>>,
+        result: Poll<io::Result<usize>>,
         cx: &mut Context<'_>,
-    ) -> Poll<io::Result<R>> {
+    ) -> Poll<io::Result<usize>> {
+        match result {
+            Poll::Ready(Ok(n)) => {
+                if let Some((_, taken)) = &mut self.stalled {
+                    *taken += n as u64;
+                    if *taken >= self.min_progress {
+                        self.stalled = None;
+                    }
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.blocked(cx),
+        }
+    }
+
+    fn flushed(
+        &mut self,
+        result: Poll<io::Result<()>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
         match result {
             Poll::Ready(r) => {
+                // Everything queued reached the socket: nothing is held back any more.
                 self.stalled = None;
                 Poll::Ready(r)
             }
@@ -407,7 +440,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.io).poll_write(cx, buf);
-        self.progress(result, cx)
+        self.wrote(result, cx)
     }
 
     fn poll_write_vectored(
@@ -416,7 +449,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        self.progress(result, cx)
+        self.wrote(result, cx)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -425,12 +458,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let result = Pin::new(&mut self.io).poll_flush(cx);
-        self.progress(result, cx)
+        self.flushed(result, cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let result = Pin::new(&mut self.io).poll_shutdown(cx);
-        self.progress(result, cx)
+        self.flushed(result, cx)
     }
 }
 

@@ -136,7 +136,14 @@ impl Running {
         from: IpAddr,
         addr: SocketAddr,
     ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-        let tcp = tcp_from(from, addr).await?;
+        self.tls_over(tcp_from(from, addr).await?).await
+    }
+
+    /// TLS to this server over an open TCP connection.
+    pub async fn tls_over(
+        &self,
+        tcp: TcpStream,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
         tokio_rustls::TlsConnector::from(self.tls_config())
             .connect(ServerName::try_from("fleetwire.local").unwrap(), tcp)
             .await
@@ -168,6 +175,15 @@ pub async fn tcp_from(from: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStre
         IpAddr::V4(_) => TcpSocket::new_v4()?,
         IpAddr::V6(_) => TcpSocket::new_v6()?,
     };
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(addr).await
+}
+
+/// Like [`tcp_from`] with a 64 KiB receive buffer (no autotuning): a client that stops reading
+/// lets little pile up in its own kernel buffers, so the server's writes block early.
+pub async fn tight_tcp_from(from: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_recv_buffer_size(64 * 1024)?;
     socket.bind(SocketAddr::new(from, 0))?;
     socket.connect(addr).await
 }
