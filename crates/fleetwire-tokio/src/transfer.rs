@@ -1321,11 +1321,23 @@ fn unix_now() -> u64 {
 /// Frame header version for transfer messages on a stream.
 pub(crate) const FRAME_VERSION: u8 = 1;
 
-/// How [`send_framed`] sends.
+/// How [`send_framed`] (and `framed::send_framed_many`) sends.
 #[derive(Debug, Clone)]
 pub struct SendOptions {
     /// The sender machine's configuration (window, timeouts, bandwidth cap).
     pub config: Arc<SenderConfig>,
+    /// A write the peer does not drain fails the send (`TimedOut`): while a frame waits, the
+    /// peer must take at least `min_bytes_per_sec` × this many bytes within this long (a peer
+    /// that stopped reading, or reads a trickle). The machine's own idle timeout cannot run
+    /// while a write is blocked, so this is what bounds it. Default 30 s.
+    pub write_timeout: Duration,
+    /// See `write_timeout`. Default 1024.
+    pub min_bytes_per_sec: u64,
+    /// Most chunk bytes sent and not yet acknowledged on one connection: the window (in chunks)
+    /// is lowered so that window × the largest chunk size fits. With chunks read from disk only
+    /// as the socket takes them, this bounds what one connection holds in memory. Default
+    /// 16 MiB (64 chunks of 256 KiB).
+    pub max_in_flight_bytes: u64,
     /// Test hook: alters the first transmission of this chunk (with a valid message checksum),
     /// as an attacker on the path would. Never set it outside tests.
     #[doc(hidden)]
@@ -1336,9 +1348,84 @@ impl Default for SendOptions {
     fn default() -> Self {
         Self {
             config: Arc::new(SenderConfig::default()),
+            write_timeout: Duration::from_secs(30),
+            min_bytes_per_sec: 1024,
+            max_in_flight_bytes: 16 << 20,
             danger_tamper_chunk_once: None,
         }
     }
+}
+
+impl SendOptions {
+    /// The sender configuration with its window lowered so that `window` chunks of
+    /// `largest_chunk` bytes fit in `max_in_flight_bytes`.
+    pub(crate) fn sender_config(&self, largest_chunk: u32) -> Arc<SenderConfig> {
+        let fits = self.max_in_flight_bytes / u64::from(largest_chunk.max(1));
+        let window = u32::try_from(fits)
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.config.window.max(1));
+        if window == self.config.window {
+            return self.config.clone();
+        }
+        Arc::new(SenderConfig {
+            window,
+            ..(*self.config).clone()
+        })
+    }
+
+    /// Writes `bytes` whole and flushes, within the write deadline.
+    pub(crate) async fn write<S: AsyncWrite + Unpin>(
+        &self,
+        stream: &mut S,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        let min_progress = self
+            .min_bytes_per_sec
+            .saturating_mul(self.write_timeout.as_secs())
+            .max(1);
+        write_with_deadline(stream, bytes, self.write_timeout, min_progress)
+            .await
+            .map_err(stream_err)
+    }
+}
+
+/// Writes `bytes` whole, then flushes; fails with `TimedOut` when the peer takes fewer than
+/// `min_progress` bytes within `timeout` while the write waits.
+pub(crate) async fn write_with_deadline<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: &[u8],
+    timeout: Duration,
+    min_progress: u64,
+) -> io::Result<()> {
+    let stalled = || {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the peer took less than {min_progress} bytes in {} s (write timeout)",
+                timeout.as_secs()
+            ),
+        )
+    };
+    let mut deadline = tokio::time::Instant::now() + timeout;
+    let (mut at, mut taken) = (0, 0u64);
+    while at < bytes.len() {
+        match tokio::time::timeout_at(deadline, stream.write(&bytes[at..])).await {
+            Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => {
+                at += n;
+                taken += n as u64;
+                if taken >= min_progress {
+                    taken = 0;
+                    deadline = tokio::time::Instant::now() + timeout;
+                }
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(stalled()),
+        }
+    }
+    tokio::time::timeout_at(deadline, stream.flush())
+        .await
+        .map_err(|_| stalled())?
 }
 
 /// What a framed send did.
@@ -1366,7 +1453,7 @@ where
 {
     let source = File::open(file).map_err(file_err(file))?;
     let max_frame = frame_limit(manifest.chunk_count());
-    let mut sender = Sender::new(options.config.clone(), Instant::now());
+    let mut sender = Sender::new(options.sender_config(manifest.chunk_size()), Instant::now());
     sender
         .offer(Instant::now(), manifest, ChunkSource::OnDemand, None)
         .map_err(|e| Error::Http(e.to_string()))?;
@@ -1432,16 +1519,14 @@ where
                     }
                 }
             }
+            // One frame at a time, each within the write deadline: nothing piles up here.
             encode_frame(
                 &mut out,
                 FRAME_VERSION,
                 buf.get(1).copied().unwrap_or(0),
                 &buf,
             );
-        }
-        if !out.is_empty() {
-            stream.write_all(&out).await.map_err(stream_err)?;
-            stream.flush().await.map_err(stream_err)?;
+            options.write(stream, &out).await?;
             out.clear();
         }
         if completed {

@@ -139,7 +139,7 @@ async fn non_reading_downloads_pin_little_and_are_cut_at_the_write_deadline() {
         assert_eq!(warm.status_line().await, "HTTP/1.1 200 OK");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = server.rss_kib();
+    let before = server.anon_kib();
 
     // 8 plain and 8 TLS clients each ask for 16 MiB and read nothing.
     let mut conns = Vec::new();
@@ -149,14 +149,15 @@ async fn non_reading_downloads_pin_little_and_are_cut_at_the_write_deadline() {
         conns.push(conn);
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let pinned = server.rss_kib().saturating_sub(before);
+    let pinned = server.anon_kib().saturating_sub(before);
     println!(
-        "16 non-reading 16 MiB chunk responses: server RSS +{pinned} KiB (+{} KiB each)",
+        "16 non-reading 16 MiB chunk responses: server anonymous RSS +{pinned} KiB (+{} KiB each)",
         pinned / (2 * EACH as u64)
     );
-    // Each response held whole would be 16 MiB; streamed, about a megabyte or two.
+    // Each response held whole would be 16 MiB; streamed, about a megabyte or two (plus the
+    // allocator's slack: the measure is noisy, so the bound is loose).
     assert!(
-        pinned < 2 * EACH as u64 * 4 * 1024,
+        pinned < 2 * EACH as u64 * 8 * 1024,
         "16 non-reading responses pin {pinned} KiB"
     );
 
