@@ -45,8 +45,11 @@ pub(crate) struct HttpSettings {
     pub(crate) request_timeout_secs: u64,
     /// Seconds a write may wait on a peer that does not read before the connection is closed.
     pub(crate) write_timeout_secs: u64,
-    /// Slowest request or response body accepted, in bytes per second, after a 10 s grace.
+    /// Slowest request body accepted, in bytes per second, after a 10 s grace; while the server
+    /// has data waiting for a client, the client must take this many per second too.
     pub(crate) min_bytes_per_sec: u64,
+    /// Largest request body the API reads (`413` above it): bounds what one request holds.
+    pub(crate) max_body_bytes: usize,
     /// The host name (optionally `host:port`) that plain-HTTP redirects point to; the port of
     /// `https_listen` when none is given. Never taken from the request's `Host` header.
     pub(crate) public_name: String,
@@ -63,6 +66,7 @@ impl Default for HttpSettings {
             request_timeout_secs: 30,
             write_timeout_secs: 30,
             min_bytes_per_sec: 1024,
+            max_body_bytes: 64 * 1024,
             public_name: "localhost".into(),
         }
     }

@@ -11,8 +11,10 @@
 //!   header timer also runs while a keep-alive connection waits for its next request, so an idle
 //!   connection is closed after it); from the headers to the response headers, body included,
 //!   `request_timeout_secs` (then `408` and the connection closes); a request body slower than
-//!   `min_bytes_per_sec` after a 10 s grace is cut; a write that makes no progress for
-//!   `write_timeout_secs` (a peer that stops reading) closes the connection.
+//!   `min_bytes_per_sec` after a 10 s grace is cut, and one larger than `max_body_bytes` is
+//!   refused (`413`); while a write waits, the peer must take `min_bytes_per_sec` ×
+//!   `write_timeout_secs` bytes every `write_timeout_secs` (a peer that stops reading, or
+//!   trickles, is cut).
 
 use std::future::Future;
 use std::io;
@@ -175,6 +177,7 @@ pub(crate) struct Limits {
     request: Duration,
     write: Duration,
     pub(crate) min_bytes_per_sec: u64,
+    max_body_bytes: usize,
 }
 
 impl Limits {
@@ -193,13 +196,17 @@ impl Limits {
             request: Duration::from_secs(s.request_timeout_secs.max(1)),
             write: Duration::from_secs(s.write_timeout_secs.max(1)),
             min_bytes_per_sec: s.min_bytes_per_sec,
+            max_body_bytes: s.max_body_bytes.max(1),
         }
     }
 }
 
-/// Every route behind the request deadline and the request-body rate floor.
+/// Every route behind the request deadline, the request-body rate floor and the body size
+/// limit.
 fn with_deadlines(router: Router, limits: Limits) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(limits, deadlines))
+    router
+        .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(limits, deadlines))
 }
 
 /// The whole request (headers to response headers, body included) within `request`; the body

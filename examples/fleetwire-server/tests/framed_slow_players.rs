@@ -5,75 +5,25 @@
 #![allow(clippy::disallowed_methods)] // a real clock
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fleetwire_session::{ClientConfig, PlayerId, PlayerSecret};
-use fleetwire_tokio::framed::{connect_player, login_player, receive_framed_many, tls_binding};
+use fleetwire_session::ClientConfig;
+use fleetwire_tokio::framed::{connect_player, receive_framed_many};
 use fleetwire_tokio::transfer::ReceiveOptions;
-use fleetwire_transfer::{PublicKey, Receiver, ReceiverConfig};
+use fleetwire_transfer::{PublicKey, ReceiverConfig};
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 mod common;
 mod running;
 use common::cli;
-use running::{GUARD, Running, add_players, bytes, publish, source, tight_tcp_from};
+use running::{GUARD, Running, accepted_not_reading, add_players, bytes, publish};
 
 /// Large chunks, so that reading a window ahead (64 chunks, more than the file) shows.
 const CHUNK: usize = 1024 * 1024;
 const FILE: usize = 32 * CHUNK;
-
-/// Logs `player` in on the framed port over a TCP connection with a small receive buffer,
-/// accepts the first offer (so the server starts sending chunks), then reads nothing more.
-async fn accepted_not_reading(
-    server: &Running,
-    (id, secret): &(PlayerId, PlayerSecret),
-    key: [u8; 32],
-) -> TlsStream<TcpStream> {
-    let tcp = tight_tcp_from(source(2), server.framed).await.unwrap();
-    let mut tls = server.tls_over(tcp).await.unwrap();
-    let binding = tls_binding(tls.get_ref().1).unwrap();
-    let config = Arc::new(ClientConfig::new(*id, secret.clone()));
-    let mut pending = tokio::time::timeout(GUARD, login_player(&mut tls, binding, config))
-        .await
-        .unwrap()
-        .unwrap();
-    // The transfer frames (`1 | type | len:u32be | body`) through a receiver machine, until it
-    // has its Accept to send.
-    let mut receiver = Receiver::new(
-        Arc::new(ReceiverConfig::new(vec![PublicKey(key)])),
-        Instant::now(),
-    );
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut out = Vec::new();
-    loop {
-        while pending.len() >= 6 {
-            let len = u32::from_be_bytes([pending[2], pending[3], pending[4], pending[5]]) as usize;
-            if pending.len() < 6 + len {
-                break;
-            }
-            let _ = receiver.handle_input(Instant::now(), &pending[6..6 + len]);
-            pending.drain(..6 + len);
-        }
-        while receiver.poll_event().is_some() {}
-        if receiver.poll_transmit(&mut out).is_some() {
-            let mut frame = vec![1, out[1]];
-            frame.extend_from_slice(&u32::try_from(out.len()).unwrap().to_be_bytes());
-            frame.extend_from_slice(&out);
-            tls.write_all(&frame).await.unwrap();
-            tls.flush().await.unwrap();
-            return tls;
-        }
-        let n = tokio::time::timeout(GUARD, tls.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "closed before the offer");
-        pending.extend_from_slice(&buf[..n]);
-    }
-}
 
 /// Reads until the server closes or `limit` bytes arrived (within `within`); (bytes, closed).
 async fn drain(stream: &mut TlsStream<TcpStream>, limit: usize, within: Duration) -> (usize, bool) {

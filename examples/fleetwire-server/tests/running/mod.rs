@@ -11,10 +11,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fleetwire_session::{PlayerId, PlayerSecret};
+use fleetwire_session::{ClientConfig, PlayerId, PlayerSecret};
+use fleetwire_tokio::framed::{login_player, tls_binding};
 use fleetwire_tokio::tls;
+use fleetwire_transfer::{PublicKey, Receiver, ReceiverConfig};
 use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
 
 use crate::common::{BIN, cli, data_dir};
 
@@ -260,7 +264,6 @@ pub async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
     stream: &mut S,
     within: Duration,
 ) -> bool {
-    use tokio::io::AsyncReadExt;
     let mut buf = vec![0u8; 64 * 1024];
     tokio::time::timeout(within, async {
         loop {
@@ -285,4 +288,61 @@ pub fn bytes(len: usize, seed: u32) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+/// Logs `player` in on the framed port over a TCP connection with a small receive buffer,
+/// accepts the first offer (so the server starts sending chunks), then reads nothing more.
+pub async fn accepted_not_reading(
+    server: &Running,
+    (id, secret): &(PlayerId, PlayerSecret),
+    key: [u8; 32],
+) -> TlsStream<TcpStream> {
+    let tcp = tight_tcp_from(source(2), server.framed).await.unwrap();
+    let mut tls = server.tls_over(tcp).await.unwrap();
+    let binding = tls_binding(tls.get_ref().1).unwrap();
+    let config = Arc::new(ClientConfig::new(*id, secret.clone()));
+    let mut pending = tokio::time::timeout(GUARD, login_player(&mut tls, binding, config))
+        .await
+        .unwrap()
+        .unwrap();
+    // The transfer frames (`1 | type | len:u32be | body`) through a receiver machine, until it
+    // has its Accept to send.
+    let mut receiver = Receiver::new(
+        Arc::new(ReceiverConfig::new(vec![PublicKey(key)])),
+        Instant::now(),
+    );
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::new();
+    loop {
+        while pending.len() >= 6 {
+            let len = u32::from_be_bytes([pending[2], pending[3], pending[4], pending[5]]) as usize;
+            if pending.len() < 6 + len {
+                break;
+            }
+            let _ = receiver.handle_input(Instant::now(), &pending[6..6 + len]);
+            pending.drain(..6 + len);
+        }
+        while receiver.poll_event().is_some() {}
+        if receiver.poll_transmit(&mut out).is_some() {
+            let mut frame = vec![1, out[1]];
+            frame.extend_from_slice(&u32::try_from(out.len()).unwrap().to_be_bytes());
+            frame.extend_from_slice(&out);
+            tls.write_all(&frame).await.unwrap();
+            tls.flush().await.unwrap();
+            return tls;
+        }
+        let n = tokio::time::timeout(GUARD, tls.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed before the offer");
+        pending.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The content-signing public key (`content key`).
+pub fn content_key(data: &Path) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(cli(data, &["content", "key"]).trim(), &mut key).unwrap();
+    key
 }
