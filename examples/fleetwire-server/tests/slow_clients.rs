@@ -40,9 +40,8 @@ async fn trickle<S: AsyncRead + AsyncWrite + Unpin>(
         }
         // A closed peer shows as a read of 0 or an error; data (a 408) is fine to skip.
         let mut buf = [0u8; 4096];
-        match tokio::time::timeout(every, stream.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => return true,
-            Ok(Ok(_)) | Err(_) => {}
+        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(every, stream.read(&mut buf)).await {
+            return true;
         }
     }
     false
