@@ -7,7 +7,7 @@
 //!
 //! - `GET /v1/content/{id}/manifest`: the signed manifest.
 //! - `GET /v1/content/{id}/chunks/{index}?count=N`: chunks `index..index+N` (N ≤ 64), streamed
-//!   from disk as the client reads (a piece of 256 KiB at a time, never the whole range), at most
+//!   from disk as the client reads (256 KiB pieces, one read ahead, never the whole range), at most
 //!   `max_requests_per_player` at once per player.
 //!
 //! Both are served on HTTPS and on plain HTTP (every chunk is verified by the player against
@@ -634,6 +634,7 @@ async fn chunks(
                 file: Arc::new(file),
                 offset,
                 remaining: len,
+                unsent: len,
                 reading: None,
                 player,
                 _slot: slot,
@@ -652,21 +653,45 @@ async fn chunks(
     }
 }
 
-/// Bytes a chunk response reads from disk at a time: what one response holds beside hyper's
-/// write buffer (about 400 KiB) and, on HTTPS, rustls's (1 MiB).
+/// Bytes a chunk response reads from disk at a time: one response holds the piece hyper is
+/// writing and the next one, read ahead so the disk and the socket overlap (plus hyper's 64 KiB
+/// and, on HTTPS, rustls's 1 MiB).
 const RESPONSE_PIECE: u64 = 256 * 1024;
 
-/// A chunk range streamed from disk as the client reads it: one piece is read when hyper asks
-/// for more (it asks only once its write buffer has room), so a client that stops reading pins
-/// at most one piece here, never the whole range. Bytes count as sent for the player as they
-/// are handed to hyper. Holds one of the player's response slots until dropped.
+/// A chunk range streamed from disk as the client reads it: the next piece is read when hyper
+/// takes one (it takes one only once its write buffer has room), so a client that stops reading
+/// pins at most two pieces here, never the whole range. Bytes count as sent for the player as
+/// they are handed to hyper. Holds one of the player's response slots until dropped.
 struct ChunkBody {
     file: Arc<std::fs::File>,
+    /// Where the next read starts, and what is left to read after it.
     offset: u64,
     remaining: u64,
+    /// Bytes not yet handed to hyper (read or not).
+    unsent: u64,
     reading: Option<tokio::task::JoinHandle<std::io::Result<Vec<u8>>>>,
     player: PlayerId,
     _slot: ResponseSlot,
+}
+
+impl ChunkBody {
+    /// Starts reading the next piece, if any is left.
+    fn read_next(&mut self) {
+        if self.remaining == 0 || self.reading.is_some() {
+            return;
+        }
+        let (file, offset) = (self.file.clone(), self.offset);
+        let len = self.remaining.min(RESPONSE_PIECE);
+        self.offset += len;
+        self.remaining -= len;
+        self.reading = Some(tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt as _;
+            // INVARIANT: at most RESPONSE_PIECE (256 KiB), which fits in usize.
+            let mut piece = vec![0u8; usize::try_from(len).expect("INVARIANT: a piece fits")];
+            file.read_exact_at(&mut piece, offset)?;
+            Ok(piece)
+        }));
+    }
 }
 
 impl axum::body::HttpBody for ChunkBody {
@@ -677,51 +702,44 @@ impl axum::body::HttpBody for ChunkBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        use std::os::unix::fs::FileExt as _;
         use std::task::Poll;
         let this = &mut *self;
-        if this.remaining == 0 {
+        if this.unsent == 0 {
             return Poll::Ready(None);
         }
-        let reading = this.reading.get_or_insert_with(|| {
-            let (file, offset) = (this.file.clone(), this.offset);
-            // INVARIANT: at most RESPONSE_PIECE (256 KiB), which fits in usize.
-            let len = usize::try_from(this.remaining.min(RESPONSE_PIECE))
-                .expect("INVARIANT: a piece fits in usize");
-            tokio::task::spawn_blocking(move || {
-                let mut piece = vec![0u8; len];
-                file.read_exact_at(&mut piece, offset)?;
-                Ok(piece)
-            })
-        });
+        this.read_next();
+        let Some(reading) = this.reading.as_mut() else {
+            return Poll::Ready(None);
+        };
         let read = std::task::ready!(std::pin::Pin::new(reading).poll(cx));
         this.reading = None;
         match read {
             Ok(Ok(piece)) => {
                 let n = piece.len() as u64;
-                this.offset += n;
-                this.remaining -= n;
+                this.unsent -= n;
                 record_sent(this.player, n);
+                // Read the next piece while hyper writes this one.
+                this.read_next();
                 Poll::Ready(Some(Ok(hyper::body::Frame::data(piece.into()))))
             }
             Ok(Err(e)) => {
                 tracing::error!("cannot read content: {e}");
-                this.remaining = 0;
+                this.unsent = 0;
                 Poll::Ready(Some(Err(e)))
             }
             Err(e) => {
-                this.remaining = 0;
+                this.unsent = 0;
                 Poll::Ready(Some(Err(std::io::Error::other(e))))
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.remaining == 0
+        self.unsent == 0
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(self.remaining)
+        hyper::body::SizeHint::with_exact(self.unsent)
     }
 }
 

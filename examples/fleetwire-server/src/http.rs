@@ -165,6 +165,9 @@ fn redirect_to_https(public: &str, request: &Request) -> Response {
 /// Encrypted bytes rustls may queue per HTTPS connection before they are written.
 const TLS_SEND_BUFFER: usize = 1 << 20;
 
+/// hyper's read and write buffer limit per connection (request headers included).
+const HYPER_BUFFER: usize = 64 * 1024;
+
 /// A request or response body slower than the floor is cut only after this long.
 pub(crate) const RATE_GRACE: Duration = Duration::from_secs(10);
 
@@ -281,6 +284,10 @@ async fn serve_connection(
         let mut b = hyper::server::conn::http1::Builder::new();
         b.timer(TokioTimer::new())
             .header_read_timeout(limits.header)
+            // Bounds hyper's read buffer (so a request's headers: larger is refused) and what
+            // it queues to write; its default (about 400 KB) let one unauthenticated
+            // connection pin 0.7 MB with headers that never end.
+            .max_buf_size(HYPER_BUFFER)
             .keep_alive(true);
         b
     };

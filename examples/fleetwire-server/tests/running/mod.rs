@@ -63,7 +63,10 @@ impl Running {
         }
         std::fs::write(data.join("fleetwire.toml"), toml).unwrap();
         prepare(&data);
-        let mut child = Command::new(BIN)
+        // FLEETWIRE_SERVER_BIN runs another build (the release binary, for measurements).
+        let bin =
+            std::env::var_os("FLEETWIRE_SERVER_BIN").map_or_else(|| BIN.into(), PathBuf::from);
+        let mut child = Command::new(bin)
             .arg("--data-dir")
             .arg(&data)
             .arg("serve")
