@@ -21,7 +21,7 @@
 //! for at most the login deadline ([`accept_player`]); no content byte is read from disk or
 //! sent before the login succeeded.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -35,7 +35,7 @@ use fleetwire_session::{
     ServerConfig, ServerConnection, ServerEvent, SessionError,
 };
 use fleetwire_transfer::{
-    ChunkSource, Partial, Receiver, ReceiverEvent, Sender, SenderEvent, SignedManifest,
+    ChunkSource, Message, Partial, Receiver, ReceiverEvent, Sender, SenderEvent, SignedManifest,
     TransferError, TransferId,
 };
 use fleetwire_wire::{FRAME_HEADER_LEN, FrameDecoder, encode_frame};
@@ -344,121 +344,234 @@ pub struct SendManyReport {
     pub retransmissions: u64,
 }
 
-/// Offers every file in `files` on one framed stream with one [`Sender`] (configuration before
-/// media, then in the order given), sends what the receiver does not hold, and closes the
-/// stream in an orderly way once every transfer ended. `on_chunk_bytes` is called with the
-/// chunk data bytes of each batch written to the stream (for per-player accounting), so bytes
-/// are counted even if the connection breaks later.
+/// Offers every file in `files` on one framed stream with one [`Sender`], one file at a time
+/// (configuration before media, then in the order given), sends what the receiver does not
+/// hold, and closes the stream in an orderly way once every transfer ended. `on_chunk_bytes` is
+/// called with the chunk data bytes of each frame written to the stream (for per-player
+/// accounting), so bytes are counted even if the connection breaks later.
+///
+/// ## What one connection holds
+/// - One file open and offered at a time, so the window is one file's, not one per file.
+/// - The window is lowered to fit [`SendOptions::max_in_flight_bytes`] of the largest chunk.
+/// - Chunks are read from disk only when the socket took the previous frame and the sender has
+///   room to send one (the sender asks for a window ahead; the driver answers one request at a
+///   time, lowest index first, and only while chunks are going out), and each frame is written
+///   alone within [`SendOptions::write_timeout`]. So a peer that stops reading holds what the
+///   kernel buffered, one frame and one chunk ahead, then is cut at the write deadline.
 #[allow(clippy::too_many_lines)] // one run loop, read top to bottom
 pub async fn send_framed_many<S>(
     stream: &mut S,
-    files: Vec<Outgoing>,
+    mut files: Vec<Outgoing>,
     options: &SendOptions,
     mut on_chunk_bytes: impl FnMut(u64),
 ) -> Result<SendManyReport, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let now = Instant::now();
-    let mut sender = Sender::new(options.config.clone(), now);
-    let mut sources: HashMap<TransferId, (u64, PathBuf, File)> = HashMap::new();
-    let mut max_chunks = 1;
-    for out in files {
-        let source = File::open(&out.file).map_err(|source| Error::File {
-            path: out.file.clone(),
-            source,
-        })?;
-        let file_id = out.manifest.file_id();
-        max_chunks = out.manifest.chunk_count().max(max_chunks);
-        let transfer = sender
-            .offer(now, out.manifest, ChunkSource::OnDemand, None)
-            .map_err(|e| Error::Http(e.to_string()))?;
-        sources.insert(transfer, (file_id, out.file, source));
-    }
-    let mut open = sources.len();
+    let largest = files
+        .iter()
+        .map(|f| f.manifest.chunk_size())
+        .max()
+        .unwrap_or(1);
+    let max_chunks = files
+        .iter()
+        .map(|f| f.manifest.chunk_count())
+        .max()
+        .unwrap_or(1);
+    // Configuration before media (a stable sort keeps the given order within each kind).
+    files.sort_by_key(|f| f.manifest.kind());
+    let mut queue: VecDeque<Outgoing> = files.into();
+    let mut sender = Sender::new(options.sender_config(largest), Instant::now());
+    let mut active: Option<Active> = None;
     let mut report = SendManyReport::default();
     let mut decoder = FrameDecoder::new(frame_limit(max_chunks));
     let (mut buf, mut out, mut chunk) = (Vec::new(), Vec::new(), Vec::new());
     let mut input = vec![0u8; 64 * 1024];
     let mut counted = 0u64;
+    // Chunks the sender asked for and not yet read, by index (of the active transfer).
+    let mut needs: BTreeMap<u32, (u64, usize)> = BTreeMap::new();
+    // Read one more chunk only after a chunk went out, the offer was accepted, an
+    // acknowledgement made progress, or a timer fired: never a window ahead.
+    let mut may_read = true;
     loop {
+        if active.is_none() {
+            let Some(next) = queue.pop_front() else {
+                // Anything the sender still has to say (a cancel), then the orderly close.
+                while sender.poll_transmit(&mut buf).is_some() {
+                    encode_frame(
+                        &mut out,
+                        FRAME_VERSION,
+                        buf.get(1).copied().unwrap_or(0),
+                        &buf,
+                    );
+                    options.write(stream, &out).await?;
+                    out.clear();
+                }
+                let stats = sender.stats();
+                report.chunk_bytes_sent = stats.chunk_bytes_sent;
+                report.retransmissions = stats.retransmissions;
+                tokio::time::timeout(options.write_timeout, stream.shutdown())
+                    .await
+                    .map_err(|_| stream_err(io::ErrorKind::TimedOut.into()))?
+                    .map_err(stream_err)?;
+                return Ok(report);
+            };
+            let source = File::open(&next.file).map_err(|source| Error::File {
+                path: next.file.clone(),
+                source,
+            })?;
+            let file_id = next.manifest.file_id();
+            let transfer = sender
+                .offer(Instant::now(), next.manifest, ChunkSource::OnDemand, None)
+                .map_err(|e| Error::Http(e.to_string()))?;
+            active = Some(Active {
+                transfer,
+                file_id,
+                path: next.file,
+                source,
+            });
+            needs.clear();
+            may_read = true;
+        }
         while let Some(event) = sender.poll_event() {
+            let is_active = |t: TransferId| active.as_ref().is_some_and(|a| a.transfer == t);
             match event {
                 SenderEvent::ChunkNeeded {
                     transfer,
                     index,
                     offset,
                     len,
-                } => {
-                    let Some((_, path, source)) = sources.get(&transfer) else {
-                        continue;
-                    };
-                    chunk.resize(len, 0);
-                    source
-                        .read_exact_at(&mut chunk, offset)
-                        .map_err(|source| Error::File {
-                            path: path.clone(),
-                            source,
-                        })?;
-                    sender
-                        .provide_chunk(Instant::now(), transfer, index, &chunk)
-                        .map_err(|e| Error::Http(e.to_string()))?;
+                } if is_active(transfer) => {
+                    needs.insert(index, (offset, len));
                 }
                 SenderEvent::Accepted { already_held, .. } => {
                     report.already_held += u64::from(already_held);
+                    may_read = true;
                 }
-                SenderEvent::Completed { transfer } => {
-                    if let Some((file_id, _, _)) = sources.remove(&transfer) {
-                        report.completed.push(file_id);
-                        open -= 1;
+                SenderEvent::Completed { transfer } if is_active(transfer) => {
+                    if let Some(done) = active.take() {
+                        report.completed.push(done.file_id);
                     }
                 }
-                SenderEvent::Failed { transfer, reason } => {
-                    if let Some((file_id, _, _)) = sources.remove(&transfer) {
-                        tracing::info!(file_id, "transfer ended without the file: {reason}");
-                        report.failed.push((file_id, reason));
-                        open -= 1;
+                SenderEvent::Failed { transfer, reason } if is_active(transfer) => {
+                    if let Some(done) = active.take() {
+                        tracing::info!(
+                            file_id = done.file_id,
+                            "transfer ended without the file: {reason}"
+                        );
+                        report.failed.push((done.file_id, reason));
                     }
                 }
                 SenderEvent::Closed { reason } => return Err(reason.into()),
                 _ => {}
             }
         }
-        while sender.poll_transmit(&mut buf).is_some() {
+        let chunks_before = sender.stats().chunks_sent;
+        if sender.poll_transmit(&mut buf).is_some() {
             encode_frame(
                 &mut out,
                 FRAME_VERSION,
                 buf.get(1).copied().unwrap_or(0),
                 &buf,
             );
-        }
-        if !out.is_empty() {
-            stream.write_all(&out).await.map_err(stream_err)?;
-            stream.flush().await.map_err(stream_err)?;
+            options.write(stream, &out).await?;
             out.clear();
-            let sent = sender.stats().chunk_bytes_sent;
-            if sent > counted {
-                on_chunk_bytes(sent - counted);
-                counted = sent;
-            }
-        }
-        if open == 0 {
             let stats = sender.stats();
-            report.chunk_bytes_sent = stats.chunk_bytes_sent;
-            report.retransmissions = stats.retransmissions;
-            stream.shutdown().await.map_err(stream_err)?;
-            return Ok(report);
+            if stats.chunks_sent > chunks_before {
+                may_read = true;
+            }
+            if stats.chunk_bytes_sent > counted {
+                on_chunk_bytes(stats.chunk_bytes_sent - counted);
+                counted = stats.chunk_bytes_sent;
+            }
+            continue;
+        }
+        if active.is_none() {
+            continue; // the next file, or the end
+        }
+        if may_read {
+            if let (Some((index, (offset, len))), Some(a)) = (needs.pop_first(), active.as_ref()) {
+                chunk.resize(len, 0);
+                a.source
+                    .read_exact_at(&mut chunk, offset)
+                    .map_err(|source| Error::File {
+                        path: a.path.clone(),
+                        source,
+                    })?;
+                sender
+                    .provide_chunk(Instant::now(), a.transfer, index, &chunk)
+                    .map_err(|e| Error::Http(e.to_string()))?;
+                may_read = false;
+                continue;
+            }
         }
         let deadline = sender.poll_timeout();
         tokio::select! {
             read = stream.read(&mut input) => match read {
                 Ok(0) => return Err(Error::Closed),
-                Ok(n) => feed(&mut decoder, &input[..n], |m| { let _ = sender.handle_input(Instant::now(), m); })?,
+                Ok(n) => {
+                    let transfer = active.as_ref().map(|a| a.transfer);
+                    let before = transfer.and_then(|t| sender.progress(t));
+                    feed(&mut decoder, &input[..n], |m| {
+                        forget_acked(&mut needs, transfer, m);
+                        let _ = sender.handle_input(Instant::now(), m);
+                    })?;
+                    // Acknowledged chunks free room in the window (and may reveal losses):
+                    // read one more. Input that acknowledges nothing new reads nothing ahead.
+                    if transfer.and_then(|t| sender.progress(t)) != before {
+                        may_read = true;
+                    }
+                }
                 Err(e) => return Err(stream_err(e)),
             },
-            () = sleep_until(deadline) => sender.handle_timeout(Instant::now()),
+            () = sleep_until(deadline) => {
+                sender.handle_timeout(Instant::now());
+                may_read = true;
+            }
         }
     }
+}
+
+/// The file being sent.
+struct Active {
+    transfer: TransferId,
+    file_id: u64,
+    path: PathBuf,
+    source: File,
+}
+
+/// Drops from `needs` the chunks an acknowledgement of the active transfer names as stored (a
+/// chunk declared lost and asked for again may be acknowledged late; reading it would be
+/// wasted, and the sender would not send it). An honest receiver only acknowledges chunks it
+/// was sent; one that acknowledges others only stalls its own transfer (the sender still waits
+/// for them), which its idle timeout then ends.
+fn forget_acked(
+    needs: &mut BTreeMap<u32, (u64, usize)>,
+    active: Option<TransferId>,
+    message: &[u8],
+) {
+    if needs.is_empty() {
+        return;
+    }
+    let Ok(Message::Ack {
+        transfer,
+        index,
+        cumulative,
+        sack,
+        ..
+    }) = Message::decode(message)
+    else {
+        return;
+    };
+    if active.is_none_or(|a| a.0 != transfer) {
+        return;
+    }
+    let in_sack = |i: u32| {
+        sack.ranges()
+            .iter()
+            .any(|&(start, end)| start <= i && i < end)
+    };
+    needs.retain(|&i, _| i != index && i >= cumulative && !in_sack(i));
 }
 
 /// A file [`receive_framed_many`] stored under its final name.

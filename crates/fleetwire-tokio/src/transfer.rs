@@ -51,8 +51,9 @@
 //! in `dest.part` as it arrives (no copy, and verification runs on every core); a chunk is
 //! reported stored only when its digest matches the signed manifest, so plain HTTP cannot alter
 //! content: a tampered chunk is dropped, counted, and fetched again (overwriting its bytes).
-//! Requests carry [`AUTH_HEADER`]: the player's Ed25519 signature over the path and the time
-//! ([`RequestSigner`]); the server checks it with the verifier it already stores.
+//! Requests carry [`AUTH_HEADER`]: the player's Ed25519 signature over the method, the path and
+//! query, the time and a fresh random nonce ([`RequestSigner`]); the server checks it with the
+//! verifier it already stores and accepts each nonce once.
 //!
 //! File writes are short blocking calls made on the tasks (run them on a multi-threaded
 //! runtime); nothing blocks while holding a lock.
@@ -510,13 +511,17 @@ fn preallocate(file: &File, len: u64) -> io::Result<()> {
 // Player request signatures
 // ---------------------------------------------------------------------------------------------
 
-const AUTH_CONTEXT: &[u8] = b"fleetwire content request v1\0";
+const AUTH_CONTEXT: &[u8] = b"fleetwire content request v2\0";
 
-/// Signs HTTP content requests as a player: `x-fleetwire-player: <id hex>.<unix secs>.<sig hex>`,
-/// the Ed25519 signature (with the player's provisioning secret, the seed whose public key the
-/// server stores as the player's verifier) over `"fleetwire content request v1\0" ‖ id ‖
-/// secs:u64be ‖ path`. A captured header is valid only for that path and within the server's
-/// clock tolerance.
+/// Signs HTTP content requests as a player:
+/// `x-fleetwire-player: <id hex>.<unix secs>.<nonce hex>.<signature hex>`, the Ed25519
+/// signature (with the player's provisioning secret, the seed whose public key the server stores
+/// as the player's verifier) over
+/// `"fleetwire content request v2\0" ‖ id(16) ‖ secs:u64be ‖ nonce(16) ‖ method_len:u8 ‖ method
+/// ‖ path-and-query`. The signature binds the method, the path and the query (so exactly which
+/// chunks), and the random 128-bit nonce makes each header single-use: the server remembers
+/// the nonces it accepted until their time leaves its clock tolerance and refuses a header seen
+/// before, so a captured request cannot be replayed (docs/PROTOCOL.md).
 pub struct RequestSigner {
     player_id: [u8; 16],
     key: Ed25519KeyPair,
@@ -530,6 +535,11 @@ impl std::fmt::Debug for RequestSigner {
     }
 }
 
+/// The system's random generator failed, so no request nonce could be drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("the system random generator failed: cannot draw a request nonce")]
+pub struct NoRandomness;
+
 impl RequestSigner {
     /// A signer for player `player_id` holding the 32-byte secret (Ed25519 seed).
     pub fn new(player_id: [u8; 16], secret: &[u8; 32]) -> Self {
@@ -538,24 +548,54 @@ impl RequestSigner {
         Self { player_id, key }
     }
 
-    /// The header value for a request of `path` at `unix_secs`.
-    pub fn header(&self, path: &str, unix_secs: u64) -> String {
-        let sig = self
-            .key
-            .sign(&auth_message(&self.player_id, unix_secs, path));
+    /// The header value for the request `method path_and_query` at `unix_secs`, with a fresh
+    /// random nonce (every header is single-use).
+    pub fn header(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        unix_secs: u64,
+    ) -> Result<String, NoRandomness> {
+        let mut nonce = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+            .map_err(|_| NoRandomness)?;
+        Ok(self.header_with_nonce(method, path_and_query, unix_secs, nonce))
+    }
+
+    /// The header value with a given nonce (test vectors; a real request needs a fresh random
+    /// one: use [`RequestSigner::header`]).
+    pub fn header_with_nonce(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        unix_secs: u64,
+        nonce: [u8; 16],
+    ) -> String {
+        let sig = self.key.sign(&auth_message(
+            &self.player_id,
+            unix_secs,
+            &nonce,
+            method,
+            path_and_query,
+        ));
         format!(
-            "{}.{unix_secs}.{}",
+            "{}.{unix_secs}.{}.{}",
             hex::encode(self.player_id),
+            hex::encode(nonce),
             hex::encode(sig.as_ref())
         )
     }
 }
 
-fn auth_message(id: &[u8; 16], secs: u64, path: &str) -> Vec<u8> {
-    let mut m = Vec::with_capacity(AUTH_CONTEXT.len() + 24 + path.len());
+fn auth_message(id: &[u8; 16], secs: u64, nonce: &[u8; 16], method: &str, path: &str) -> Vec<u8> {
+    let method = &method.as_bytes()[..method.len().min(255)];
+    let mut m = Vec::with_capacity(AUTH_CONTEXT.len() + 41 + method.len() + path.len());
     m.extend_from_slice(AUTH_CONTEXT);
     m.extend_from_slice(id);
     m.extend_from_slice(&secs.to_be_bytes());
+    m.extend_from_slice(nonce);
+    m.push(method.len() as u8);
+    m.extend_from_slice(method);
     m.extend_from_slice(path.as_bytes());
     m
 }
@@ -567,6 +607,8 @@ pub struct RequestAuth {
     pub player_id: [u8; 16],
     /// When it was signed (Unix seconds).
     pub unix_secs: u64,
+    /// The request's single-use nonce.
+    pub nonce: [u8; 16],
     signature: [u8; 64],
 }
 
@@ -574,9 +616,10 @@ pub struct RequestAuth {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum AuthError {
-    /// The header is not `<32 hex>.<secs>.<128 hex>`.
+    /// The header is not `<32 hex>.<secs>.<32 hex>.<128 hex>`.
     #[error(
-        "malformed x-fleetwire-player header (expected <player id hex>.<unix secs>.<signature hex>)"
+        "malformed x-fleetwire-player header (expected <player id hex>.<unix secs>.<nonce hex>.<signature hex>; \
+         a player that sends three fields speaks the old format: upgrade it)"
     )]
     Malformed,
     /// The time is too far from the server's clock.
@@ -596,32 +639,71 @@ impl RequestAuth {
     /// Parses a header value.
     pub fn parse(value: &str) -> Result<Self, AuthError> {
         let mut parts = value.trim().split('.');
-        let (Some(id), Some(secs), Some(sig), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(id), Some(secs), Some(nonce), Some(sig), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(AuthError::Malformed);
         };
         let mut player_id = [0u8; 16];
         hex::decode_to_slice(id, &mut player_id).map_err(|_| AuthError::Malformed)?;
+        if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(AuthError::Malformed);
+        }
         let unix_secs = secs.parse().map_err(|_| AuthError::Malformed)?;
+        let mut nonce_bytes = [0u8; 16];
+        hex::decode_to_slice(nonce, &mut nonce_bytes).map_err(|_| AuthError::Malformed)?;
         let mut signature = [0u8; 64];
         hex::decode_to_slice(sig, &mut signature).map_err(|_| AuthError::Malformed)?;
         Ok(Self {
             player_id,
             unix_secs,
+            nonce: nonce_bytes,
             signature,
         })
     }
 
-    /// Verifies the signature over `path` with the player's verifier (Ed25519 public key), and
-    /// the time within `tolerance_secs` of `now_unix_secs`.
+    /// Verifies the signature over `method` and `path_and_query` with the player's verifier
+    /// (Ed25519 public key), then the time within `tolerance_secs` of `now_unix_secs`. Whether
+    /// the nonce was seen before is the server's to check (it keeps the accepted ones).
     pub fn verify(
         &self,
-        path: &str,
+        method: &str,
+        path_and_query: &str,
         now_unix_secs: u64,
         tolerance_secs: u64,
         verifier: &[u8; 32],
     ) -> Result<(), AuthError> {
+        self.verify_signature(method, path_and_query, verifier)?;
+        self.check_time(now_unix_secs, tolerance_secs)
+    }
+
+    /// Verifies only the signature over `method` and `path_and_query`.
+    pub fn verify_signature(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        verifier: &[u8; 32],
+    ) -> Result<(), AuthError> {
+        UnparsedPublicKey::new(&ED25519, verifier)
+            .verify(
+                &auth_message(
+                    &self.player_id,
+                    self.unix_secs,
+                    &self.nonce,
+                    method,
+                    path_and_query,
+                ),
+                &self.signature,
+            )
+            .map_err(|_| AuthError::BadSignature)
+    }
+
+    /// Checks only the time: within `tolerance_secs` of `now_unix_secs`.
+    pub fn check_time(&self, now_unix_secs: u64, tolerance_secs: u64) -> Result<(), AuthError> {
         let skew = now_unix_secs.abs_diff(self.unix_secs);
         if skew > tolerance_secs {
             return Err(AuthError::Stale {
@@ -629,12 +711,7 @@ impl RequestAuth {
                 limit_secs: tolerance_secs,
             });
         }
-        UnparsedPublicKey::new(&ED25519, verifier)
-            .verify(
-                &auth_message(&self.player_id, self.unix_secs, path),
-                &self.signature,
-            )
-            .map_err(|_| AuthError::BadSignature)
+        Ok(())
     }
 }
 
@@ -1170,7 +1247,10 @@ impl HttpConn {
         let mut request =
             hyper::Request::get(path).header(hyper::header::HOST, ep.addr.to_string());
         if let Some(signer) = &ep.signer {
-            request = request.header(AUTH_HEADER, signer.header(path, unix_now()));
+            let value = signer
+                .header("GET", path, unix_now())
+                .map_err(|e| Error::Http(e.to_string()))?;
+            request = request.header(AUTH_HEADER, value);
         }
         let request = request
             .body(Empty::new())
@@ -1241,11 +1321,23 @@ fn unix_now() -> u64 {
 /// Frame header version for transfer messages on a stream.
 pub(crate) const FRAME_VERSION: u8 = 1;
 
-/// How [`send_framed`] sends.
+/// How [`send_framed`] (and `framed::send_framed_many`) sends.
 #[derive(Debug, Clone)]
 pub struct SendOptions {
     /// The sender machine's configuration (window, timeouts, bandwidth cap).
     pub config: Arc<SenderConfig>,
+    /// A write the peer does not drain fails the send (`TimedOut`): while a frame waits, the
+    /// peer must take at least `min_bytes_per_sec` × this many bytes within this long (a peer
+    /// that stopped reading, or reads a trickle). The machine's own idle timeout cannot run
+    /// while a write is blocked, so this is what bounds it. Default 30 s.
+    pub write_timeout: Duration,
+    /// See `write_timeout`. Default 1024.
+    pub min_bytes_per_sec: u64,
+    /// Most chunk bytes sent and not yet acknowledged on one connection: the window (in chunks)
+    /// is lowered so that window × the largest chunk size fits. With chunks read from disk only
+    /// as the socket takes them, this bounds what one connection holds in memory. Default
+    /// 16 MiB (64 chunks of 256 KiB).
+    pub max_in_flight_bytes: u64,
     /// Test hook: alters the first transmission of this chunk (with a valid message checksum),
     /// as an attacker on the path would. Never set it outside tests.
     #[doc(hidden)]
@@ -1256,9 +1348,84 @@ impl Default for SendOptions {
     fn default() -> Self {
         Self {
             config: Arc::new(SenderConfig::default()),
+            write_timeout: Duration::from_secs(30),
+            min_bytes_per_sec: 1024,
+            max_in_flight_bytes: 16 << 20,
             danger_tamper_chunk_once: None,
         }
     }
+}
+
+impl SendOptions {
+    /// The sender configuration with its window lowered so that `window` chunks of
+    /// `largest_chunk` bytes fit in `max_in_flight_bytes`.
+    pub(crate) fn sender_config(&self, largest_chunk: u32) -> Arc<SenderConfig> {
+        let fits = self.max_in_flight_bytes / u64::from(largest_chunk.max(1));
+        let window = u32::try_from(fits)
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.config.window.max(1));
+        if window == self.config.window {
+            return self.config.clone();
+        }
+        Arc::new(SenderConfig {
+            window,
+            ..(*self.config).clone()
+        })
+    }
+
+    /// Writes `bytes` whole and flushes, within the write deadline.
+    pub(crate) async fn write<S: AsyncWrite + Unpin>(
+        &self,
+        stream: &mut S,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        let min_progress = self
+            .min_bytes_per_sec
+            .saturating_mul(self.write_timeout.as_secs())
+            .max(1);
+        write_with_deadline(stream, bytes, self.write_timeout, min_progress)
+            .await
+            .map_err(stream_err)
+    }
+}
+
+/// Writes `bytes` whole, then flushes; fails with `TimedOut` when the peer takes fewer than
+/// `min_progress` bytes within `timeout` while the write waits.
+pub(crate) async fn write_with_deadline<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: &[u8],
+    timeout: Duration,
+    min_progress: u64,
+) -> io::Result<()> {
+    let stalled = || {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the peer took less than {min_progress} bytes in {} s (write timeout)",
+                timeout.as_secs()
+            ),
+        )
+    };
+    let mut deadline = tokio::time::Instant::now() + timeout;
+    let (mut at, mut taken) = (0, 0u64);
+    while at < bytes.len() {
+        match tokio::time::timeout_at(deadline, stream.write(&bytes[at..])).await {
+            Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => {
+                at += n;
+                taken += n as u64;
+                if taken >= min_progress {
+                    taken = 0;
+                    deadline = tokio::time::Instant::now() + timeout;
+                }
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(stalled()),
+        }
+    }
+    tokio::time::timeout_at(deadline, stream.flush())
+        .await
+        .map_err(|_| stalled())?
 }
 
 /// What a framed send did.
@@ -1286,7 +1453,7 @@ where
 {
     let source = File::open(file).map_err(file_err(file))?;
     let max_frame = frame_limit(manifest.chunk_count());
-    let mut sender = Sender::new(options.config.clone(), Instant::now());
+    let mut sender = Sender::new(options.sender_config(manifest.chunk_size()), Instant::now());
     sender
         .offer(Instant::now(), manifest, ChunkSource::OnDemand, None)
         .map_err(|e| Error::Http(e.to_string()))?;
@@ -1352,16 +1519,14 @@ where
                     }
                 }
             }
+            // One frame at a time, each within the write deadline: nothing piles up here.
             encode_frame(
                 &mut out,
                 FRAME_VERSION,
                 buf.get(1).copied().unwrap_or(0),
                 &buf,
             );
-        }
-        if !out.is_empty() {
-            stream.write_all(&out).await.map_err(stream_err)?;
-            stream.flush().await.map_err(stream_err)?;
+            options.write(stream, &out).await?;
             out.clear();
         }
         if completed {
@@ -1584,5 +1749,97 @@ pub(crate) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(t) => tokio::time::sleep_until(t.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: [u8; 16] = [
+        0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd,
+        0xef,
+    ];
+    const NONCE: [u8; 16] = [
+        0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee,
+        0xff,
+    ];
+    const PATH: &str = "/v1/content/1/chunks/16?count=16";
+
+    fn signer() -> RequestSigner {
+        RequestSigner::new(ID, &[0x42; 32])
+    }
+
+    fn verifier() -> [u8; 32] {
+        let key = Ed25519KeyPair::from_seed_unchecked(&[0x42; 32]).unwrap();
+        ring::signature::KeyPair::public_key(&key)
+            .as_ref()
+            .try_into()
+            .unwrap()
+    }
+
+    /// The example in docs/PROTOCOL.md ("Over HTTP and HTTPS").
+    #[test]
+    fn request_header_matches_the_protocol_example() {
+        let header = signer().header_with_nonce("GET", PATH, 1_700_000_000, NONCE);
+        assert_eq!(
+            header,
+            "0123456789abcdef0123456789abcdef.1700000000.00112233445566778899aabbccddeeff.\
+             ffd298ef2c424dd9aebd5b8691f20997f636d2f72d700c5485d88f0ed742f3fa\
+             1d3c26af4e5adbedfabc59df9e492ad44b712d1535c5b5a81913ebdb7dba420a"
+        );
+    }
+
+    #[test]
+    fn signature_binds_method_path_query_time_and_nonce() {
+        let header = signer().header_with_nonce("GET", PATH, 1_700_000_000, NONCE);
+        let auth = RequestAuth::parse(&header).unwrap();
+        assert_eq!(auth.nonce, NONCE);
+        assert_eq!(
+            auth.verify("GET", PATH, 1_700_000_100, 300, &verifier()),
+            Ok(())
+        );
+        for (method, path) in [
+            ("HEAD", PATH),
+            ("GET", "/v1/content/1/chunks/16?count=64"),
+            ("GET", "/v1/content/1/chunks/17?count=16"),
+            ("GET", "/v1/content/2/chunks/16?count=16"),
+        ] {
+            assert_eq!(
+                auth.verify(method, path, 1_700_000_000, 300, &verifier()),
+                Err(AuthError::BadSignature),
+                "{method} {path}"
+            );
+        }
+        let mut other_nonce = auth.clone();
+        other_nonce.nonce[0] ^= 1;
+        assert_eq!(
+            other_nonce.verify_signature("GET", PATH, &verifier()),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            auth.verify("GET", PATH, 1_700_000_301, 300, &verifier()),
+            Err(AuthError::Stale {
+                skew_secs: 301,
+                limit_secs: 300
+            })
+        );
+    }
+
+    #[test]
+    fn fresh_headers_differ_and_old_three_field_headers_are_malformed() {
+        let a = signer().header("GET", PATH, 1).unwrap();
+        let b = signer().header("GET", PATH, 1).unwrap();
+        assert_ne!(a, b, "every header has its own nonce");
+        let (id, rest) = a.split_once('.').unwrap();
+        let (secs, rest) = rest.split_once('.').unwrap();
+        let (_, sig) = rest.split_once('.').unwrap();
+        assert_eq!(
+            RequestAuth::parse(&format!("{id}.{secs}.{sig}")),
+            Err(AuthError::Malformed)
+        );
+        for bad in ["", "....", "x.1.y.z", &a.replace('.', ".+")] {
+            assert_eq!(RequestAuth::parse(bad), Err(AuthError::Malformed), "{bad}");
+        }
     }
 }

@@ -158,6 +158,7 @@ async fn tampered_chunk_is_refused_and_resent() {
     let options = SendOptions {
         config: Arc::new(SenderConfig::default()),
         danger_tamper_chunk_once: Some(4),
+        ..SendOptions::default()
     };
     let setup = serve(manifest(&data, CHUNK), src, options).await;
     let dest = dir.join("out.bin");
@@ -184,7 +185,7 @@ async fn killed_at_random_points_resumes_and_resends_at_most_one_window() {
     };
     let options = SendOptions {
         config: Arc::new(config),
-        danger_tamper_chunk_once: None,
+        ..SendOptions::default()
     };
     let setup = serve(signed, src, options).await;
     // Per chunk on the wire: data, message overhead, frame header.

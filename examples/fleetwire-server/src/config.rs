@@ -34,6 +34,25 @@ pub(crate) struct HttpSettings {
     pub(crate) http_listen: SocketAddr,
     /// Connections held at once per listener.
     pub(crate) max_connections: usize,
+    /// Connections held at once per listener from one source (an IPv4 address or an IPv6 /64);
+    /// the next one from that source is dropped at accept, others are still served.
+    pub(crate) max_connections_per_source: usize,
+    /// Seconds for the TLS handshake, and for the headers of each request (an idle keep-alive
+    /// connection is closed after this long without a new request).
+    pub(crate) header_timeout_secs: u64,
+    /// Seconds from a request's headers to its response headers, reading the body included;
+    /// then `408` and the connection is closed.
+    pub(crate) request_timeout_secs: u64,
+    /// Seconds a write may wait on a peer that does not read before the connection is closed.
+    pub(crate) write_timeout_secs: u64,
+    /// Slowest request body accepted, in bytes per second, after a 10 s grace; while the server
+    /// has data waiting for a client, the client must take this many per second too.
+    pub(crate) min_bytes_per_sec: u64,
+    /// Largest request body the API reads (`413` above it): bounds what one request holds.
+    pub(crate) max_body_bytes: usize,
+    /// The host name (optionally `host:port`) that plain-HTTP redirects point to; the port of
+    /// `https_listen` when none is given. Never taken from the request's `Host` header.
+    pub(crate) public_name: String,
 }
 
 impl Default for HttpSettings {
@@ -42,6 +61,13 @@ impl Default for HttpSettings {
             https_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
             http_listen: SocketAddr::from(([0, 0, 0, 0], 8001)),
             max_connections: 4096,
+            max_connections_per_source: 256,
+            header_timeout_secs: 10,
+            request_timeout_secs: 30,
+            write_timeout_secs: 30,
+            min_bytes_per_sec: 1024,
+            max_body_bytes: 64 * 1024,
+            public_name: "localhost".into(),
         }
     }
 }

@@ -6,23 +6,29 @@
 //! the next heartbeat reply; the player then fetches over HTTP(S):
 //!
 //! - `GET /v1/content/{id}/manifest`: the signed manifest.
-//! - `GET /v1/content/{id}/chunks/{index}?count=N`: chunks `index..index+N` (N ≤ 64).
+//! - `GET /v1/content/{id}/chunks/{index}?count=N`: chunks `index..index+N` (N ≤ 64), streamed
+//!   from disk as the client reads (256 KiB pieces, one read ahead, never the whole range), at most
+//!   `max_requests_per_player` at once per player.
 //!
 //! Both are served on HTTPS and on plain HTTP (every chunk is verified by the player against
 //! the signed manifest, so plain HTTP cannot alter content). Every request must carry the
-//! player's signature ([`fleetwire_tokio::transfer::AUTH_HEADER`]), and content is served only
-//! to the players it was published to. Bytes sent are recorded per player.
+//! player's signature ([`fleetwire_tokio::transfer::AUTH_HEADER`]) over its method, path and
+//! query, time and nonce; each signed request is accepted once (the nonces are kept until their
+//! time leaves the tolerance, [`ReplayCache`]), an unknown player and a bad signature get the
+//! same answer, and content is served only to the players it was published to. Bytes sent are
+//! recorded per player, for served requests only.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use clap::Subcommand;
@@ -64,8 +70,16 @@ CREATE TABLE IF NOT EXISTS content_bytes_sent (
 pub(crate) struct ContentSettings {
     /// Bytes per chunk in new manifests (1 B to 1 MiB).
     pub(crate) chunk_size: u32,
-    /// How far a player's request time may be from the server's clock, in seconds.
+    /// How far a player's request time may be from the server's clock, in seconds. Every
+    /// accepted request's nonce is remembered until its time leaves this window (a replay is
+    /// refused), so a smaller window also means a smaller replay cache.
     pub(crate) request_time_tolerance_secs: u64,
+    /// Signed requests one player may have remembered at once (about 50 bytes each): past it the
+    /// player is answered `429` until older ones leave the time window.
+    pub(crate) max_signed_requests_per_player: usize,
+    /// Chunk responses one player may have in progress at once (over every connection and
+    /// both listeners); the next is answered `429`.
+    pub(crate) max_requests_per_player: usize,
 }
 
 impl Default for ContentSettings {
@@ -73,6 +87,8 @@ impl Default for ContentSettings {
         Self {
             chunk_size: 256 * 1024,
             request_time_tolerance_secs: 300,
+            max_signed_requests_per_player: 16_384,
+            max_requests_per_player: 8,
         }
     }
 }
@@ -443,12 +459,96 @@ async fn flush_sent(store: &Arc<Store>) {
     }
 }
 
-/// The content routes, for both the HTTPS API and plain HTTP.
-pub(crate) fn routes() -> Router<Arc<Ctx>> {
+/// Most signed requests remembered over every player (about 50 bytes each, so about 50 MiB);
+/// past it new requests are answered `429` until old ones leave the time window.
+const MAX_SIGNED_REQUESTS: usize = 1 << 20;
+
+/// What the content routes of both listeners share: one replay cache, so a request accepted on
+/// one listener is refused on the other.
+pub(crate) struct Shared {
+    tolerance_secs: u64,
+    replay: Mutex<ReplayCache>,
+    /// A real Ed25519 key no player holds: an unknown player's signature is checked against it,
+    /// so unknown players and bad signatures take the same work and get the same answer.
+    decoy_verifier: [u8; 32],
+    max_responses_per_player: usize,
+    /// Chunk responses in progress per player (an entry only while one is).
+    responses: Mutex<HashMap<PlayerId, usize>>,
+}
+
+impl Shared {
+    /// One of `player`'s chunk-response slots, or `None` when it has them all.
+    fn start_response(self: &Arc<Self>, player: PlayerId) -> Option<ResponseSlot> {
+        let mut responses = self
+            .responses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let n = responses.entry(player).or_insert(0);
+        if *n >= self.max_responses_per_player {
+            return None;
+        }
+        *n += 1;
+        Some(ResponseSlot {
+            shared: self.clone(),
+            player,
+        })
+    }
+}
+
+/// A chunk response in progress; its slot is released when the body is dropped (finished,
+/// failed, or the connection closed).
+struct ResponseSlot {
+    shared: Arc<Shared>,
+    player: PlayerId,
+}
+
+impl Drop for ResponseSlot {
+    fn drop(&mut self) {
+        let mut responses = self
+            .shared
+            .responses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = responses.get_mut(&self.player) {
+            *n -= 1;
+            if *n == 0 {
+                responses.remove(&self.player);
+            }
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(settings: &ContentSettings) -> Result<Arc<Self>, String> {
+        let mut seed = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut seed)
+            .map_err(|_| "no system randomness")?;
+        let decoy = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed)
+            .map_err(|_| "cannot make the decoy request key")?;
+        let decoy_verifier =
+            <[u8; 32]>::try_from(ring::signature::KeyPair::public_key(&decoy).as_ref())
+                .map_err(|_| "cannot make the decoy request key")?;
+        Ok(Arc::new(Self {
+            tolerance_secs: settings.request_time_tolerance_secs,
+            replay: Mutex::new(ReplayCache::new(
+                settings.max_signed_requests_per_player.max(1),
+                MAX_SIGNED_REQUESTS,
+            )),
+            decoy_verifier,
+            max_responses_per_player: settings.max_requests_per_player.max(1),
+            responses: Mutex::default(),
+        }))
+    }
+}
+
+/// The content routes, for both the HTTPS API and plain HTTP (one `shared` for both).
+pub(crate) fn routes(shared: &Arc<Shared>) -> Router<Arc<Ctx>> {
     Router::new()
         .route("/v1/content", get(list))
         .route("/v1/content/{id}/manifest", get(manifest))
         .route("/v1/content/{id}/chunks/{index}", get(chunks))
+        .layer(axum::Extension(shared.clone()))
 }
 
 #[derive(Deserialize)]
@@ -458,11 +558,18 @@ struct ChunkQuery {
 
 async fn manifest(
     State(ctx): State<Arc<Ctx>>,
+    Extension(shared): Extension<Arc<Shared>>,
     UrlPath(id): UrlPath<i64>,
+    method: Method,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    match authorize(&ctx, id, &headers, &uri).await {
+    let request = Signed {
+        method: &method,
+        headers: &headers,
+        uri: &uri,
+    };
+    match authorize(&ctx, &shared, id, request).await {
         Ok((_, item)) => octets(item.manifest),
         Err(response) => response,
     }
@@ -470,8 +577,10 @@ async fn manifest(
 
 async fn chunks(
     State(ctx): State<Arc<Ctx>>,
+    Extension(shared): Extension<Arc<Shared>>,
     UrlPath((id, index)): UrlPath<(i64, u32)>,
     Query(query): Query<ChunkQuery>,
+    method: Method,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
@@ -483,7 +592,12 @@ async fn chunks(
         )
             .into_response();
     }
-    let (player, item) = match authorize(&ctx, id, &headers, &uri).await {
+    let request = Signed {
+        method: &method,
+        headers: &headers,
+        uri: &uri,
+    };
+    let (player, item) = match authorize(&ctx, &shared, id, request).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -498,36 +612,134 @@ async fn chunks(
         )
             .into_response();
     }
+    let Some(slot) = shared.start_response(player) else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "1")],
+            format!(
+                "this player already has {} chunk responses in progress\n",
+                shared.max_responses_per_player
+            ),
+        )
+            .into_response();
+    };
     let end = index.saturating_add(count).min(chunks);
     let offset = manifest.chunk_offset(index);
-    let len = (manifest.chunk_offset(end).min(manifest.length()) - offset) as usize;
+    let len = manifest.chunk_offset(end).min(manifest.length()) - offset;
     let path = ctx.data_dir.join("content").join(&item.sha256);
-    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let mut f = std::fs::File::open(&path)?;
-        f.seek(SeekFrom::Start(offset))?;
-        // `read_to_end` fills the spare capacity without zeroing it first.
-        let mut buf = Vec::with_capacity(len);
-        f.take(len as u64).read_to_end(&mut buf)?;
-        if buf.len() != len {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        Ok(buf)
-    })
-    .await;
-    match read {
-        Ok(Ok(bytes)) => {
-            *SENT
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(player)
-                .or_default() += bytes.len() as u64;
-            octets(bytes)
+    let opened = tokio::task::spawn_blocking(move || std::fs::File::open(&path)).await;
+    match opened {
+        Ok(Ok(file)) => {
+            let body = ChunkBody {
+                file: Arc::new(file),
+                offset,
+                remaining: len,
+                unsent: len,
+                reading: None,
+                player,
+                _slot: slot,
+            };
+            (
+                [(header::CONTENT_TYPE, "application/octet-stream")],
+                Body::new(body),
+            )
+                .into_response()
         }
         Ok(Err(e)) => {
             tracing::error!(content = id, "cannot read content: {e}");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Bytes a chunk response reads from disk at a time: one response holds the piece hyper is
+/// writing and the next one, read ahead so the disk and the socket overlap (plus hyper's 64 KiB
+/// and, on HTTPS, rustls's 1 MiB).
+const RESPONSE_PIECE: u64 = 256 * 1024;
+
+/// A chunk range streamed from disk as the client reads it: the next piece is read when hyper
+/// takes one (it takes one only once its write buffer has room), so a client that stops reading
+/// pins at most two pieces here, never the whole range. Bytes count as sent for the player as
+/// they are handed to hyper. Holds one of the player's response slots until dropped.
+struct ChunkBody {
+    file: Arc<std::fs::File>,
+    /// Where the next read starts, and what is left to read after it.
+    offset: u64,
+    remaining: u64,
+    /// Bytes not yet handed to hyper (read or not).
+    unsent: u64,
+    reading: Option<tokio::task::JoinHandle<std::io::Result<Vec<u8>>>>,
+    player: PlayerId,
+    _slot: ResponseSlot,
+}
+
+impl ChunkBody {
+    /// Starts reading the next piece, if any is left.
+    fn read_next(&mut self) {
+        if self.remaining == 0 || self.reading.is_some() {
+            return;
+        }
+        let (file, offset) = (self.file.clone(), self.offset);
+        let len = self.remaining.min(RESPONSE_PIECE);
+        self.offset += len;
+        self.remaining -= len;
+        self.reading = Some(tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt as _;
+            // INVARIANT: at most RESPONSE_PIECE (256 KiB), which fits in usize.
+            let mut piece = vec![0u8; usize::try_from(len).expect("INVARIANT: a piece fits")];
+            file.read_exact_at(&mut piece, offset)?;
+            Ok(piece)
+        }));
+    }
+}
+
+impl axum::body::HttpBody for ChunkBody {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.unsent == 0 {
+            return Poll::Ready(None);
+        }
+        this.read_next();
+        let Some(reading) = this.reading.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let read = std::task::ready!(std::pin::Pin::new(reading).poll(cx));
+        this.reading = None;
+        match read {
+            Ok(Ok(piece)) => {
+                let n = piece.len() as u64;
+                this.unsent -= n;
+                record_sent(this.player, n);
+                // Read the next piece while hyper writes this one.
+                this.read_next();
+                Poll::Ready(Some(Ok(hyper::body::Frame::data(piece.into()))))
+            }
+            Ok(Err(e)) => {
+                tracing::error!("cannot read content: {e}");
+                this.unsent = 0;
+                Poll::Ready(Some(Err(e)))
+            }
+            Err(e) => {
+                this.unsent = 0;
+                Poll::Ready(Some(Err(std::io::Error::other(e))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.unsent == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.unsent)
     }
 }
 
@@ -546,8 +758,19 @@ struct Item {
 
 /// What a player should hold: every content item published to it or to all players, so that a
 /// player told by its heartbeat that its configuration changed knows what to fetch.
-async fn list(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, uri: Uri) -> Response {
-    let player = match authenticate(&ctx, &headers, &uri).await {
+async fn list(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(shared): Extension<Arc<Shared>>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let request = Signed {
+        method: &method,
+        headers: &headers,
+        uri: &uri,
+    };
+    let player = match authenticate(&ctx, &shared, request).await {
         Ok(player) => player,
         Err(response) => return response,
     };
@@ -580,11 +803,11 @@ async fn list(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, uri: Uri) -> Resp
 /// Checks the player's signature and that the content was published to it.
 async fn authorize(
     ctx: &Arc<Ctx>,
+    shared: &Shared,
     id: i64,
-    headers: &HeaderMap,
-    uri: &Uri,
+    request: Signed<'_>,
 ) -> Result<(PlayerId, Item), Response> {
-    let player = authenticate(ctx, headers, uri).await?;
+    let player = authenticate(ctx, shared, request).await?;
     let store = ctx.store.clone();
     let found = tokio::task::spawn_blocking(move || -> rusqlite::Result<_> {
         store
@@ -611,15 +834,33 @@ async fn authorize(
     }
 }
 
-/// Checks a player's signed request: a known, approved player, a valid signature over the path
-/// and a time within the tolerance.
+/// The parts of a request its signature covers.
+#[derive(Clone, Copy)]
+struct Signed<'a> {
+    method: &'a Method,
+    headers: &'a HeaderMap,
+    uri: &'a Uri,
+}
+
+/// The one answer for an unknown player and a bad signature, so that nobody learns which
+/// player ids exist.
+const NOT_A_PLAYER: &str = "bad request signature or unknown player\n";
+
+/// Checks a player's signed request, in this order: a well-formed header; the signature over
+/// method, path and query (against the player's verifier, or a decoy key for an unknown player:
+/// the same work and the same answer); the time within the tolerance; an approved player; a
+/// nonce not seen before (then remembered until its time leaves the tolerance).
 async fn authenticate(
     ctx: &Arc<Ctx>,
-    headers: &HeaderMap,
-    uri: &Uri,
+    shared: &Shared,
+    request: Signed<'_>,
 ) -> Result<PlayerId, Response> {
     let refuse = |status: StatusCode, why: String| (status, format!("{why}\n")).into_response();
-    let Some(value) = headers.get(AUTH_HEADER).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = request
+        .headers
+        .get(AUTH_HEADER)
+        .and_then(|v| v.to_str().ok())
+    else {
         return Err(refuse(
             StatusCode::UNAUTHORIZED,
             format!("missing {AUTH_HEADER} header (a player's signed request)"),
@@ -627,9 +868,10 @@ async fn authenticate(
     };
     let auth =
         RequestAuth::parse(value).map_err(|e| refuse(StatusCode::UNAUTHORIZED, e.to_string()))?;
-    let path = uri
+    let path = request
+        .uri
         .path_and_query()
-        .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned());
+        .map_or_else(|| request.uri.path(), |p| p.as_str());
     let player = PlayerId::from_bytes(auth.player_id);
     let store = ctx.store.clone();
     let found =
@@ -641,27 +883,135 @@ async fn authenticate(
                 .optional()
         })
         .await;
-    let Ok(Ok(verifier)) = found else {
+    let Ok(Ok(found)) = found else {
         return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
     };
-    let Some((verifier, true)) = verifier else {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "unknown or unapproved player".into(),
-        ));
-    };
-    let Ok(verifier) = <[u8; 32]>::try_from(verifier.as_slice()) else {
-        return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    let known = found.and_then(|(verifier, approved)| {
+        <[u8; 32]>::try_from(verifier.as_slice())
+            .ok()
+            .map(|v| (v, approved))
+    });
+    let verifier = known.map_or(shared.decoy_verifier, |(v, _)| v);
+    let signed = auth.verify_signature(request.method.as_str(), path, &verifier);
+    let Some((_, approved)) = known.filter(|_| signed.is_ok()) else {
+        return Err((StatusCode::UNAUTHORIZED, NOT_A_PLAYER).into_response());
     };
     let now = u64::try_from(unix_now()).unwrap_or(0);
-    auth.verify(
-        &path,
-        now,
-        ctx.config.content.request_time_tolerance_secs,
-        &verifier,
-    )
-    .map_err(|e| refuse(StatusCode::UNAUTHORIZED, e.to_string()))?;
-    Ok(player)
+    auth.check_time(now, shared.tolerance_secs)
+        .map_err(|e| refuse(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    if !approved {
+        return Err(refuse(StatusCode::FORBIDDEN, "player not approved".into()));
+    }
+    let expires = auth.unix_secs.saturating_add(shared.tolerance_secs);
+    let admitted = shared
+        .replay
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .admit(player, auth.nonce, expires, now);
+    match admitted {
+        Ok(()) => Ok(player),
+        Err(Refusal::Replayed) => Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            "this signed request was already used (each is single-use)".into(),
+        )),
+        Err(Refusal::Full) => Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "10")],
+            format!(
+                "too many signed requests within {} s: retry later\n",
+                shared.tolerance_secs
+            ),
+        )
+            .into_response()),
+    }
+}
+
+/// Why [`ReplayCache::admit`] refused a nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Seen before: a replay.
+    Replayed,
+    /// The player (or everyone) has as many requests remembered as allowed.
+    Full,
+}
+
+/// The nonces of accepted signed requests, each kept until its request time leaves the
+/// tolerance (after which the header is refused as stale anyway). Bounded per player and in
+/// total; expired entries leave from the front of each player's queue (O(1) each).
+struct ReplayCache {
+    per_player: usize,
+    max_total: usize,
+    total: usize,
+    players: HashMap<PlayerId, Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// (expiry, nonce) in arrival order.
+    order: VecDeque<(u64, [u8; 16])>,
+    nonces: HashSet<[u8; 16]>,
+}
+
+impl Seen {
+    /// Drops entries from the front that expired by `now`; returns how many.
+    fn prune(&mut self, now: u64) -> usize {
+        let mut dropped = 0;
+        while let Some(&(expires, nonce)) = self.order.front() {
+            if expires >= now {
+                break;
+            }
+            self.order.pop_front();
+            self.nonces.remove(&nonce);
+            dropped += 1;
+        }
+        dropped
+    }
+}
+
+impl ReplayCache {
+    fn new(per_player: usize, max_total: usize) -> Self {
+        Self {
+            per_player,
+            max_total,
+            total: 0,
+            players: HashMap::new(),
+        }
+    }
+
+    /// Remembers `nonce` for `player` until `expires` (Unix seconds), or says why not.
+    fn admit(
+        &mut self,
+        player: PlayerId,
+        nonce: [u8; 16],
+        expires: u64,
+        now: u64,
+    ) -> Result<(), Refusal> {
+        if self.total >= self.max_total {
+            self.sweep(now);
+        }
+        let seen = self.players.entry(player).or_default();
+        self.total -= seen.prune(now);
+        if seen.nonces.contains(&nonce) {
+            return Err(Refusal::Replayed);
+        }
+        if seen.order.len() >= self.per_player || self.total >= self.max_total {
+            return Err(Refusal::Full);
+        }
+        seen.nonces.insert(nonce);
+        seen.order.push_back((expires, nonce));
+        self.total += 1;
+        Ok(())
+    }
+
+    /// Drops every expired entry and every player left with none.
+    fn sweep(&mut self, now: u64) {
+        let mut dropped = 0;
+        self.players.retain(|_, seen| {
+            dropped += seen.prune(now);
+            !seen.order.is_empty()
+        });
+        self.total -= dropped;
+    }
 }
 
 /// Records chunk bytes sent to a player by another path (the framed transfer listener), in the
@@ -696,4 +1046,58 @@ pub(crate) fn assigned(
     let dir = data_dir.join("content");
     rows.map(|row| row.map(|(manifest, sha)| (manifest, dir.join(sha))))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn player(n: u8) -> PlayerId {
+        PlayerId::from_bytes([n; 16])
+    }
+
+    #[test]
+    fn a_nonce_is_accepted_once_until_its_time_leaves_the_window() {
+        let mut cache = ReplayCache::new(8, 100);
+        assert_eq!(cache.admit(player(1), [1; 16], 1300, 1000), Ok(()));
+        assert_eq!(
+            cache.admit(player(1), [1; 16], 1300, 1100),
+            Err(Refusal::Replayed)
+        );
+        // Another player may use the same nonce: the key is (player, nonce).
+        assert_eq!(cache.admit(player(2), [1; 16], 1300, 1100), Ok(()));
+        // Once expired it is forgotten (the header itself is then stale and refused upstream).
+        assert_eq!(cache.admit(player(1), [1; 16], 1600, 1301), Ok(()));
+        assert_eq!(cache.total, 2);
+    }
+
+    #[test]
+    fn a_player_at_its_cap_is_refused_and_others_are_not() {
+        let mut cache = ReplayCache::new(3, 100);
+        for n in 0..3 {
+            assert_eq!(cache.admit(player(1), [n; 16], 2000, 1000), Ok(()));
+        }
+        assert_eq!(
+            cache.admit(player(1), [9; 16], 2000, 1000),
+            Err(Refusal::Full)
+        );
+        assert_eq!(cache.admit(player(2), [9; 16], 2000, 1000), Ok(()));
+        // Room again once the old ones expire.
+        assert_eq!(cache.admit(player(1), [9; 16], 3000, 2001), Ok(()));
+    }
+
+    #[test]
+    fn the_total_is_bounded_and_expired_players_are_swept() {
+        let mut cache = ReplayCache::new(10, 4);
+        for n in 0..4 {
+            assert_eq!(cache.admit(player(n), [n; 16], 1100, 1000), Ok(()));
+        }
+        assert_eq!(
+            cache.admit(player(9), [9; 16], 1100, 1000),
+            Err(Refusal::Full)
+        );
+        assert_eq!(cache.admit(player(9), [9; 16], 1300, 1200), Ok(()));
+        assert_eq!(cache.total, 1);
+        assert_eq!(cache.players.len(), 1);
+    }
 }

@@ -13,23 +13,32 @@
 //!   A player removed or unapproved while its transfer runs is cut off within two seconds.
 //! - Chunk bytes sent are added to the same per-player account as the HTTP(S) chunk endpoints
 //!   (`content list`).
+//! - After the login: one connection per player (a new login closes the previous one), a write
+//!   deadline (`write_timeout_secs`), files offered one at a time with a window that fits
+//!   `max_in_flight_bytes`, and chunks read as the socket drains (`send_framed_many`), so a
+//!   player that stops reading is cut and pins a bounded amount meanwhile. At most
+//!   `max_connections_per_source` connections from one source, logged in or not.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use fleetwire_session::{PlayerId, ServerConfig};
 use fleetwire_tokio::framed::{Outgoing, accept_player, send_framed_many, tls_binding};
 use fleetwire_tokio::session::SourceGate;
+use fleetwire_tokio::source::Source;
 use fleetwire_tokio::transfer::SendOptions;
 use fleetwire_transfer::{PublicKey, RateLimit, SenderConfig, SignedManifest};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::http::PerSource;
 use crate::players::StoreDirectory;
 use crate::serve::{Ctx, Service};
 use crate::store::Store;
@@ -47,6 +56,15 @@ pub(crate) struct TransferSettings {
     pub(crate) window: u32,
     /// Bandwidth cap per connection in bytes per second; 0 means none.
     pub(crate) max_bytes_per_sec: u64,
+    /// Connections held at once from one source (an IPv4 address or an IPv6 /64), logged in
+    /// or not; the next is dropped at accept while other sources are still served.
+    pub(crate) max_connections_per_source: usize,
+    /// Seconds a write may wait on a player that takes fewer than 1 KiB/s of it before the
+    /// connection is cut (a player that stopped reading).
+    pub(crate) write_timeout_secs: u64,
+    /// Chunk bytes sent and not yet acknowledged per connection: `window` is lowered so that
+    /// it fits with the largest chunk size.
+    pub(crate) max_in_flight_bytes: u64,
 }
 
 impl Default for TransferSettings {
@@ -56,6 +74,9 @@ impl Default for TransferSettings {
             max_connections: 4096,
             window: 64,
             max_bytes_per_sec: 0,
+            max_connections_per_source: 256,
+            write_timeout_secs: 30,
+            max_in_flight_bytes: 16 << 20,
         }
     }
 }
@@ -70,6 +91,57 @@ struct Listener {
     send: SendOptions,
     content_key: PublicKey,
     gate: Arc<dyn SourceGate>,
+    /// The one framed connection each logged-in player may hold (hole 15: a new login replaces
+    /// the old connection, so one credential holds one connection's memory).
+    players: Mutex<HashMap<PlayerId, (u64, oneshot::Sender<()>)>>,
+    next_login: AtomicU64,
+}
+
+impl Listener {
+    /// Registers `player`'s new connection and closes its previous one, if any. The returned
+    /// guard unregisters it (unless a newer one replaced it); `replaced` completes when a newer
+    /// connection of the same player logs in.
+    fn register(self: &Arc<Self>, player: PlayerId) -> (Registration, oneshot::Receiver<()>) {
+        let (tx, replaced) = oneshot::channel();
+        let generation = self.next_login.fetch_add(1, Ordering::Relaxed);
+        let old = self
+            .players
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(player, (generation, tx));
+        if let Some((_, old)) = old {
+            let _ = old.send(());
+        }
+        let registration = Registration {
+            listener: self.clone(),
+            player,
+            generation,
+        };
+        (registration, replaced)
+    }
+}
+
+/// A player's registered framed connection; unregistered when dropped.
+struct Registration {
+    listener: Arc<Listener>,
+    player: PlayerId,
+    generation: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut players = self
+            .listener
+            .players
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if players
+            .get(&self.player)
+            .is_some_and(|(g, _)| *g == self.generation)
+        {
+            players.remove(&self.player);
+        }
+    }
 }
 
 /// Binds the framed transfer listener and serves until shutdown.
@@ -102,12 +174,17 @@ pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
                 connection_rate: rate,
                 ..SenderConfig::default()
             }),
+            write_timeout: Duration::from_secs(settings.write_timeout_secs.max(1)),
+            max_in_flight_bytes: settings.max_in_flight_bytes.max(1),
             ..SendOptions::default()
         },
         content_key,
         gate: ctx.player_gate.clone(),
+        players: Mutex::default(),
+        next_login: AtomicU64::new(0),
     });
     let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let sources = Arc::new(PerSource::new(settings.max_connections_per_source.max(1)));
     let mut stop = ctx.shutdown.clone();
     Ok(tokio::spawn(async move {
         let mut connections = JoinSet::new();
@@ -124,6 +201,10 @@ pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
                             tracing::debug!(%peer, "framed transfer: refused: {why}");
                             continue; // dropping the stream closes it
                         }
+                        let Some(source_slot) = sources.try_acquire(Source::of_peer(peer)) else {
+                            tracing::debug!(%peer, "framed transfer: per-source limit reached");
+                            continue; // dropping the stream closes it
+                        };
                         let Ok(permit) = slots.clone().try_acquire_owned() else {
                             tracing::debug!(%peer, "framed transfer: connection limit reached");
                             continue; // dropping the stream closes it
@@ -131,7 +212,7 @@ pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
                         let shared = shared.clone();
                         connections.spawn(async move {
                             serve_connection(&shared, tcp, peer).await;
-                            drop(permit);
+                            drop((permit, source_slot));
                         });
                     }
                     Err(e) => {
@@ -148,7 +229,7 @@ pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
     }))
 }
 
-async fn serve_connection(shared: &Listener, tcp: TcpStream, peer: SocketAddr) {
+async fn serve_connection(shared: &Arc<Listener>, tcp: TcpStream, peer: SocketAddr) {
     let accepted = Instant::now();
     let _ = tcp.set_nodelay(true);
     let deadline = shared.login.login_timeout;
@@ -202,6 +283,16 @@ async fn serve_connection(shared: &Listener, tcp: TcpStream, peer: SocketAddr) {
         }
     };
     tracing::info!(%player, %peer, "framed transfer: logged in");
+    push_content(shared, tls, player, peer).await;
+}
+
+/// After the login: every item assigned to `player`, until done, cut off (revoked), or
+/// replaced by the player's newer connection.
+async fn push_content<S>(shared: &Arc<Listener>, mut tls: S, player: PlayerId, peer: SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (_registration, replaced) = shared.register(player);
     let files = match assigned(shared, player).await {
         Ok(files) => files,
         Err(e) => {
@@ -225,6 +316,9 @@ async fn serve_connection(shared: &Listener, tcp: TcpStream, peer: SocketAddr) {
             ),
             Err(e) => tracing::info!(%player, "framed transfer ended: {e}"),
         },
+        _ = replaced => {
+            tracing::info!(%player, %peer, "framed transfer: replaced by the player's newer connection");
+        }
         () = revoked(shared.store.clone(), player) => {
             tracing::warn!(%player, "revoked during a framed transfer: disconnecting");
             security_event(

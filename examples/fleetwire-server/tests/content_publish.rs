@@ -151,7 +151,7 @@ async fn content_add_notifies_player_which_fetches_over_http_and_https() {
     assert!(listing.starts_with("HTTP/1.1 200"), "{listing}");
     assert!(listing.contains("\"id\":1"), "{listing}");
     let unsigned = signed_get(http, &RequestSigner::new([9; 16], &[9; 32]), "/v1/content").await;
-    assert!(unsigned.starts_with("HTTP/1.1 403"), "{unsigned}");
+    assert!(unsigned.starts_with("HTTP/1.1 401"), "{unsigned}");
     let endpoints = [
         HttpEndpoint::http(http).with_signer(signer.clone()),
         HttpEndpoint::https(
@@ -242,7 +242,7 @@ async fn signed_get(addr: std::net::SocketAddr, signer: &RequestSigner, path: &s
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{}: {}\r\n\r\n",
         fleetwire_tokio::transfer::AUTH_HEADER,
-        signer.header(path, now)
+        signer.header("GET", path, now).unwrap()
     );
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     tcp.write_all(request.as_bytes()).await.unwrap();

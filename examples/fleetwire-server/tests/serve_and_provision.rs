@@ -101,7 +101,7 @@ async fn serve_provision_login_list_revoke_and_stop() {
     let reply = http_get(http.unwrap(), None, "/v1/status").await;
     assert!(reply.starts_with("HTTP/1.1 308"), "{reply}");
     let location = format!(
-        "location: https://127.0.0.1:{}/v1/status",
+        "location: https://localhost:{}/v1/status",
         https.unwrap().port()
     );
     assert!(reply.to_lowercase().contains(&location), "{reply}");
