@@ -8,6 +8,9 @@ use arbitrary::Arbitrary;
 use fleetwire_session::*;
 use libfuzzer_sys::fuzz_target;
 
+#[path = "common/coverage.rs"]
+mod coverage;
+
 #[derive(Arbitrary, Debug)]
 enum Step {
     Input(Vec<u8>),
@@ -27,7 +30,9 @@ fuzz_target!(|steps: Vec<Step>| {
     for step in steps {
         match step {
             Step::Input(bytes) => {
-                let _ = s.handle_input(now, &bytes);
+                if let Err(e) = s.handle_input(now, &bytes) {
+                    coverage::note(|| format!("input-err:{}", coverage::kind(&e)));
+                }
             }
             Step::Advance(ms) => {
                 now += Duration::from_millis(u64::from(ms) * 10);
@@ -47,7 +52,13 @@ fuzz_target!(|steps: Vec<Step>| {
             }
         }
         while s.poll_transmit(&mut out).is_some() {}
+        note_sent(&out);
+        coverage::note(|| format!("state:{:?}", s.state()));
         while let Some(e) = s.poll_event() {
+            coverage::note(|| match &e {
+                ServerEvent::Closed { reason } => format!("closed:{}", coverage::kind(reason)),
+                e => format!("event:{}", coverage::kind(e)),
+            });
             assert_eq!(closed, 0, "event after Closed: {e:?}");
             if matches!(e, ServerEvent::Closed { .. }) {
                 closed += 1;
@@ -59,3 +70,23 @@ fuzz_target!(|steps: Vec<Step>| {
         out.clear();
     }
 });
+
+/// Counts the kinds of message the server sent (coverage only).
+fn note_sent(out: &[u8]) {
+    let mut decoder = fleetwire_wire::FrameDecoder::new(1 << 16);
+    let mut input = out;
+    while let Ok((used, frame)) = decoder.decode(input) {
+        if let Some(f) = frame {
+            if let Ok(m) = Message::decode(f.msg_type, f.body) {
+                coverage::note(|| match &m {
+                    Message::HeartbeatAck { config_hash: Some(_), .. } => "sent:HeartbeatAck+hash".into(),
+                    m => format!("sent:{}", coverage::kind(m)),
+                });
+            }
+        }
+        if used == 0 {
+            break;
+        }
+        input = &input[used..];
+    }
+}
