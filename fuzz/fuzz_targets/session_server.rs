@@ -55,6 +55,8 @@ fuzz_target!(|data: &[u8]| {
     let other_id = PlayerId::from_bytes([2; 16]);
     let secret = PlayerSecret::from_bytes([3; 32]);
     let other_secret = PlayerSecret::from_bytes([4; 32]);
+    // Signs proofs for `id` whose verifier the server is never given.
+    let stranger = PlayerSecret::from_bytes([5; 32]);
     let mut client = Client::new(Arc::new(ClientConfig::new(id, secret.clone())), now, binding);
     let config = ServerConfig::default();
     let mut s = ServerConnection::new(Arc::new(config), now, [7; 32], binding);
@@ -85,13 +87,14 @@ fuzz_target!(|data: &[u8]| {
                 let player_id = if ops.u8() & 1 == 0 { id } else { other_id };
                 Message::Hello { player_id, software: ops.text(MAX_TEXT_LEN) }.encode_frame(&mut to_server);
             }
-            // A proof: forged bytes, or signed by another secret through a second client.
+            // A proof: forged bytes, or signed (for this player's id) by a secret whose verifier
+            // the server never gets.
             3 => {
                 if ops.u8() & 1 == 0 {
                     let signature: [u8; 64] = std::array::from_fn(|_| ops.u8());
                     Message::Proof { signature }.encode_frame(&mut to_server);
                 } else {
-                    to_server = proof_from(&other_secret, id, now, binding);
+                    to_server = proof_from(&stranger, id, now, binding);
                 }
             }
             // A heartbeat the harness writes (any sequence number, before or after login).

@@ -122,6 +122,7 @@ fuzz_target!(|data: &[u8]| {
         steps += 1;
         msg.clear();
         let op = ops.u8() % 11;
+        coverage::trace(|| format!("op {op}"));
         match op {
             // The sender offers one of the files (or the untrusted one).
             0 => {
@@ -234,6 +235,7 @@ fuzz_target!(|data: &[u8]| {
 
 fn drain(r: &mut Receiver, app: &mut App, files: &Files, by_key: &HashMap<(u64, u64), usize>) {
     while let Some(ev) = r.poll_event() {
+        coverage::trace(|| format!("event {ev:?}").chars().take(200).collect());
         assert_eq!(app.closed, 0, "event after Closed: {ev:?}");
         coverage::note(|| match &ev {
             ReceiverEvent::Closed { reason } => format!("closed:{}", coverage::kind(reason)),
@@ -281,8 +283,10 @@ fn drain(r: &mut Receiver, app: &mut App, files: &Files, by_key: &HashMap<(u64, 
             }
             ReceiverEvent::Failed { transfer, reason } => {
                 // A refused offer has no Offered event before it (and may reuse the id of an
-                // ended transfer); a cancel ends a transfer the receiver had.
-                if matches!(reason, TransferError::Cancelled | TransferError::PeerCancelled) {
+                // ended transfer); the peer's cancel ends a transfer the receiver had. (The
+                // application's own `cancel` of a completed transfer still reports `Failed`:
+                // caller-driven, not checked here.)
+                if reason == TransferError::PeerCancelled {
                     live(app, transfer);
                 }
                 app.ended.insert(transfer.0);
@@ -294,6 +298,7 @@ fn drain(r: &mut Receiver, app: &mut App, files: &Files, by_key: &HashMap<(u64, 
     let mut buf = Vec::new();
     while r.poll_transmit(&mut buf).is_some() {
         let m = Message::decode(&buf).expect("the receiver sent an undecodable message");
+        coverage::trace(|| format!("sent {m:?}"));
         coverage::note(|| format!("sent:{}", coverage::kind(&m)));
         let stored = |t: u32, i: u32| {
             app.transfers.get(&t).and_then(|k| app.disk.get(k)).is_some_and(|d| d.contains(&i))

@@ -33,3 +33,11 @@ pub fn kind(value: &impl std::fmt::Debug) -> String {
     let s = format!("{value:?}");
     s.split([' ', '{', '(']).next().unwrap_or_default().to_owned()
 }
+
+/// With `FLEETWIRE_FUZZ_TRACE=1`, prints `line` to stderr (for reading a crash input).
+pub fn trace(line: impl FnOnce() -> String) {
+    static ON: OnceLock<bool> = OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("FLEETWIRE_FUZZ_TRACE").is_some_and(|v| v == "1")) {
+        eprintln!("trace: {}", line());
+    }
+}
