@@ -20,7 +20,8 @@ fi
 cd fuzz
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo fuzz list)
-RUSTC_BOOTSTRAP=1 cargo fuzz build "${targets[@]:0:1}" >/dev/null 2>&1 || true
+# Build every target first, so a build error shows before the first long run.
+RUSTC_BOOTSTRAP=1 cargo fuzz build >/dev/null
 failed=0
 rows=()
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg); $seconds s per target, AddressSanitizer"
