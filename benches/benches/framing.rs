@@ -22,13 +22,19 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(fw.round(black_box(&body))));
     });
     let mut usual = PeerUsual::default();
-    group.bench_function("tokio-util LengthDelimitedCodec + postcard to_allocvec", |b| {
-        b.iter(|| black_box(usual.round(black_box(&body))));
-    });
+    group.bench_function(
+        "tokio-util LengthDelimitedCodec + postcard to_allocvec",
+        |b| {
+            b.iter(|| black_box(usual.round(black_box(&body))));
+        },
+    );
     let mut reuse = PeerReuse::default();
-    group.bench_function("tokio-util LengthDelimitedCodec + postcard into reused BytesMut", |b| {
-        b.iter(|| black_box(reuse.round(black_box(&body))));
-    });
+    group.bench_function(
+        "tokio-util LengthDelimitedCodec + postcard into reused BytesMut",
+        |b| {
+            b.iter(|| black_box(reuse.round(black_box(&body))));
+        },
+    );
     group.finish();
 }
 

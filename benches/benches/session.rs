@@ -127,9 +127,24 @@ fn login_decision(c: &mut Criterion) {
     let mut group = c.benchmark_group("server login decision");
     group.throughput(Throughput::Elements(1));
     let cases: [(&str, &[u8], PlayerLookup, ServerState); 3] = [
-        ("known player, right secret", &bytes, known.clone(), ServerState::Online),
-        ("known player, wrong secret", &wrong, known, ServerState::Closed),
-        ("unknown player", &bytes, PlayerLookup::Unknown, ServerState::Closed),
+        (
+            "known player, right secret",
+            &bytes,
+            known.clone(),
+            ServerState::Online,
+        ),
+        (
+            "known player, wrong secret",
+            &wrong,
+            known,
+            ServerState::Closed,
+        ),
+        (
+            "unknown player",
+            &bytes,
+            PlayerLookup::Unknown,
+            ServerState::Closed,
+        ),
     ];
     for (name, input, lookup, end) in cases {
         group.bench_function(name, |b| {

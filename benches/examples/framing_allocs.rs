@@ -25,7 +25,16 @@ fn main() {
     let mut usual = PeerUsual::default();
     let mut reuse = PeerReuse::default();
     println!("allocations per 1 KiB frame (encode + decode), steady state:");
-    println!("  fleetwire-wire                                : {:.2}", per_frame(|| fw.round(&body)));
-    println!("  LengthDelimitedCodec + postcard to_allocvec   : {:.2}", per_frame(|| usual.round(&body)));
-    println!("  LengthDelimitedCodec + postcard, reused buffer: {:.2}", per_frame(|| reuse.round(&body)));
+    println!(
+        "  fleetwire-wire                                : {:.2}",
+        per_frame(|| fw.round(&body))
+    );
+    println!(
+        "  LengthDelimitedCodec + postcard to_allocvec   : {:.2}",
+        per_frame(|| usual.round(&body))
+    );
+    println!(
+        "  LengthDelimitedCodec + postcard, reused buffer: {:.2}",
+        per_frame(|| reuse.round(&body))
+    );
 }

@@ -46,8 +46,9 @@ fn as_bytes<S: serde::Serializer>(body: &&[u8], serializer: S) -> Result<S::Ok, 
 /// What every side does with a decoded body: reads every byte.
 #[inline]
 pub fn consume(msg_type: u8, body: &[u8]) -> u64 {
-    body.iter()
-        .fold(u64::from(msg_type), |acc, &b| acc.wrapping_add(u64::from(b)))
+    body.iter().fold(u64::from(msg_type), |acc, &b| {
+        acc.wrapping_add(u64::from(b))
+    })
 }
 
 /// fleetwire-wire, with its buffers kept across rounds.

@@ -246,19 +246,26 @@ fn bench_as_server(c: &mut Criterion, now: UnixTime) {
     let mut reports = Vec::new();
     for threads in [1u64, 2] {
         let cpu = (AtomicU64::new(0), AtomicU64::new(0));
-        group.bench_function(format!("fleetwire_lockout_mutex_clock_{threads}_threads"), |b| {
-            b.iter_custom(|iters| {
-                shared_run(threads, iters, &cpu, |keys| {
-                    let subject = keys.next().to_le_bytes();
-                    let time = wall_now();
-                    let mut locked =
-                        engine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let key = LockoutKey::untrusted("", &subject);
-                    black_box(locked.begin_attempt(&key, time).is_ok());
-                })
-            });
-        });
-        reports.push((format!("fleetwire lockout, Mutex + clock, {threads} thread(s)"), cpu));
+        group.bench_function(
+            format!("fleetwire_lockout_mutex_clock_{threads}_threads"),
+            |b| {
+                b.iter_custom(|iters| {
+                    shared_run(threads, iters, &cpu, |keys| {
+                        let subject = keys.next().to_le_bytes();
+                        let time = wall_now();
+                        let mut locked = engine
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        let key = LockoutKey::untrusted("", &subject);
+                        black_box(locked.begin_attempt(&key, time).is_ok());
+                    })
+                });
+            },
+        );
+        reports.push((
+            format!("fleetwire lockout, Mutex + clock, {threads} thread(s)"),
+            cpu,
+        ));
         let cpu = (AtomicU64::new(0), AtomicU64::new(0));
         group.bench_function(format!("governor_keyed_check_key_{threads}_threads"), |b| {
             b.iter_custom(|iters| {

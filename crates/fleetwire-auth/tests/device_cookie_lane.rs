@@ -50,14 +50,22 @@ fn known_device_unaffected_by_attack() {
         "dc1.AAAAAAAAAAAAAAAAAAAAAA.AAAA".to_owned(),
     ];
     for f in &forged {
-        assert_eq!(DeviceCookie::verify(&secret, b"alice", f), None, "{f} accepted");
+        assert_eq!(
+            DeviceCookie::verify(&secret, b"alice", f),
+            None,
+            "{f} accepted"
+        );
         assert!(
-            e.begin_attempt(&lane_for(&secret, b"alice", f), now).is_err(),
+            e.begin_attempt(&lane_for(&secret, b"alice", f), now)
+                .is_err(),
             "{f} opened a lane past the lockout"
         );
     }
     // And the real cookie still works after all that.
-    assert!(e.begin_attempt(&lane_for(&secret, b"alice", &cookie), now).is_ok());
+    assert!(
+        e.begin_attempt(&lane_for(&secret, b"alice", &cookie), now)
+            .is_ok()
+    );
 }
 
 /// The lane a login attempt counts in, as a server picks it: the device's own lane for a valid

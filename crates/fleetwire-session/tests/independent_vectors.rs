@@ -10,12 +10,18 @@ use fleetwire_session::*;
 use serde_json::Value;
 
 fn vectors() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../test-vectors/independent.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../test-vectors/independent.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn bytes<const N: usize>(v: &Value) -> [u8; N] {
-    hex::decode(v.as_str().unwrap()).unwrap().try_into().unwrap()
+    hex::decode(v.as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
 }
 
 #[test]
@@ -55,18 +61,27 @@ fn login_proof_matches_an_independent_signature() {
         while client.poll_transmit(&mut out).is_some() {}
         assert_eq!(
             Message::decode(out[1], &out[6..]),
-            Ok(Message::Proof { signature: expected })
+            Ok(Message::Proof {
+                signature: expected
+            })
         );
 
         // The server accepts the other implementation's signature.
         let mut server =
             ServerConnection::new(Arc::new(ServerConfig::default()), now, nonce, binding);
         let mut proof = Vec::new();
-        Message::Proof { signature: expected }.encode_frame(&mut proof);
+        Message::Proof {
+            signature: expected,
+        }
+        .encode_frame(&mut proof);
         server.handle_input(now, &hello).unwrap();
         server.handle_input(now, &proof).unwrap();
         let verifier = PlayerVerifier::from_bytes(bytes(&v["verifier"]));
-        let lookup = PlayerLookup::Known { verifier, approved: true, config_hash: None };
+        let lookup = PlayerLookup::Known {
+            verifier,
+            approved: true,
+            config_hash: None,
+        };
         server.resolve_player(now, lookup).unwrap();
         assert!(server.is_authenticated());
     }

@@ -396,7 +396,11 @@ impl Receiver {
             Message::Cancel { transfer } => {
                 // A complete transfer already had its terminal event (`Completed`): a late
                 // cancel (the sender gave up as the last ack was lost) must not fail it too.
-                if self.transfers.remove(&transfer).is_some_and(|rx| !rx.complete) {
+                if self
+                    .transfers
+                    .remove(&transfer)
+                    .is_some_and(|rx| !rx.complete)
+                {
                     self.events.push_back(ReceiverEvent::Failed {
                         transfer: TransferId(transfer),
                         reason: TransferError::PeerCancelled,

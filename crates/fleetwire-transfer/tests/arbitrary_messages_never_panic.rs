@@ -130,7 +130,10 @@ fn machines_survive_anything() {
             // the file the receiver now holds: an offer of a held version completes at once,
             // with no chunk, on a transfer id the test app gives a fresh, empty disk.)
             if let Some((_, bytes)) = r.completed.first() {
-                prop_assert!(bytes == &data, "completed file differs from the offered file");
+                prop_assert!(
+                    bytes == &data,
+                    "completed file differs from the offered file"
+                );
                 completed_runs.set(completed_runs.get() + 1);
             }
             Ok(())
@@ -139,5 +142,8 @@ fn machines_survive_anything() {
     // The byte check above must have run: real chunks are mixed in so that many runs complete.
     let completed_runs = completed_runs.get();
     println!("{completed_runs} of 256 runs completed a file");
-    assert!(completed_runs >= 10, "only {completed_runs} of 256 runs completed a file");
+    assert!(
+        completed_runs >= 10,
+        "only {completed_runs} of 256 runs completed a file"
+    );
 }

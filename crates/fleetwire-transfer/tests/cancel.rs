@@ -79,22 +79,41 @@ fn cancel_after_completion_does_not_fail_the_transfer() {
         now,
     );
     let mut msg = Vec::new();
-    Message::Offer { transfer: 1, window: 8, manifest: manifest.as_bytes() }.encode(&mut msg);
+    Message::Offer {
+        transfer: 1,
+        window: 8,
+        manifest: manifest.as_bytes(),
+    }
+    .encode(&mut msg);
     r.handle_input(now, &msg).unwrap();
     for (i, chunk) in data.chunks(1024).enumerate() {
         let index = u32::try_from(i).unwrap();
-        Message::Chunk { transfer: 1, index, seq: u64::from(index), data: chunk }.encode(&mut msg);
+        Message::Chunk {
+            transfer: 1,
+            index,
+            seq: u64::from(index),
+            data: chunk,
+        }
+        .encode(&mut msg);
         r.handle_input(now, &msg).unwrap();
     }
     let mut events = Vec::new();
     while let Some(ev) = r.poll_event() {
-        if let ReceiverEvent::ChunkVerified { transfer, index, .. } = ev {
+        if let ReceiverEvent::ChunkVerified {
+            transfer, index, ..
+        } = ev
+        {
             r.chunk_stored(now, transfer, index).unwrap();
         } else {
             events.push(ev);
         }
     }
-    assert!(events.iter().any(|e| matches!(e, ReceiverEvent::Completed { .. })), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ReceiverEvent::Completed { .. })),
+        "{events:?}"
+    );
     Message::Cancel { transfer: 1 }.encode(&mut msg);
     r.handle_input(now, &msg).unwrap();
     let after: Vec<_> = std::iter::from_fn(|| r.poll_event()).collect();

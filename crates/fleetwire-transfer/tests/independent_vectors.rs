@@ -2,11 +2,16 @@
 //! RFC 8032 Ed25519 keys for the content signer, and a manifest signature over the documented
 //! `"fleetwire manifest v1\0" || body`, both the one fleetwire produces and the one it accepts.
 
-use fleetwire_transfer::{ContentSigner, DEFAULT_MAX_CHUNKS, Manifest, SignedManifest, decode_unverified};
+use fleetwire_transfer::{
+    ContentSigner, DEFAULT_MAX_CHUNKS, Manifest, SignedManifest, decode_unverified,
+};
 use serde_json::Value;
 
 fn vectors() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../test-vectors/independent.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../test-vectors/independent.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -38,7 +43,10 @@ fn manifest_signature_matches_an_independent_one() {
     let m = SignedManifest::decode(&signed, &[signer.public_key()], DEFAULT_MAX_CHUNKS).unwrap();
     // ...and signs the same manifest, built from the file, to the same bytes.
     let file = bytes(&v["file"]);
-    assert_eq!(hex::encode(m.file_digest()), v["file_sha256"].as_str().unwrap());
+    assert_eq!(
+        hex::encode(m.file_digest()),
+        v["file_sha256"].as_str().unwrap()
+    );
     let unverified = decode_unverified(&signed, DEFAULT_MAX_CHUNKS).unwrap();
     let ours = Manifest::build(
         unverified.kind(),
