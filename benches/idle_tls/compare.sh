@@ -7,8 +7,9 @@
 # - baseline: the server's RSS SETTLE seconds (default 5) after it started, before any client;
 # - held: its RSS INTERVAL + 2 seconds after the last client connected;
 # - "growth / N": (held - baseline) / N at N clients, the figure earlier runs quoted;
-# - "slope": (held at N - held at N_LOW) / (N - N_LOW): what one more idle connection costs,
-#   whatever fixed memory either server allocates when its first clients arrive;
+# - "slope": (growth at N - growth at N_LOW) / (N - N_LOW), growth = held - baseline of the
+#   same server process: what one more idle connection costs, whatever fixed memory either
+#   server allocates when its first clients arrive;
 # - heartbeat (PINGREQ) round trip p50 / p99 at N, from the load generators;
 # - server CPU per 1,000 heartbeats (PINGREQs) while idle at N: user + system time from the
 #   end of the held sample to the end of the hold, divided by the heartbeats due in that time.
@@ -121,11 +122,11 @@ results="$work/results"
 for run in $(seq 1 "$RUNS"); do
   order="fleetwire mosquitto"; [ $((run % 2)) -eq 0 ] && order="mosquitto fleetwire"
   for server in $order; do
-    measure "$server" "$N_LOW"; low_held=$HELD
+    measure "$server" "$N_LOW"; low_growth=$((HELD - BASE))
     measure "$server" "$N"
     growth=$(( (HELD - BASE) * 1024 / N ))
-    slope=$(( (HELD - low_held) * 1024 / (N - N_LOW) ))
-    echo "run $run $server: baseline $BASE KiB, held $HELD KiB at N, $low_held KiB at N_LOW;" \
+    slope=$(( (HELD - BASE - low_growth) * 1024 / (N - N_LOW) ))
+    echo "run $run $server: at N baseline $BASE KiB, held $HELD KiB; growth at N_LOW $low_growth KiB;" \
       "growth/N $growth B, slope $slope B, p50 $P50 ms, p99 $P99 ms, CPU $CPU_MS ms/1000 heartbeats" \
       "(load $(cut -d' ' -f1 /proc/loadavg))"
     echo "$server $growth $slope $P50 $P99 $CPU_MS" >> "$results"
