@@ -4,7 +4,7 @@
 //!
 //! Every peer runs in its fastest correct configuration, the one a user who cares would pick:
 //! nanoid with its thread-local generator (`nanoid::rngs::thread_local`: rand 0.9's `ThreadRng`,
-//! ChaCha12 reseeded from the OS) rather than its default, which seeds a fresh `StdRng` from the
+//! `ChaCha12` reseeded from the OS) rather than its default, which seeds a fresh `StdRng` from the
 //! OS on every call (also measured, as `nanoid_36_default_rng`, because it is what `nanoid!(n,
 //! alphabet)` does). nanoid always returns a `String`, so fleetwire is measured both returning
 //! its stack `Code` and returning a `String`.

@@ -71,7 +71,7 @@ fn receiver_cancels() {
 #[test]
 fn cancel_after_completion_does_not_fail_the_transfer() {
     use fleetwire_transfer::{Message, ReceiverConfig, ReceiverEvent};
-    let now = std::time::Instant::now();
+    let now = VirtualClock::new().now();
     let data = file_bytes(3000, 7);
     let manifest = signed(FileKind::Media, 1, 1, 1024, &data);
     let mut r = fleetwire_transfer::Receiver::new(
