@@ -1,5 +1,6 @@
-//! One heartbeat round through both session machines, and the presence registry with
-//! 1,000,000 players online.
+//! One heartbeat round through both session machines, the server's login decision for a known
+//! player, a wrong secret and an unknown player side by side (they must cost the same), and the
+//! presence registry with 1,000,000 players online.
 #![allow(missing_docs, clippy::disallowed_methods)] // a real origin for virtual time
 
 use std::sync::Arc;
@@ -78,6 +79,95 @@ fn heartbeat_round(c: &mut Criterion) {
     });
 }
 
+/// The bytes a player sends to log in (Hello then Proof) against a server whose nonce is
+/// `[9; 32]`, captured from a real client.
+fn login_bytes(secret: &PlayerSecret, id: PlayerId) -> Vec<u8> {
+    let t0 = Instant::now();
+    let mut client = Client::new(
+        Arc::new(ClientConfig::new(id, secret.clone())),
+        t0,
+        ChannelBinding::NONE,
+    );
+    let mut server = ServerConnection::new(
+        Arc::new(ServerConfig::default()),
+        t0,
+        [9; 32],
+        ChannelBinding::NONE,
+    );
+    let mut sent = Vec::new();
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        while client.poll_transmit(&mut buf).is_some() {}
+        sent.extend_from_slice(&buf);
+        server.handle_input(t0, &buf).unwrap();
+        buf.clear();
+        while server.poll_event().is_some() {}
+        while server.poll_transmit(&mut buf).is_some() {}
+        client.handle_input(t0, &buf).unwrap();
+        buf.clear();
+        while client.poll_event().is_some() {}
+    }
+    sent
+}
+
+/// The server's whole login for one connection: Hello, lookup answered, Proof checked, events
+/// drained. Known, wrong secret and unknown must cost the same (SECURITY.md, enumeration).
+fn login_decision(c: &mut Criterion) {
+    let t0 = Instant::now();
+    let id = PlayerId::from_bytes([1; 16]);
+    let secret = PlayerSecret::from_bytes([7; 32]);
+    let bytes = login_bytes(&secret, id);
+    let wrong = login_bytes(&PlayerSecret::from_bytes([8; 32]), id);
+    let known = PlayerLookup::Known {
+        verifier: secret.verifier(),
+        approved: true,
+        config_hash: None,
+    };
+    let config = Arc::new(ServerConfig::default());
+    let mut group = c.benchmark_group("server login decision");
+    group.throughput(Throughput::Elements(1));
+    let cases: [(&str, &[u8], PlayerLookup, ServerState); 3] = [
+        (
+            "known player, right secret",
+            &bytes,
+            known.clone(),
+            ServerState::Online,
+        ),
+        (
+            "known player, wrong secret",
+            &wrong,
+            known,
+            ServerState::Closed,
+        ),
+        (
+            "unknown player",
+            &bytes,
+            PlayerLookup::Unknown,
+            ServerState::Closed,
+        ),
+    ];
+    for (name, input, lookup, end) in cases {
+        group.bench_function(name, |b| {
+            let mut out = Vec::with_capacity(256);
+            b.iter(|| {
+                let mut s =
+                    ServerConnection::new(config.clone(), t0, [9; 32], ChannelBinding::NONE);
+                let _ = s.handle_input(t0, black_box(input));
+                while let Some(e) = s.poll_event() {
+                    if let ServerEvent::LookupPlayer { .. } = e {
+                        s.resolve_player(t0, lookup.clone()).unwrap();
+                    }
+                }
+                while s.poll_transmit(&mut out).is_some() {}
+                out.clear();
+                assert_eq!(s.state(), end);
+                black_box(s.state())
+            });
+        });
+    }
+    group.finish();
+}
+
 fn ids(n: usize) -> Vec<PlayerId> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     (0..n)
@@ -149,6 +239,6 @@ fn presence(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = heartbeat_round, presence
+    targets = heartbeat_round, login_decision, presence
 }
 criterion_main!(benches);

@@ -1,8 +1,12 @@
 #![no_main]
-//! Arbitrary bytes, split at arbitrary points, into the frame decoder: no panic, memory bounded
-//! by what arrived, and the same frames whatever the split.
+//! Arbitrary bytes, cut into pieces of 1–64 bytes at many points (sizes from the input), into
+//! the frame decoder: no panic, memory bounded by what arrived, and the same frames as when the
+//! stream arrives whole. Input: `[limit: u16][split count][split sizes…][stream…]`.
 use fleetwire_wire::FrameDecoder;
 use libfuzzer_sys::fuzz_target;
+
+#[path = "common/ops.rs"]
+mod ops;
 
 fn run(chunks: &[&[u8]], max: u32) -> (Vec<(u8, u8, Vec<u8>)>, bool) {
     let mut decoder = FrameDecoder::new(max);
@@ -28,14 +32,14 @@ fn run(chunks: &[&[u8]], max: u32) -> (Vec<(u8, u8, Vec<u8>)>, bool) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if data.len() < 3 {
-        return;
-    }
-    let max = u32::from(u16::from_be_bytes([data[0], data[1]]));
-    let split = usize::from(data[2]);
-    let stream = &data[3..];
+    let mut input = ops::Ops::new(data);
+    let max = u32::from(input.u16());
+    let mut split = ops::Splitter::read(&mut input);
+    let stream = input.bytes(usize::MAX);
     let whole = run(&[stream], max);
-    let cut = split.min(stream.len());
-    let parts = run(&[&stream[..cut], &stream[cut..]], max);
+    let mut pieces = Vec::new();
+    split.feed(stream, |p| pieces.push(p.to_vec()));
+    let pieces: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
+    let parts = run(&pieces, max);
     assert_eq!(whole, parts);
 });

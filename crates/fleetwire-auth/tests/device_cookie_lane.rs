@@ -21,18 +21,60 @@ fn known_device_unaffected_by_attack() {
     assert!(e.begin_attempt(&untrusted, now).is_err());
 
     // Alice's browser presents the cookie: its own lane is open.
-    let device = DeviceCookie::verify(&secret, b"alice", &cookie).expect("valid cookie");
-    let lane = LockoutKey::device("login", b"alice", device);
     let t = e
-        .begin_attempt(&lane, now)
+        .begin_attempt(&lane_for(&secret, b"alice", &cookie), now)
         .expect("known device is not locked out");
     e.finish(t, Outcome::Success, now);
 
     // A forged or foreign cookie falls back to the locked untrusted lane.
-    assert_eq!(
-        DeviceCookie::verify(&secret, b"alice", "dc1.AAAAAAAAAAAAAAAAAAAAAA.AAAA"),
-        None
+    let (nonce, tag) = cookie
+        .strip_prefix("dc1.")
+        .and_then(|rest| rest.split_once('.'))
+        .expect("dc1.<nonce>.<tag>");
+    let flip_first = |s: &str| {
+        let c = if s.starts_with('A') { 'B' } else { 'A' };
+        format!("{c}{}", &s[1..])
+    };
+    let forged = [
+        // Issued by another server (another secret) for the same user.
+        DeviceCookie::issue(&[9u8; 32], b"alice", &mut rng),
+        // Issued by this server for another user.
+        DeviceCookie::issue(&secret, b"mallory", &mut rng),
+        // Alice's cookie with another nonce (another device id) under her tag.
+        format!("dc1.{}.{tag}", flip_first(nonce)),
+        // Alice's cookie with a changed tag, and with a truncated one.
+        format!("dc1.{nonce}.{}", flip_first(tag)),
+        format!("dc1.{nonce}.{}", &tag[..tag.len() - 4]),
+        // A new format version, and garbage.
+        format!("dc2.{nonce}.{tag}"),
+        "dc1.AAAAAAAAAAAAAAAAAAAAAA.AAAA".to_owned(),
+    ];
+    for f in &forged {
+        assert_eq!(
+            DeviceCookie::verify(&secret, b"alice", f),
+            None,
+            "{f} accepted"
+        );
+        assert!(
+            e.begin_attempt(&lane_for(&secret, b"alice", f), now)
+                .is_err(),
+            "{f} opened a lane past the lockout"
+        );
+    }
+    // And the real cookie still works after all that.
+    assert!(
+        e.begin_attempt(&lane_for(&secret, b"alice", &cookie), now)
+            .is_ok()
     );
+}
+
+/// The lane a login attempt counts in, as a server picks it: the device's own lane for a valid
+/// cookie, the untrusted lane otherwise.
+fn lane_for<'a>(secret: &[u8], user: &'a [u8], cookie: &str) -> LockoutKey<'a> {
+    match DeviceCookie::verify(secret, user, cookie) {
+        Some(device) => LockoutKey::device("login", user, device),
+        None => LockoutKey::untrusted("login", user),
+    }
 }
 
 #[test]

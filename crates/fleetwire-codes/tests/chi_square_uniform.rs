@@ -1,6 +1,8 @@
 //! No symbol and no pair of neighbouring symbols is favoured: a chi-square test over 1,000,000
-//! characters per position (seeded `ChaCha12Rng`, so the run replays), and a control that shows the same
-//! test catches the modulo bias this crate avoids.
+//! characters per position and over every pair of neighbouring positions — including 4–5, where
+//! the generator's two digit chains meet, and the last random symbol with the check character —
+//! (seeded `ChaCha12Rng`, so the run replays), and controls that show the same tests catch the
+//! modulo bias this crate avoids and a digit shared across the chains' join.
 
 use fleetwire_codes::{Alphabet, CodeGenerator, CodeSpec};
 use rand_chacha::ChaCha12Rng;
@@ -30,7 +32,8 @@ fn check_spec(spec: &CodeSpec, seed: u64) {
     let len = spec.code_len();
     let mut gen_ = CodeGenerator::new(spec.clone(), ChaCha12Rng::seed_from_u64(seed));
     let mut single = vec![vec![0u64; n]; len];
-    let mut pairs = vec![0u64; n * n];
+    // pairs[p]: the symbols at positions p and p + 1.
+    let mut pairs = vec![vec![0u64; n * n]; len - 1];
     let mut index = [usize::MAX; 128];
     for (i, c) in spec.alphabet().as_str().bytes().enumerate() {
         index[usize::from(c)] = i;
@@ -41,7 +44,9 @@ fn check_spec(spec: &CodeSpec, seed: u64) {
         for (pos, &b) in bytes.iter().enumerate() {
             single[pos][index[usize::from(b)]] += 1;
         }
-        pairs[index[usize::from(bytes[0])] * n + index[usize::from(bytes[1])]] += 1;
+        for (p, w) in bytes.windows(2).enumerate() {
+            pairs[p][index[usize::from(w[0])] * n + index[usize::from(w[1])]] += 1;
+        }
     }
     let limit = critical((n - 1) as f64, Z);
     for (pos, counts) in single.iter().enumerate() {
@@ -49,8 +54,14 @@ fn check_spec(spec: &CodeSpec, seed: u64) {
         assert!(x2 < limit, "position {pos}: chi2 {x2:.1} >= {limit:.1}");
     }
     let pair_limit = critical((n * n - 1) as f64, Z);
-    let x2 = chi_square(&pairs, SAMPLES as u64);
-    assert!(x2 < pair_limit, "pairs: chi2 {x2:.1} >= {pair_limit:.1}");
+    for (p, counts) in pairs.iter().enumerate() {
+        let x2 = chi_square(counts, SAMPLES as u64);
+        assert!(
+            x2 < pair_limit,
+            "positions {p}-{}: chi2 {x2:.1} >= {pair_limit:.1}",
+            p + 1
+        );
+    }
 }
 
 #[test]
@@ -82,6 +93,34 @@ fn the_test_catches_modulo_bias() {
     assert!(
         x2 > critical(35.0, Z),
         "modulo bias went unnoticed: {x2:.1}"
+    );
+}
+
+#[test]
+fn the_pair_test_catches_a_digit_shared_across_the_join() {
+    // The mistake the pair test at 4-5 is there for: the second chain starting one digit early
+    // (`v / 36^4` instead of `v / 36^5`), so position 5 repeats position 4. Every position alone
+    // stays uniform; only the pair shows it.
+    let mut rng = ChaCha12Rng::seed_from_u64(2);
+    let mut pair45 = vec![0u64; 36 * 36];
+    let mut single5 = vec![0u64; 36];
+    for _ in 0..SAMPLES {
+        let v = loop {
+            let w = rng.next_u64() & ((1 << 52) - 1);
+            if w < 36u64.pow(10) {
+                break w;
+            }
+        };
+        let d4 = (v % 36u64.pow(5)) / 36u64.pow(4);
+        let d5 = (v / 36u64.pow(4)) % 36;
+        pair45[(d4 * 36 + d5) as usize] += 1;
+        single5[d5 as usize] += 1;
+    }
+    assert!(chi_square(&single5, SAMPLES as u64) < critical(35.0, Z));
+    let x2 = chi_square(&pair45, SAMPLES as u64);
+    assert!(
+        x2 > critical(1295.0, Z),
+        "a shared digit went unnoticed: {x2:.1}"
     );
 }
 

@@ -106,7 +106,7 @@ fn build() -> Value {
         })
         .collect();
     json!({
-        "description": "fleetwire-session v1 frames (version:u8 type:u8 length:u32be body). The proof signs 'fleetwire/session/v1/login\\0' || player_id || nonce || channel_binding (zeros here) with Ed25519.",
+        "description": "fleetwire-session v1 frames (version:u8 type:u8 length:u32be body). The proof signs 'fleetwire/session/v1/login\\0' || player_id || nonce || channel_binding (zeros here) with Ed25519. Written by fleetwire itself (crates/fleetwire-session/tests/vectors.rs, FLEETWIRE_REGEN=1): a regression pin for other implementations, not an independent check; independent.json holds the signature computed by another implementation.",
         "login": {
             "secret": hex::encode(secret.as_bytes()),
             "verifier": secret.verifier().to_string(),

@@ -394,7 +394,13 @@ impl Receiver {
                 data,
             } => self.on_chunk(transfer, index, seq, data),
             Message::Cancel { transfer } => {
-                if self.transfers.remove(&transfer).is_some() {
+                // A complete transfer already had its terminal event (`Completed`): a late
+                // cancel (the sender gave up as the last ack was lost) must not fail it too.
+                if self
+                    .transfers
+                    .remove(&transfer)
+                    .is_some_and(|rx| !rx.complete)
+                {
                     self.events.push_back(ReceiverEvent::Failed {
                         transfer: TransferId(transfer),
                         reason: TransferError::PeerCancelled,

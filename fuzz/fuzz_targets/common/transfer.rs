@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use fleetwire_transfer::*;
 
+#[path = "coverage.rs"]
+mod coverage;
+
 /// Which machine the harness drives.
 #[allow(dead_code)] // each target constructs one role
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -100,11 +103,18 @@ impl Machine {
             }
         }
         if let Some(r) = &mut self.receiver {
-            let _ = r.handle_input(now, msg);
+            if let Err(e) = r.handle_input(now, msg) {
+                coverage::note(|| format!("input-err:{}", coverage::kind(&e)));
+            }
             if r.poll_timeout().is_some_and(|t| t <= now) {
                 r.handle_timeout(now);
             }
             while let Some(ev) = r.poll_event() {
+                coverage::note(|| match &ev {
+                    ReceiverEvent::Closed { reason } => format!("closed:{}", coverage::kind(reason)),
+                    ReceiverEvent::Failed { reason, .. } => format!("failed:{}", coverage::kind(reason)),
+                    e => format!("event:{}", coverage::kind(e)),
+                });
                 match ev {
                     ReceiverEvent::ChunkVerified { transfer, index, offset, data } => {
                         let o = offset as usize;
@@ -115,7 +125,11 @@ impl Machine {
                     _ => {}
                 }
             }
-            while r.poll_transmit(buf).is_some() {}
+            while r.poll_transmit(buf).is_some() {
+                if let Ok(m) = Message::decode(buf) {
+                    coverage::note(|| format!("sent:{}", coverage::kind(&m)));
+                }
+            }
         }
         closed
     }
