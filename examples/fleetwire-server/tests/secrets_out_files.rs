@@ -185,8 +185,8 @@ fn secrets_out_is_new_private_and_never_follows_links() {
     let names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-    let _ = std::fs::remove_dir_all(&data);
-    let _ = std::fs::remove_dir_all(&out);
+        .collect();
     assert!(!names.iter().any(|n| n.contains(".tmp")), "{names:?}");
     let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&out);
 }
