@@ -51,7 +51,7 @@ async fn cut_after_store_then_resume_stores_everything_once() {
         .unwrap();
     assert_eq!(report.reason, CloseReason::Error(SensorError::PeerClosed));
     assert_eq!(
-        report.stored, None,
+        report.stored, [],
         "no ack heard: the logger frees nothing"
     );
 
@@ -75,7 +75,7 @@ async fn cut_after_store_then_resume_stores_everything_once() {
     .unwrap();
     resume.abort();
     assert_eq!(report.reason, CloseReason::Finished);
-    assert_eq!(report.stored, Some(Mark { epoch: 0, seq: 149 }));
+    assert_eq!(report.stored, [Mark { epoch: 0, seq: 149 }]);
     let data = server.store.data.lock().unwrap();
     let logged = &data[&LoggerId(31)];
     assert_eq!(logged.readings.len(), 150);
