@@ -1015,7 +1015,10 @@ pub mod lockout {
             assert!(gate.admit(ip).is_ok(), "the streak restarted at the upload");
             gate.failed(ip, None);
             let why = gate.admit(ip).unwrap_err();
-            assert!(why.contains("too many failed uploads from 192.0.2.1"), "{why}");
+            assert!(
+                why.contains("too many failed uploads from 192.0.2.1"),
+                "{why}"
+            );
             assert!(gate.admit(other).is_ok(), "other sources are unaffected");
             gate.clear(ip);
             assert!(gate.admit(ip).is_ok());

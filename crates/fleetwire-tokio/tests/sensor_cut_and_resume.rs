@@ -50,10 +50,7 @@ async fn cut_after_store_then_resume_stores_everything_once() {
         .unwrap()
         .unwrap();
     assert_eq!(report.reason, CloseReason::Error(SensorError::PeerClosed));
-    assert_eq!(
-        report.stored, [],
-        "no ack heard: the logger frees nothing"
-    );
+    assert_eq!(report.stored, [], "no ack heard: the logger frees nothing");
 
     // Next wake: the unacknowledged batch and 50 new readings, straight to the server.
     let resume = tokio::spawn({

@@ -116,7 +116,9 @@ async fn a_failing_source_is_refused_at_accept_while_another_uploads() {
     assert_eq!(reason, CloseReason::Finished);
     assert_eq!(stored, [Mark { epoch: 0, seq: 19 }]);
     assert_eq!(
-        server.store.data.lock().unwrap()[&LoggerId(1)].readings.len(),
+        server.store.data.lock().unwrap()[&LoggerId(1)]
+            .readings
+            .len(),
         20
     );
 }

@@ -592,7 +592,13 @@ impl Rejections {
         let others = std::mem::take(&mut self.others);
         if others.rejected > 0 {
             let from = format!("{} other sources", self.other_sources);
-            rows.push((now, "logger_rejected", None, None, others.describe(&from, secs)));
+            rows.push((
+                now,
+                "logger_rejected",
+                None,
+                None,
+                others.describe(&from, secs),
+            ));
         }
         self.other_sources = 0;
         rows
@@ -790,11 +796,7 @@ fn write_status(
 }
 
 /// The batch's gaps and alarms, inside the caller's transaction.
-fn insert_extras(
-    tx: &Connection,
-    logger: i64,
-    batch: &Batch,
-) -> rusqlite::Result<()> {
+fn insert_extras(tx: &Connection, logger: i64, batch: &Batch) -> rusqlite::Result<()> {
     let epoch = batch.epoch;
     let mut gap = tx.prepare_cached(
         "INSERT INTO sensor_gaps (logger, epoch, seq, count) VALUES (?1, ?2, ?3, ?4)",
@@ -1384,7 +1386,10 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(readings, 15, "each reading once, the conflict wrote nothing");
+        assert_eq!(
+            readings, 15,
+            "each reading once, the conflict wrote nothing"
+        );
         let one = lookup(&conn, LoggerId(1)).unwrap().unwrap();
         assert_eq!(one.stored, m(1, 4));
         assert_eq!(
@@ -1430,10 +1435,20 @@ mod tests {
             "{}",
             rows[0].4
         );
-        assert!(rows[0].4.ends_with("…; 1 more refused at accept"), "{}", rows[0].4);
-        assert!(rows[1].4.starts_with("1 rejected sensor connections from 2001:db8::/64"));
         assert!(
-            rows[2].4.starts_with("1 rejected sensor connections from 2 other sources"),
+            rows[0].4.ends_with("…; 1 more refused at accept"),
+            "{}",
+            rows[0].4
+        );
+        assert!(
+            rows[1]
+                .4
+                .starts_with("1 rejected sensor connections from 2001:db8::/64")
+        );
+        assert!(
+            rows[2]
+                .4
+                .starts_with("1 rejected sensor connections from 2 other sources"),
             "{}",
             rows[2].4
         );

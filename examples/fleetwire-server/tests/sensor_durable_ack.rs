@@ -71,9 +71,7 @@ fn read_trace(trace: &str, sensor_port: u16) -> Durability {
                     Some("wal-write")
                 }
                 "fsync" | "fdatasync" if fd.ends_with("-wal") => Some("wal-sync"),
-                "write" | "writev" | "sendto" | "sendmsg" if fd.contains(&socket) => {
-                    Some("ack")
-                }
+                "write" | "writev" | "sendto" | "sendmsg" if fd.contains(&socket) => Some("ack"),
                 _ => None,
             };
             match kind {
@@ -145,10 +143,7 @@ async fn every_ack_leaves_after_the_batch_is_synced_to_disk() {
     let mut expected_acks = 0;
     for round in 0..4u64 {
         for (id, key) in &loggers {
-            let batches = vec![
-                batch(*id, round * 40, 20),
-                batch(*id, round * 40 + 20, 20),
-            ];
+            let batches = vec![batch(*id, round * 40, 20), batch(*id, round * 40 + 20, 20)];
             let w = wake_from("127.0.0.1", addr, *id, key.clone(), batches).await;
             assert_eq!(w.reason, CloseReason::Finished, "{w:?}");
             expected_acks += 2;

@@ -34,7 +34,10 @@ async fn unauthenticated_failures_from_one_source_write_a_bounded_number_of_even
             CloseReason::Error(SensorError::Rejected {
                 reason: RejectReason::UnknownLogger,
             }) => {
-                assert_eq!(refused_at_accept, 0, "attempt {i}: answered after a refusal");
+                assert_eq!(
+                    refused_at_accept, 0,
+                    "attempt {i}: answered after a refusal"
+                );
                 rejected += 1;
             }
             CloseReason::Error(SensorError::PeerClosed) if w.received == 0 => {

@@ -89,8 +89,8 @@ pub fn interrupt(pid: u32, child: &mut Child) {
 pub fn only_child(pid: u32) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         if let Some(c) = children.split_whitespace().next() {
             return c.parse().unwrap();
         }
