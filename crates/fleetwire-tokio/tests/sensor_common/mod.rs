@@ -136,6 +136,26 @@ pub async fn start_with(
     gate: Option<Arc<dyn UploadGate>>,
     plaintext: bool,
 ) -> TestServer {
+    start_configured(
+        loggers,
+        hold,
+        CloudConfig::default(),
+        limits,
+        gate,
+        plaintext,
+    )
+    .await
+}
+
+/// A server with the given per-connection config, limits and gate; `plaintext` skips TLS.
+pub async fn start_configured(
+    loggers: &[u64],
+    hold: Option<Arc<Gate>>,
+    cloud: CloudConfig,
+    limits: Limits,
+    gate: Option<Arc<dyn UploadGate>>,
+    plaintext: bool,
+) -> TestServer {
     let store = Arc::new(MemStore {
         keys: loggers.iter().map(|&n| (LoggerId(n), key(n))).collect(),
         hold,
@@ -153,7 +173,7 @@ pub async fn start_with(
     let mut server = SensorServer::bind(
         "127.0.0.1:0".parse().unwrap(),
         transport,
-        Arc::new(CloudConfig::default()),
+        Arc::new(cloud),
         limits,
         Shared(store.clone()),
     )
