@@ -16,7 +16,7 @@
 //! handshake: a source (an IPv4 address or an IPv6 /64, [`Source`]) that keeps failing to
 //! authenticate (unknown logger, bad MAC, malformed frames, a handshake or deadline that never
 //! got to an authenticated upload) is refused there, costing no handshake, no key lookup and no
-//! log or audit write ([`lockout::LockoutUploadGate`], feature `login-gate`). An authenticated
+//! log or audit write (`lockout::LockoutUploadGate`, feature `login-gate`). An authenticated
 //! upload from the source ends its streak, so a site's good loggers keep a misconfigured
 //! neighbour behind the same NAT from blocking the site.
 //!
@@ -218,12 +218,22 @@ pub enum Notice {
         /// The store's error.
         error: StoreError,
     },
-    /// A connection was closed at accept (a limit, or the gate) or during the TLS handshake.
+    /// A connection was closed at accept: a connection limit, or the gate.
     Refused {
         /// The address.
         peer: SocketAddr,
         /// Why.
         why: String,
+    },
+    /// The TLS handshake failed or did not finish within the connection deadline.
+    HandshakeFailed {
+        /// The address.
+        peer: SocketAddr,
+        /// Why.
+        why: String,
+        /// Whether it counts against the source (not for a peer that closed before sending
+        /// anything, such as a TCP health check).
+        counted: bool,
     },
 }
 
@@ -365,19 +375,25 @@ impl<S: LoggerStore> SensorServer<S> {
                 Transport::Tls(config) => {
                     let handshake = TlsAcceptor::from(config).accept(tcp);
                     let deadline = accepted + shared.config.deadline;
-                    let why = match tokio::time::timeout_at(deadline.into(), handshake).await {
+                    let failed = match tokio::time::timeout_at(deadline.into(), handshake).await {
                         Ok(Ok(stream)) => {
                             conn.serve(stream, stop).await;
                             None
                         }
-                        Ok(Err(e)) => Some(format!("TLS handshake failed: {e}")),
-                        Err(_) => Some(
+                        Ok(Err(e)) => Some((
+                            format!("TLS handshake failed: {e}"),
+                            e.kind() != io::ErrorKind::UnexpectedEof,
+                        )),
+                        Err(_) => Some((
                             "TLS handshake did not finish within the connection deadline".into(),
-                        ),
+                            true,
+                        )),
                     };
-                    if let Some(why) = why {
-                        shared.gate.failed(source, None);
-                        shared.notice(Notice::Refused { peer, why });
+                    if let Some((why, counted)) = failed {
+                        if counted {
+                            shared.gate.failed(source, None);
+                        }
+                        shared.notice(Notice::HandshakeFailed { peer, why, counted });
                     }
                 }
             }

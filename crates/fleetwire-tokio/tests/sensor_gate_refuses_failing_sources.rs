@@ -122,3 +122,67 @@ async fn a_failing_source_is_refused_at_accept_while_another_uploads() {
         20
     );
 }
+
+#[tokio::test]
+async fn health_checks_never_block_a_source_but_garbage_handshakes_do() {
+    let gate = Arc::new(LockoutUploadGate::for_uploads(3, 1000, [9; 16]).unwrap());
+    let server = start_with(
+        &[1],
+        None,
+        Limits::default(),
+        Some(gate.clone() as Arc<dyn UploadGate>),
+        false,
+    )
+    .await;
+    let mut notices = server.handle.subscribe();
+    let handshake_failed = |n: &Notice| matches!(n, Notice::HandshakeFailed { .. });
+    // Ten TCP health checks: connect, close.
+    for _ in 0..10 {
+        drop(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+        let n = next_notice(&mut notices, handshake_failed).await;
+        assert!(
+            matches!(n, Notice::HandshakeFailed { counted: false, .. }),
+            "{n:?}"
+        );
+    }
+    assert!(
+        gate.admit(fleetwire_tokio::source::Source::of_peer(server.addr))
+            .is_ok()
+    );
+    // Three garbage handshakes block the source.
+    for _ in 0..3 {
+        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let n = next_notice(&mut notices, handshake_failed).await;
+        assert!(
+            matches!(n, Notice::HandshakeFailed { counted: true, .. }),
+            "{n:?}"
+        );
+    }
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut got)).await;
+    assert!(got.is_empty(), "closed at accept, before any TLS byte");
+    let n = next_notice(&mut notices, |n| matches!(n, Notice::Refused { .. })).await;
+    assert!(
+        matches!(&n, Notice::Refused { why, .. } if why.contains("too many failed uploads")),
+        "{n:?}"
+    );
+}
+
+async fn next_notice(
+    notices: &mut tokio::sync::broadcast::Receiver<Notice>,
+    want: impl Fn(&Notice) -> bool,
+) -> Notice {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(n) = notices.recv().await {
+                if want(&n) {
+                    return n;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the notice arrives")
+}

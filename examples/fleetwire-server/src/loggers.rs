@@ -459,6 +459,12 @@ async fn log_notices(
                 tracing::debug!(%peer, "sensor connection refused: {why}");
                 rejections.refused(Source::of_peer(peer));
             }
+            Notice::HandshakeFailed { peer, why, counted } => {
+                tracing::debug!(%peer, "sensor TLS handshake failed: {why}");
+                if counted {
+                    rejections.rejected(Source::of_peer(peer), "TLS handshake", None);
+                }
+            }
             Notice::StoreFailed { logger, error } => {
                 tracing::error!(%logger, "sensor store failed: {error}");
             }
