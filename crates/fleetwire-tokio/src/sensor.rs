@@ -242,6 +242,7 @@ pub struct SensorServer<S> {
     listener: TcpListener,
     transport: Transport,
     store: Arc<S>,
+    gate: Arc<dyn UploadGate>,
     shared: Arc<Shared>,
 }
 
@@ -256,7 +257,6 @@ struct Shared {
     limits: Limits,
     notices: broadcast::Sender<Notice>,
     slots: Arc<Semaphore>,
-    gate: Arc<dyn UploadGate>,
     per_source: Mutex<HashMap<Source, usize>>,
 }
 
@@ -276,13 +276,13 @@ impl<S: LoggerStore> SensorServer<S> {
             limits,
             notices,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
-            gate: Arc::new(OpenGate),
             per_source: Mutex::new(HashMap::new()),
         });
         Ok(Self {
             listener,
             transport,
             store: Arc::new(store),
+            gate: Arc::new(OpenGate),
             shared,
         })
     }
@@ -290,9 +290,7 @@ impl<S: LoggerStore> SensorServer<S> {
     /// Puts `gate` in front of every connection (the default admits every source).
     #[must_use]
     pub fn with_gate(mut self, gate: Arc<dyn UploadGate>) -> Self {
-        // INVARIANT: called before `run` and `handle`, while `shared` has one owner.
-        let shared = Arc::get_mut(&mut self.shared).expect("INVARIANT: with_gate before run");
-        shared.gate = gate;
+        self.gate = gate;
         self
     }
 
@@ -336,7 +334,7 @@ impl<S: LoggerStore> SensorServer<S> {
     fn admit(&self, tcp: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) {
         let shared = &self.shared;
         let source = Source::of_peer(peer);
-        if let Err(why) = shared.gate.admit(source) {
+        if let Err(why) = self.gate.admit(source) {
             shared.notice(Notice::Refused { peer, why });
             return; // dropping the stream closes it
         }
@@ -360,12 +358,14 @@ impl<S: LoggerStore> SensorServer<S> {
         let _ = tcp.set_nodelay(true);
         let shared = shared.clone();
         let store = self.store.clone();
+        let gate = self.gate.clone();
         let transport = self.transport.clone();
         tokio::spawn(async move {
             let accepted = Instant::now();
             let conn = Conn {
                 shared: shared.clone(),
                 store,
+                gate: gate.clone(),
                 peer,
                 source,
                 accepted,
@@ -391,7 +391,7 @@ impl<S: LoggerStore> SensorServer<S> {
                     };
                     if let Some((why, counted)) = failed {
                         if counted {
-                            shared.gate.failed(source, None);
+                            gate.failed(source, None);
                         }
                         shared.notice(Notice::HandshakeFailed { peer, why, counted });
                     }
@@ -485,6 +485,7 @@ fn counts_against_source(reason: &CloseReason, stats: &cloud::Stats) -> bool {
 struct Conn<S> {
     shared: Arc<Shared>,
     store: Arc<S>,
+    gate: Arc<dyn UploadGate>,
     peer: SocketAddr,
     source: Source,
     accepted: Instant,
@@ -514,7 +515,7 @@ impl<S: LoggerStore> Conn<S> {
             }
             if !authenticated && machine.stats().uploads > 0 {
                 authenticated = true;
-                shared.gate.authenticated(self.source);
+                self.gate.authenticated(self.source);
             }
             while machine.poll_transmit(&mut out).is_some() {}
             if !out.is_empty() {
@@ -550,7 +551,7 @@ impl<S: LoggerStore> Conn<S> {
     fn judge_source(&self, authenticated: bool, reason: &CloseReason, stats: &cloud::Stats) {
         if !authenticated && stats.uploads == 0 && counts_against_source(reason, stats) {
             if let CloseReason::Error(e) = reason {
-                self.shared.gate.failed(self.source, Some(e));
+                self.gate.failed(self.source, Some(e));
             }
         }
     }
