@@ -32,10 +32,11 @@ fi
 # without it, so target/debug/libfleetwire_kotlin.so is the plain library.
 cargo build -p fleetwire-kotlin --features cli --bin uniffi-bindgen
 cargo build -p fleetwire-kotlin --lib
-LIB=$ROOT/target/debug/libfleetwire_kotlin.so
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+LIB=$TARGET/debug/libfleetwire_kotlin.so
 
 rm -rf target/kotlin-gen target/kotlin-classes
-target/debug/uniffi-bindgen generate --no-format --library "$LIB" --language kotlin \
+"$TARGET/debug/uniffi-bindgen" generate --no-format --library "$LIB" --language kotlin \
     --out-dir target/kotlin-gen
 
 mapfile -t SOURCES < <(find target/kotlin-gen -name '*.kt' | sort)
@@ -43,7 +44,7 @@ mapfile -t SOURCES < <(find target/kotlin-gen -name '*.kt' | sort)
     -d target/kotlin-classes
 
 set +e
-java -Djna.library.path="$ROOT/target/debug" \
+java -Djna.library.path="$TARGET/debug" \
     -cp "target/kotlin-classes:$JNA:$KC/lib/kotlin-stdlib.jar" \
     org.fleetwire.tests.HarnessKt "$ROOT/test-vectors"
 status=$?

@@ -14,6 +14,14 @@ cargo fmt --all -- --check
 step "lint (clippy, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "tools the tests need"
+# strace: the sensor durability test traces the server's fsyncs against its acks.
+if ! command -v strace >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+  $SUDO apt-get install -y strace || { $SUDO apt-get update && $SUDO apt-get install -y strace; }
+fi
+
 step "Rust tests"
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

@@ -233,9 +233,10 @@ pub struct SensorAlarm {
     pub kind: SensorAlarmKind,
 }
 
-/// Battery and firmware.
+/// Battery and firmware. `counter` orders statuses: the cloud keeps the highest (epoch, counter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
 pub struct SensorStatus {
+    pub counter: u32,
     pub battery_mv: u16,
     pub battery_percent: u8,
     pub firmware_major: u8,
@@ -243,11 +244,44 @@ pub struct SensorStatus {
     pub firmware_patch: u16,
 }
 
-/// A slot number: `epoch` (bumped when the logger's counter restarts) and `seq`.
+/// A slot number: `epoch` (bumped when the logger's counter restarts) and `seq`. As an ack's
+/// mark: slots `0..=seq` of that epoch, nothing of any other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
 pub struct SensorMark {
     pub epoch: u32,
     pub seq: u64,
+}
+
+/// How an epoch ended: slots `0..nextSeq` of `epoch` were all sent; `abandoned`: the logger lost
+/// its numbering there (later slots are lost). A batch's `previous`, a store's closed epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct SensorEpochEnd {
+    pub epoch: u32,
+    pub next_seq: u64,
+    pub abandoned: bool,
+}
+
+/// Orders statuses: the newest has the highest (epoch, counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct SensorStatusStamp {
+    pub epoch: u32,
+    pub counter: u32,
+}
+
+fn end_in(e: SensorEpochEnd) -> fsn::EpochEnd {
+    fsn::EpochEnd {
+        epoch: e.epoch,
+        next_seq: e.next_seq,
+        abandoned: e.abandoned,
+    }
+}
+
+fn end_out(e: fsn::EpochEnd) -> SensorEpochEnd {
+    SensorEpochEnd {
+        epoch: e.epoch,
+        next_seq: e.next_seq,
+        abandoned: e.abandoned,
+    }
 }
 
 /// A run of readings at a fixed interval from `start` (unix seconds), slot `firstSeq` on;
@@ -267,6 +301,9 @@ pub struct SensorBatch {
     pub alarms: Vec<SensorAlarm>,
     #[uniffi(default = None)]
     pub status: Option<SensorStatus>,
+    /// Set on the first batch of a new epoch: how the previous epoch ended.
+    #[uniffi(default = None)]
+    pub previous: Option<SensorEpochEnd>,
 }
 
 /// Alarm thresholds for channel index `channel`.
@@ -357,11 +394,13 @@ fn batch_out(b: fsn::Batch) -> SensorBatch {
             })
             .collect(),
         status: b.status.map(status_out),
+        previous: b.previous.map(end_out),
     }
 }
 
 fn status_out(s: fsn::Status) -> SensorStatus {
     SensorStatus {
+        counter: s.counter,
         battery_mv: s.battery_mv,
         battery_percent: s.battery_percent,
         firmware_major: s.firmware.major,
@@ -411,6 +450,7 @@ fn batch_in(b: SensorBatch) -> fsn::Batch {
             })
             .collect(),
         status: b.status.map(|s| fsn::Status {
+            counter: s.counter,
             battery_mv: s.battery_mv,
             battery_percent: s.battery_percent,
             firmware: fsn::Firmware {
@@ -419,6 +459,7 @@ fn batch_in(b: SensorBatch) -> fsn::Batch {
                 patch: s.firmware_patch,
             },
         }),
+        previous: b.previous.map(end_in),
     }
 }
 
@@ -593,7 +634,8 @@ pub enum SensorState {
 /// What the logger application must act on.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum LoggerEvent {
-    /// Everything through `stored` is durable in the cloud: free exactly that.
+    /// Slots `0..=stored.seq` of epoch `stored.epoch` (the answered upload's epoch) are durable
+    /// in the cloud: free exactly those, nothing of any other epoch.
     Acked {
         batch_index: u32,
         stored: Option<SensorMark>,
@@ -734,9 +776,16 @@ impl LoggerSession {
         }
     }
 
-    /// The cloud's durable mark as last acknowledged, or null.
-    pub fn stored(&self) -> Option<SensorMark> {
-        lock(&self.inner).machine.stored().map(mark_out)
+    /// What the cloud acknowledged as durable, one mark per epoch in epoch order: free slots
+    /// `0..=seq` of each mark's epoch, nothing else.
+    pub fn stored(&self) -> Vec<SensorMark> {
+        lock(&self.inner)
+            .machine
+            .stored()
+            .iter()
+            .copied()
+            .map(mark_out)
+            .collect()
     }
 }
 
@@ -745,10 +794,17 @@ impl LoggerSession {
 pub struct CloudLoggerRecord {
     /// The logger's 32-byte key.
     pub key: Vec<u8>,
+    /// The store's mark in the logger's current epoch (null: nothing stored, epoch 0).
     pub stored: Option<SensorMark>,
     pub settings: Option<SensorSettings>,
     /// The cloud's clock, unix seconds.
     pub server_time: u64,
+    /// The store's recently closed epochs.
+    #[uniffi(default = [])]
+    pub closed: Vec<SensorEpochEnd>,
+    /// The stamp of the newest status the store holds.
+    #[uniffi(default = None)]
+    pub status: Option<SensorStatusStamp>,
 }
 
 /// What the cloud application must act on.
@@ -758,11 +814,13 @@ pub enum CloudEvent {
     KeyNeeded {
         logger: u64,
     },
-    /// Store the batch durably (conditionally on the mark still being `after`), then
+    /// Store the batch durably (conditionally on the mark still being `after`; if `closes` is
+    /// set, record that end of the current epoch in the same transaction), then
     /// `confirmStored(id)`.
     Batch {
         id: u64,
         after: Option<SensorMark>,
+        closes: Option<SensorEpochEnd>,
         batch: SensorBatch,
     },
     /// Nothing new: acknowledged and dropped.
@@ -770,15 +828,17 @@ pub enum CloudEvent {
         logger: u64,
         last: SensorMark,
     },
-    /// Upload after a hole: acknowledged with the current mark, not stored.
+    /// Does not follow what is stored (a hole, or a new epoch without the exact end of the
+    /// current one): acknowledged with what the store holds of its epoch, not stored.
     OutOfOrder {
         logger: u64,
         stored: Option<SensorMark>,
         first: SensorMark,
     },
-    /// A check-in carried a status.
+    /// An upload carried a status newer than the stored one: keep it if still the newest.
     Status {
         logger: u64,
+        stamp: SensorStatusStamp,
         status: SensorStatus,
     },
     /// The session ended. Exactly once.
@@ -873,6 +933,11 @@ impl CloudSession {
                 Ok(cloud::LoggerRecord {
                     key: key(&r.key)?,
                     stored: r.stored.map(mark_in),
+                    closed: r.closed.into_iter().map(end_in).collect(),
+                    status: r.status.map(|s| cloud::StatusStamp {
+                        epoch: s.epoch,
+                        counter: s.counter,
+                    }),
                     settings: r.settings.map(settings_in),
                     server_time: r.server_time,
                 })
@@ -914,9 +979,15 @@ impl CloudSession {
         let event = lock(&self.inner).machine.poll_event()?;
         Some(match event {
             cloud::Event::KeyNeeded { logger } => CloudEvent::KeyNeeded { logger: logger.0 },
-            cloud::Event::Batch { id, after, batch } => CloudEvent::Batch {
+            cloud::Event::Batch {
+                id,
+                after,
+                closes,
+                batch,
+            } => CloudEvent::Batch {
                 id,
                 after: after.map(mark_out),
+                closes: closes.map(end_out),
                 batch: batch_out(batch),
             },
             cloud::Event::Duplicate { logger, last } => CloudEvent::Duplicate {
@@ -932,8 +1003,16 @@ impl CloudSession {
                 stored: stored.map(mark_out),
                 first: mark_out(first),
             },
-            cloud::Event::Status { logger, status } => CloudEvent::Status {
+            cloud::Event::Status {
+                logger,
+                stamp,
+                status,
+            } => CloudEvent::Status {
                 logger: logger.0,
+                stamp: SensorStatusStamp {
+                    epoch: stamp.epoch,
+                    counter: stamp.counter,
+                },
                 status: status_out(status),
             },
             cloud::Event::Closed { reason } => CloudEvent::Closed {

@@ -37,8 +37,11 @@ private fun batchOf(f: Map<String, Any?>) = SensorBatch(
     },
     status = (f["status"] as Map<*, *>?)?.let { s ->
         val fw = s["firmware"].list()
-        SensorStatus(num(s["battery_mv"]).toUShort(), num(s["battery_percent"]).toUByte(),
+        SensorStatus(num(s["counter"]).toUInt(), num(s["battery_mv"]).toUShort(), num(s["battery_percent"]).toUByte(),
             num(fw[0]).toUByte(), num(fw[1]).toUByte(), num(fw[2]).toUShort())
+    },
+    previous = (f["previous"] as Map<*, *>?)?.let { p ->
+        SensorEpochEnd(num(p["epoch"]).toUInt(), num(p["next_seq"]).toULong(), p["abandoned"] as Boolean)
     },
 )
 
@@ -139,7 +142,7 @@ internal fun sensorTests(dir: File) {
             val settings = (s.pollEvent() as LoggerEvent.Settings).settings
             eq(settings, ackOf(acks[0]["fields"].obj()).settings!!, "settings")
             eq(s.pollEvent(), LoggerEvent.Closed(SensorCloseReason(SensorCloseKind.FINISHED, "finished")))
-            eq(s.stored(), SensorMark(0u, 4uL))
+            eq(s.stored(), listOf(SensorMark(0u, 4uL)))
             eq(s.state(), SensorState.CLOSED)
         }
     }
@@ -149,7 +152,7 @@ internal fun sensorTests(dir: File) {
             s.pollTransmit()
             val ack = unhex(acks[0]["frame"] as String).also { it[10] = (it[10].toInt() xor 1).toByte() }
             throws<SensorException> { s.handleInput(ST0, ack) }
-            eq(s.stored(), null, "nothing acknowledged")
+            eq(s.stored(), emptyList<SensorMark>(), "nothing acknowledged")
             val closed = s.pollEvent() as LoggerEvent.Closed
             expect(closed.reason.kind != SensorCloseKind.FINISHED) { "closed with an error" }
         }
@@ -181,7 +184,7 @@ internal fun sensorTests(dir: File) {
         eq(cloudEvents.first(), CloudEvent.KeyNeeded(logger))
         eq(cloudEvents.last(), CloudEvent.Closed(SensorCloseReason(SensorCloseKind.FINISHED, "finished")))
         eq(loggerEvents.last(), LoggerEvent.Closed(SensorCloseReason(SensorCloseKind.FINISHED, "finished")))
-        eq(sensor.stored(), SensorMark(0u, 9uL), "freed through")
+        eq(sensor.stored(), listOf(SensorMark(0u, 9uL)), "freed through")
         eq(cloud.logger(), logger)
         eq(cloud.state(), SensorState.CLOSED)
         sensor.close()
@@ -200,5 +203,41 @@ internal fun sensorTests(dir: File) {
         eq(e.message, "the cloud rejected the upload: unknown logger")
         lost.close()
         c2.close()
+    }
+
+    test("sensor: a new epoch opens only with the exact end of the current one; acks cover their own epoch") {
+        val tail = firstBatch.copy(firstSeq = 10uL, start = firstBatch.start + 3000uL)
+        val opener = firstBatch.copy(epoch = 1u, values = listOf(210, 211), previous = SensorEpochEnd(0u, 15uL, false))
+        val sensor = LoggerSession(logger, key, ST0, listOf(tail, opener))
+        val flight = sensor.pollTransmit()!!
+        var mark: SensorMark? = SensorMark(0u, 9uL)
+        fun record() = CloudLoggerRecord(key, mark, null, 1_767_230_000uL)
+        // Replayed alone first, the opener is not stored: the store does not hold 0..14 yet.
+        val firstLen = FRAME_HEADER + java.nio.ByteBuffer.wrap(flight, 2, 4).int
+        val replay = CloudSession(ST0)
+        replay.handleInput(ST0, flight.copyOfRange(firstLen, flight.size))
+        eq(replay.pollEvent(), CloudEvent.KeyNeeded(logger))
+        replay.provideKey(ST0, logger, record())
+        expect(replay.pollEvent() is CloudEvent.OutOfOrder) { "replayed opener not stored" }
+        replay.close()
+        // The logger's own flight: the tail, then the opener closing epoch 0 at 15.
+        val cloud = CloudSession(ST0)
+        cloud.handleInput(ST0, flight)
+        val closes = mutableListOf<SensorEpochEnd?>()
+        repeat(3) {
+            while (true) {
+                val e = cloud.pollEvent() ?: break
+                when (e) {
+                    is CloudEvent.KeyNeeded -> cloud.provideKey(ST0, e.logger, record())
+                    is CloudEvent.Batch -> { eq(e.after, mark); closes.add(e.closes); mark = e.batch.let { SensorMark(it.epoch, it.firstSeq + it.values.size.toULong() - 1uL) }; cloud.confirmStored(ST0, e.id) }
+                    else -> {}
+                }
+            }
+        }
+        eq(closes, listOf(null, SensorEpochEnd(0u, 15uL, false)), "the opener closes epoch 0")
+        while (true) { val b = cloud.pollTransmit() ?: break; sensor.handleInput(ST0, b) }
+        eq(sensor.stored(), listOf(SensorMark(0u, 14uL), SensorMark(1u, 1uL)), "one mark per epoch")
+        sensor.close()
+        cloud.close()
     }
 }

@@ -4,8 +4,9 @@
 //! The data model crosses as plain tuples shaped like `test-vectors/sensor.json`: a channel is
 //! `(kind, unit, exponent)`, a gap `(seq, count)`, an alarm `(seq, channel, kind, value)` with
 //! `kind` one of `high`, `low`, `cleared`, `probe_fault`, `probe_disconnected`, a status
-//! `(battery_mv, battery_percent, (major, minor, patch))`, a mark `(epoch, seq)` and a
-//! threshold `(channel, low, high)`.
+//! `(counter, battery_mv, battery_percent, (major, minor, patch))`, a mark `(epoch, seq)`, an
+//! epoch end `(epoch, next_seq, abandoned)` (a batch's `previous`, a cloud's closed epochs), a
+//! status stamp `(epoch, counter)` and a threshold `(channel, low, high)`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,13 +106,36 @@ fn mark_out(m: Option<fs::Mark>) -> Option<(u32, u64)> {
 }
 
 type AlarmTuple = (u64, u8, String, Option<i32>);
-type StatusTuple = (u16, u8, (u8, u8, u16));
+type StatusTuple = (u32, u16, u8, (u8, u8, u16));
+type EpochEndTuple = (u32, u64, bool);
+
+fn end_in((epoch, next_seq, abandoned): EpochEndTuple) -> fs::EpochEnd {
+    fs::EpochEnd {
+        epoch,
+        next_seq,
+        abandoned,
+    }
+}
+
+fn end_out(e: fs::EpochEnd) -> EpochEndTuple {
+    (e.epoch, e.next_seq, e.abandoned)
+}
+
+fn status_out(s: fs::Status) -> StatusTuple {
+    (
+        s.counter,
+        s.battery_mv,
+        s.battery_percent,
+        (s.firmware.major, s.firmware.minor, s.firmware.patch),
+    )
+}
 
 // ---------------------------------------------------------------------------------------------
 // Model
 
 /// A run of logging slots: readings at `interval_s` from `start` (unix seconds), `values`
-/// row-major (one entry per channel per reading slot, `None` = no value).
+/// row-major (one entry per channel per reading slot, `None` = no value). `previous` is set on
+/// the first batch of a new epoch: how the previous one ended, `(epoch, next_seq, abandoned)`.
 #[pyclass(module = "fleetwire.sensor", eq, get_all, set_all, from_py_object)]
 #[derive(Clone, PartialEq)]
 pub(crate) struct Batch {
@@ -125,12 +149,13 @@ pub(crate) struct Batch {
     gaps: Vec<(u64, u64)>,
     alarms: Vec<AlarmTuple>,
     status: Option<StatusTuple>,
+    previous: Option<EpochEndTuple>,
 }
 
 #[pymethods]
 impl Batch {
     #[new]
-    #[pyo3(signature = (logger, epoch, first_seq, start, interval_s, channels, values, gaps = Vec::new(), alarms = Vec::new(), status = None))]
+    #[pyo3(signature = (logger, epoch, first_seq, start, interval_s, channels, values, gaps = Vec::new(), alarms = Vec::new(), status = None, previous = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         logger: u64,
@@ -143,6 +168,7 @@ impl Batch {
         gaps: Vec<(u64, u64)>,
         alarms: Vec<AlarmTuple>,
         status: Option<StatusTuple>,
+        previous: Option<EpochEndTuple>,
     ) -> Self {
         Self {
             logger,
@@ -155,6 +181,7 @@ impl Batch {
             gaps,
             alarms,
             status,
+            previous,
         }
     }
 
@@ -245,19 +272,19 @@ impl Batch {
                 .map(|&(seq, count)| fs::Gap { seq, count })
                 .collect(),
             alarms,
-            status: self
-                .status
-                .map(
-                    |(battery_mv, battery_percent, (major, minor, patch))| fs::Status {
-                        battery_mv,
-                        battery_percent,
-                        firmware: fs::Firmware {
-                            major,
-                            minor,
-                            patch,
-                        },
+            status: self.status.map(
+                |(counter, battery_mv, battery_percent, (major, minor, patch))| fs::Status {
+                    counter,
+                    battery_mv,
+                    battery_percent,
+                    firmware: fs::Firmware {
+                        major,
+                        minor,
+                        patch,
                     },
-                ),
+                },
+            ),
+            previous: self.previous.map(end_in),
         })
     }
 
@@ -289,13 +316,8 @@ impl Batch {
                     (a.seq, a.channel, kind, value)
                 })
                 .collect(),
-            status: b.status.map(|s| {
-                (
-                    s.battery_mv,
-                    s.battery_percent,
-                    (s.firmware.major, s.firmware.minor, s.firmware.patch),
-                )
-            }),
+            status: b.status.map(status_out),
+            previous: b.previous.map(end_out),
         }
     }
 }
@@ -507,11 +529,11 @@ fn decode_reject(py: Python<'_>, body: &[u8]) -> PyResult<String> {
 
 /// One event from either machine; `kind` names it and the fields it does not have are `None`.
 ///
-/// Logger: `acked` (`batch_index`, `stored`, `server_time`), `settings` (`settings`),
-/// `closed` (`reason`: `None` when finished, else a `SensorError` instance).
-/// Cloud: `key_needed` (`logger`), `batch` (`id`, `after`, `batch`), `duplicate` (`logger`,
-/// `last`), `out_of_order` (`logger`, `stored`, `first`), `status` (`logger`, `status`),
-/// `closed`.
+/// Logger: `acked` (`batch_index`, `stored`: slots `0..=seq` of that epoch only, `server_time`),
+/// `settings` (`settings`), `closed` (`reason`: `None` when finished, else a `SensorError`).
+/// Cloud: `key_needed` (`logger`), `batch` (`id`, `after`, `closes`, `batch`), `duplicate`
+/// (`logger`, `last`), `out_of_order` (`logger`, `stored`, `first`), `status` (`logger`,
+/// `stamp`, `status`), `closed`.
 #[pyclass(module = "fleetwire.sensor", frozen, get_all)]
 #[derive(Default)]
 pub(crate) struct Event {
@@ -524,9 +546,11 @@ pub(crate) struct Event {
     logger: Option<u64>,
     id: Option<u64>,
     after: Option<(u32, u64)>,
+    closes: Option<EpochEndTuple>,
     batch: Option<Batch>,
     last: Option<(u32, u64)>,
     first: Option<(u32, u64)>,
+    stamp: Option<(u32, u32)>,
     status: Option<StatusTuple>,
 }
 
@@ -661,10 +685,15 @@ impl LoggerSession {
         }
     }
 
-    /// The cloud's durable mark as acknowledged so far: free data up to it.
+    /// What the cloud acknowledged as durable so far, one mark per epoch in epoch order: free
+    /// slots `0..=seq` of each mark's epoch, nothing else.
     #[getter]
-    fn stored(&self) -> Option<(u32, u64)> {
-        mark_out(self.inner.stored())
+    fn stored(&self) -> Vec<(u32, u64)> {
+        self.inner
+            .stored()
+            .iter()
+            .map(|m| (m.epoch, m.seq))
+            .collect()
     }
 
     /// `(bytes_sent, bytes_received, batches_sent, batches_acked, readings_sent)`.
@@ -742,8 +771,10 @@ impl CloudSession {
     }
 
     /// Answers `key_needed`: `key=None` means the logger is unknown (the upload is rejected).
-    /// `stored` is the store's mark for the logger; `server_time` unix seconds.
-    #[pyo3(signature = (now_ms, logger, key, stored = None, settings = None, server_time = 0))]
+    /// `stored` is the store's mark in the logger's current epoch, `closed` its recently closed
+    /// epochs `(epoch, next_seq, abandoned)`, `status` the `(epoch, counter)` of the newest
+    /// status it holds; `server_time` unix seconds.
+    #[pyo3(signature = (now_ms, logger, key, stored = None, settings = None, server_time = 0, closed = Vec::new(), status = None))]
     #[allow(clippy::too_many_arguments)]
     fn provide_key(
         &mut self,
@@ -753,6 +784,8 @@ impl CloudSession {
         stored: Option<(u32, u64)>,
         settings: Option<Settings>,
         server_time: u64,
+        closed: Vec<EpochEndTuple>,
+        status: Option<(u32, u32)>,
     ) -> PyResult<()> {
         let now = self.clock.at(now_ms)?;
         let record = key
@@ -760,6 +793,8 @@ impl CloudSession {
                 Ok::<_, PyErr>(cloud::LoggerRecord {
                     key: key_of(k)?,
                     stored: mark_in(stored),
+                    closed: closed.into_iter().map(end_in).collect(),
+                    status: status.map(|(epoch, counter)| cloud::StatusStamp { epoch, counter }),
                     settings: settings.as_ref().map(Settings::to_core),
                     server_time,
                 })
@@ -801,11 +836,17 @@ impl CloudSession {
                 logger: Some(logger.0),
                 ..Event::default()
             },
-            cloud::Event::Batch { id, after, batch } => Event {
+            cloud::Event::Batch {
+                id,
+                after,
+                closes,
+                batch,
+            } => Event {
                 kind: "batch".into(),
                 logger: Some(batch.logger.0),
                 id: Some(id),
                 after: mark_out(after),
+                closes: closes.map(end_out),
                 batch: Some(Batch::from_core(&batch)),
                 ..Event::default()
             },
@@ -826,18 +867,15 @@ impl CloudSession {
                 first: mark_out(Some(first)),
                 ..Event::default()
             },
-            cloud::Event::Status { logger, status } => Event {
+            cloud::Event::Status {
+                logger,
+                stamp,
+                status,
+            } => Event {
                 kind: "status".into(),
                 logger: Some(logger.0),
-                status: Some((
-                    status.battery_mv,
-                    status.battery_percent,
-                    (
-                        status.firmware.major,
-                        status.firmware.minor,
-                        status.firmware.patch,
-                    ),
-                )),
+                stamp: Some((stamp.epoch, stamp.counter)),
+                status: Some(status_out(status)),
                 ..Event::default()
             },
             cloud::Event::Closed { reason } => closed(py, &reason),

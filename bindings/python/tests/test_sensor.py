@@ -36,7 +36,10 @@ def batch_from_fields(f: dict) -> s.Batch:
         f["values"],
         [tup(g) for g in f["gaps"]],
         [tup(a) for a in f["alarms"]],
-        None if (st := f["status"]) is None else (st["battery_mv"], st["battery_percent"], tup(st["firmware"])),
+        None
+        if (st := f["status"]) is None
+        else (st["counter"], st["battery_mv"], st["battery_percent"], tup(st["firmware"])),
+        None if (p := f["previous"]) is None else (p["epoch"], p["next_seq"], p["abandoned"]),
     )
 
 
@@ -59,7 +62,15 @@ def fields_of(u: s.Upload) -> dict:
         "start": b.start,
         "status": None
         if b.status is None
-        else {"battery_mv": b.status[0], "battery_percent": b.status[1], "firmware": untup(b.status[2])},
+        else {
+            "counter": b.status[0],
+            "battery_mv": b.status[1],
+            "battery_percent": b.status[2],
+            "firmware": untup(b.status[3]),
+        },
+        "previous": None
+        if b.previous is None
+        else {"epoch": b.previous[0], "next_seq": b.previous[1], "abandoned": b.previous[2]},
         "values": b.values,
     }
 
@@ -197,7 +208,7 @@ def test_logger_cloud_upload_with_virtual_time():
     assert [e.kind for e in lev] == ["acked", "acked", "closed"]
     assert lev[1].stored == (0, 14) and lev[1].server_time == 1_767_230_000
     assert lev[-1].reason is None
-    assert logger_s.stored == (0, 14) and logger_s.state == "closed" and cloud.state == "closed"
+    assert logger_s.stored == [(0, 14)] and logger_s.state == "closed" and cloud.state == "closed"
     assert len(store["rows"]) == 15 and store["mark"] == (0, 14)
     assert cloud.stats[3:5] == (2, 15)
 
@@ -208,7 +219,7 @@ def test_logger_cloud_upload_with_virtual_time():
     assert [e.kind for e in cev] == ["key_needed", "duplicate", "batch", "closed"]
     assert cev[1].last == (0, 14)
     assert len(store["rows"]) == 18 and store["mark"] == (0, 17)
-    assert logger2.stored == (0, 17)
+    assert logger2.stored == [(0, 17)]
 
 
 def test_wrong_key_is_rejected():
@@ -221,7 +232,7 @@ def test_wrong_key_is_rejected():
     [closed] = lev
     assert closed.reason is not None and closed.reason.kind == "rejected"
     assert "rejected" in str(closed.reason)
-    assert "rows" not in store and logger_s.stored is None
+    assert "rows" not in store and logger_s.stored == []
 
 
 def test_unknown_logger_deadline_and_misuse():
@@ -255,3 +266,66 @@ def test_unknown_logger_deadline_and_misuse():
 def test_exception_tree():
     assert issubclass(fleetwire.SensorError, fleetwire.FleetwireError)
     assert fleetwire.SensorError.__module__ == "fleetwire"
+
+
+def test_an_epoch_opens_only_with_the_exact_end_and_acks_cover_their_own_epoch():
+    """Epoch 0 holds 0..9; the logger sends its epoch-0 tail and opens epoch 1 stating that
+    epoch 0 ended before seq 15. Replayed alone first, the opener is not stored (the store does
+    not hold 0..14 yet) and its ack covers nothing; in the logger's own flight it is."""
+    store: dict = {"mark": (0, 9)}
+    tail = s.Batch(LOGGER, 0, 10, 1_767_228_600, 300, [(1, 1, -1)], [200] * 5)
+    opener = s.Batch(LOGGER, 1, 0, 1_767_300_000, 300, [(1, 1, -1)], [210, 211], previous=(0, 15, False))
+    logger_s = s.LoggerSession(LOGGER, KEY, T0, [tail, opener])
+    flight = logger_s.poll_transmit()
+    assert flight is not None
+    # The attacker's connection: only the opener (the second frame of the flight).
+    first_len = HEADER + int.from_bytes(flight[2:HEADER], "big")
+    opener_frame = flight[first_len:]
+    replay = s.CloudSession(T0)
+    replay.handle_input(T0, opener_frame)
+    events = drain(replay)
+    assert [e.kind for e in events] == ["key_needed"]
+    replay.provide_key(T0, LOGGER, KEY, stored=store["mark"])
+    events = drain(replay)
+    assert [e.kind for e in events] == ["out_of_order", "closed"]
+    # The logger's own flight: the tail is stored, then the opener closes epoch 0 at 15.
+    cloud = s.CloudSession(T0)
+    cloud.handle_input(T0, flight)
+    acks = b""
+    for _ in range(3):
+        for e in drain(cloud):
+            if e.kind == "key_needed":
+                cloud.provide_key(T0, LOGGER, KEY, stored=store["mark"])
+            elif e.kind == "batch":
+                assert e.after == store["mark"]
+                if e.closes is not None:
+                    assert e.closes == (0, 15, False)
+                store["mark"] = e.batch.last()
+                cloud.confirm_stored(T0, e.id)
+        while (data := cloud.poll_transmit()) is not None:
+            acks += data
+    logger_s.handle_input(T0, acks)
+    stored = [e.stored for e in drain(logger_s) if e.kind == "acked"]
+    assert stored == [(0, 14), (1, 1)]
+    assert logger_s.stored == [(0, 14), (1, 1)]
+    assert store["mark"] == (1, 1)
+
+
+def test_a_replayed_older_status_is_not_reported():
+    cloud = s.CloudSession(T0)
+    old = s.Batch.empty(LOGGER, 0, 0, 1_767_225_600)
+    old.status = (3, 3000, 80, (1, 0, 0))
+    frame, _ = s.encode_upload(KEY, old, 0, True)
+    cloud.handle_input(T0, frame)
+    drain(cloud)
+    cloud.provide_key(T0, LOGGER, KEY, status=(0, 4))
+    assert [e.kind for e in drain(cloud)] == ["closed"], "status 3 is older than the stored 4"
+    cloud = s.CloudSession(T0)
+    old.status = (5, 2990, 79, (1, 0, 0))
+    frame, _ = s.encode_upload(KEY, old, 0, True)
+    cloud.handle_input(T0, frame)
+    drain(cloud)
+    cloud.provide_key(T0, LOGGER, KEY, status=(0, 4))
+    [status, closed] = drain(cloud)
+    assert status.kind == "status" and status.stamp == (0, 5) and status.status == (5, 2990, 79, (1, 0, 0))
+    assert closed.kind == "closed"

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use fleetwire_sensor::cloud::{self, CloudConfig, CloudSession, LoggerRecord};
 use fleetwire_sensor::logger::{LoggerConfig, LoggerSession};
-use fleetwire_sensor::{Batch, Channel, LoggerId, LoggerKey};
+use fleetwire_sensor::{Batch, Channel, LoggerId, LoggerKey, Mark};
 
 const START: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 const INTERVAL: u32 = 300;
@@ -81,16 +81,23 @@ fn measure(batch: &Batch) -> (usize, usize) {
     while let Some(ev) = cl.poll_event() {
         match ev {
             cloud::Event::KeyNeeded { logger } => {
+                // The store holds everything before this batch: it is new and follows.
                 let record = LoggerRecord {
                     key: key.clone(),
-                    stored: None,
+                    stored: batch.first_seq.checked_sub(1).map(|seq| Mark {
+                        epoch: batch.epoch,
+                        seq,
+                    }),
+                    closed: Vec::new(),
+                    status: None,
                     settings: None,
                     server_time: START + 30_000,
                 };
                 cl.provide_key(now, logger, Some(record)).unwrap();
             }
             cloud::Event::Batch { id, .. } => cl.confirm_stored(now, id).unwrap(),
-            _ => {}
+            cloud::Event::Closed { .. } => {}
+            other => panic!("the batch must be stored, got {other:?}"),
         }
     }
     let mut down = Vec::new();

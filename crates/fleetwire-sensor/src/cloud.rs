@@ -4,16 +4,33 @@
 //! answers an upload. For each connection:
 //!
 //! 1. The first upload names the logger: [`Event::KeyNeeded`]. Look the logger up and call
-//!    [`CloudSession::provide_key`] with its key, the durable mark of what the store already
-//!    holds, and the settings it should run (or `None`: unknown logger, rejected).
+//!    [`CloudSession::provide_key`] with its key, what the store holds ([`LoggerRecord::stored`]
+//!    and [`LoggerRecord::closed`]), the newest status it holds, and the settings the logger
+//!    should run (or `None`: unknown logger, rejected).
 //! 2. Each authenticated upload that brings new slots becomes [`Event::Batch`]. Write it durably
-//!    (readings and the new mark in one transaction, on condition that the stored mark is still
-//!    `after`), then call [`CloudSession::confirm_stored`]. Only then is the ack sent.
+//!    (readings, the new mark and the closed epoch if any, in one transaction, on condition that
+//!    the stored mark is still `after`), then call [`CloudSession::confirm_stored`]. Only then
+//!    is the ack sent.
 //! 3. Uploads that hold nothing new ([`Event::Duplicate`]), or that do not follow what is stored
-//!    ([`Event::OutOfOrder`]), are acknowledged with the current mark and not stored.
+//!    ([`Event::OutOfOrder`]), are acknowledged with what the store holds of their epoch and not
+//!    stored.
 //! 4. After the ack of the upload flagged last: [`Event::Closed`] with
 //!    [`CloseReason::Finished`]. Flush `poll_transmit`, then close.
+//!
+//! ## Why no acknowledgement can cover an unstored reading
+//!
+//! The store holds, for every epoch of a logger, a contiguous prefix of slots `0..next` (readings
+//! or explicit gap records), each once; the epochs form a chain, each closed at a fixed `next`.
+//! An upload is stored only if it continues that prefix (it starts at or before `next`), and a
+//! new epoch only if its first batch starts at 0 and states, under the logger's MAC, exactly
+//! how the current epoch ended ([`Batch::previous`]: the same epoch and `next`). The ack of an
+//! upload of epoch `e` says "slots `0..=seq` of `e`" with `seq + 1` the store's `next` of `e`
+//! once every earlier upload of the connection is durable; prefixes only grow and closed epochs
+//! never change, so the statement stays true whatever order uploads arrive in, on however many
+//! connections. A replayed, reordered or dropped frame can delay storage but never makes a
+//! logger free what the store does not hold.
 
+use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +42,7 @@ use crate::codec::{self, Ack, MSG_ACK, MSG_REJECT, MSG_UPLOAD, VERSION};
 use crate::crypto::{LoggerKey, Tag};
 
 use crate::error::{ApiMisuse, CloseReason, RejectReason, SensorError};
-use crate::model::{Batch, LoggerId, Mark, Settings, Status};
+use crate::model::{Batch, EpochEnd, LoggerId, Mark, Settings, Status};
 
 /// Limits for one cloud connection.
 #[derive(Debug, Clone)]
@@ -56,13 +73,29 @@ impl Default for CloudConfig {
 pub struct LoggerRecord {
     /// The logger's key.
     pub key: LoggerKey,
-    /// Everything up to this mark is durably stored; `None` if nothing is.
+    /// The store's mark in the logger's current (latest) epoch: slots `0..=seq` of that epoch
+    /// are durably stored. `None` if nothing is stored at all (the logger is in epoch 0).
     pub stored: Option<Mark>,
+    /// The epochs the store closed, as recorded when the next one opened (the most recent ones
+    /// suffice, e.g. the last 64): uploads of those epochs are acknowledged with what the store
+    /// holds of them. An epoch not listed is acknowledged as holding nothing.
+    pub closed: Vec<EpochEnd>,
+    /// The newest status the store holds, if any; older ones are not reported again.
+    pub status: Option<StatusStamp>,
     /// The settings the logger should run; sent with every ack while the logger reports an
     /// older version.
     pub settings: Option<Settings>,
     /// The cloud's clock in unix seconds, echoed in acks so loggers can correct drift.
     pub server_time: u64,
+}
+
+/// Orders battery and firmware statuses: the newest has the highest (epoch, counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StatusStamp {
+    /// The epoch of the upload that carried the status.
+    pub epoch: u32,
+    /// [`Status::counter`].
+    pub counter: u32,
 }
 
 /// What the cloud application must act on.
@@ -74,8 +107,8 @@ pub enum Event {
         /// The logger the first upload names (not yet authenticated).
         logger: LoggerId,
     },
-    /// Store these new, authenticated slots (readings, gaps, alarms, status) durably, but only if
-    /// the store's mark for the logger is still `after`; then call
+    /// Store these new, authenticated slots (readings, gaps, alarms) durably, but only if the
+    /// store's mark for the logger is still `after`; then call
     /// [`CloudSession::confirm_stored`] with `id` (or [`CloudSession::storage_failed`]).
     Batch {
         /// Pass to `confirm_stored`.
@@ -83,6 +116,10 @@ pub enum Event {
         /// The store's mark this batch follows: a conditional write on it makes two concurrent
         /// connections of one logger store each slot once.
         after: Option<Mark>,
+        /// Set when the batch opens a new epoch: record this end of the current epoch (`after`'s
+        /// epoch, or epoch 0 when nothing is stored) in the same transaction. If `abandoned`,
+        /// the slots of that epoch from `next_seq` on are lost: a gap of unknown length.
+        closes: Option<EpochEnd>,
         /// The batch, already trimmed to the slots after `after`.
         batch: Batch,
     },
@@ -93,20 +130,26 @@ pub enum Event {
         /// The upload's last slot.
         last: Mark,
     },
-    /// An upload started after a hole in what is stored: acknowledged with the current mark,
-    /// not stored. The logger resends from the mark (or sends a gap record for what it lost).
+    /// An upload did not follow what is stored: it started after a hole, opened an epoch
+    /// without (or with a wrong) statement of how the current one ended, or belongs to an epoch
+    /// the store closed or never had. Acknowledged with what the store holds of its epoch, not
+    /// stored. The logger resends from there (or sends gap records for what it lost).
     OutOfOrder {
         /// The logger.
         logger: LoggerId,
-        /// What the store holds.
+        /// The store's mark in its current epoch.
         stored: Option<Mark>,
         /// Where the upload started.
         first: Mark,
     },
-    /// A check-in without readings carried a battery and firmware status.
+    /// An authenticated upload carried a battery and firmware status newer than any the store
+    /// holds (see [`StatusStamp`]). Store it on condition that it is still the newest (a
+    /// concurrent connection may have stored a newer one).
     Status {
         /// The logger.
         logger: LoggerId,
+        /// Orders it against the stored one.
+        stamp: StatusStamp,
         /// Its status.
         status: Status,
     },
@@ -156,9 +199,71 @@ struct Pending {
     tag: Tag,
     settings_version: u32,
     last: bool,
-    /// `Some((id, mark, readings))` while the store has to confirm.
-    store: Option<(u64, Mark, u64)>,
+    /// What the ack says: what the store holds of the upload's epoch once this upload and every
+    /// earlier one are durable.
+    stored: Option<Mark>,
+    /// `Some((id, readings))` while the store has to confirm.
+    store: Option<(u64, u64)>,
     confirmed: bool,
+}
+
+/// What the store holds of one logger, as far as this connection knows: advanced by every
+/// accepted upload (before the store confirms it; an ack waits for the confirmations).
+#[derive(Debug, Default)]
+struct Chain {
+    /// The latest epoch.
+    epoch: u32,
+    /// Slots `0..next` of `epoch` are stored (or handed to the store).
+    next: u64,
+    /// Closed epochs.
+    closed: Vec<EpochEnd>,
+}
+
+impl Chain {
+    fn new(stored: Option<Mark>, closed: &[EpochEnd]) -> Self {
+        let (epoch, next) = stored.map_or((0, 0), |m| (m.epoch, m.seq.saturating_add(1)));
+        Self {
+            epoch,
+            next,
+            closed: closed.iter().copied().filter(|c| c.epoch < epoch).collect(),
+        }
+    }
+
+    /// The mark in the latest epoch.
+    fn mark(&self) -> Option<Mark> {
+        mark_before(self.epoch, self.next)
+    }
+
+    /// How a closed epoch ended.
+    fn closed(&self, epoch: u32) -> Option<EpochEnd> {
+        self.closed.iter().rev().find(|c| c.epoch == epoch).copied()
+    }
+
+    /// What the store holds of `epoch`: slots `0..=seq` of it.
+    fn held(&self, epoch: u32) -> Option<Mark> {
+        if epoch == self.epoch {
+            self.mark()
+        } else {
+            self.closed(epoch)
+                .and_then(|c| mark_before(c.epoch, c.next_seq))
+        }
+    }
+}
+
+/// The mark of the slot before `next` in `epoch` (`None` for `next == 0`).
+fn mark_before(epoch: u32, next: u64) -> Option<Mark> {
+    next.checked_sub(1).map(|seq| Mark { epoch, seq })
+}
+
+/// What to do with one authenticated upload that has slots.
+enum Verdict {
+    Duplicate,
+    OutOfOrder,
+    Store {
+        after: Option<Mark>,
+        closes: Option<EpochEnd>,
+        batch: Batch,
+    },
 }
 
 /// One upload connection, cloud side. Sans-IO: see the crate docs for the run loop.
@@ -171,8 +276,8 @@ pub struct CloudSession {
     record: Option<LoggerRecord>,
     waiting: VecDeque<Vec<u8>>,
     buffered: usize,
-    accepted: Option<Mark>,
-    stored: Option<Mark>,
+    chain: Chain,
+    status: Option<StatusStamp>,
     pending: VecDeque<Pending>,
     next_index: u32,
     next_id: u64,
@@ -194,8 +299,8 @@ impl CloudSession {
             record: None,
             waiting: VecDeque::new(),
             buffered: 0,
-            accepted: None,
-            stored: None,
+            chain: Chain::default(),
+            status: None,
             pending: VecDeque::new(),
             next_index: 0,
             next_id: 0,
@@ -300,8 +405,8 @@ impl CloudSession {
             );
             return Ok(());
         };
-        self.accepted = record.stored;
-        self.stored = record.stored;
+        self.chain = Chain::new(record.stored, &record.closed);
+        self.status = record.status;
         self.record = Some(record);
         self.buffered = 0;
         while let Some(body) = self.waiting.pop_front() {
@@ -320,7 +425,7 @@ impl CloudSession {
         let entry = self
             .pending
             .iter_mut()
-            .find(|p| matches!(p.store, Some((pid, _, _)) if pid == id) && !p.confirmed)
+            .find(|p| matches!(p.store, Some((pid, _)) if pid == id) && !p.confirmed)
             .ok_or(ApiMisuse::UnknownBatch { id })?;
         entry.confirmed = true;
         self.flush_acks();
@@ -335,7 +440,7 @@ impl CloudSession {
         if !self
             .pending
             .iter()
-            .any(|p| matches!(p.store, Some((pid, _, _)) if pid == id) && !p.confirmed)
+            .any(|p| matches!(p.store, Some((pid, _)) if pid == id) && !p.confirmed)
         {
             return Err(ApiMisuse::UnknownBatch { id });
         }
@@ -462,65 +567,122 @@ impl CloudSession {
         let index = self.next_index;
         self.next_index += 1;
         self.saw_last = upload.last;
+        let batch = upload.batch;
+        let epoch = batch.epoch;
+        if let Some(status) = batch.status {
+            self.note_status(logger, epoch, status);
+        }
         let mut entry = Pending {
             index,
             tag,
             settings_version: upload.settings_version,
             last: upload.last,
+            stored: None,
             store: None,
             confirmed: true,
         };
-        let batch = upload.batch;
-        match batch.last() {
-            None => {
-                if let Some(status) = batch.status {
-                    self.events.push_back(Event::Status { logger, status });
+        if let Some(last) = batch.last() {
+            let first = Mark {
+                epoch,
+                seq: batch.first_seq,
+            };
+            match self.judge(batch, last) {
+                Verdict::Duplicate => {
+                    self.stats.duplicates += 1;
+                    self.events.push_back(Event::Duplicate { logger, last });
                 }
-            }
-            Some(last) if self.accepted.is_some_and(|a| last <= a) => {
-                self.stats.duplicates += 1;
-                self.events.push_back(Event::Duplicate { logger, last });
-            }
-            Some(last) => {
-                let first = Mark {
-                    epoch: batch.epoch,
-                    seq: batch.first_seq,
-                };
-                let follows = match self.accepted {
-                    None => true,
-                    Some(a) if a.epoch == batch.epoch => batch.first_seq <= a.seq.saturating_add(1),
-                    // A new epoch starts at sequence 0 (a gap record covers a lost start).
-                    Some(_) => batch.first_seq == 0,
-                };
-                if follows {
-                    let after = self.accepted;
-                    let fresh = match after {
-                        Some(a) if a.epoch == batch.epoch => batch.after(a.seq),
-                        _ => batch,
-                    };
-                    let id = self.next_id;
-                    self.next_id += 1;
-                    entry.store = Some((id, last, fresh.reading_count() as u64));
-                    entry.confirmed = false;
-                    self.accepted = Some(last);
-                    self.events.push_back(Event::Batch {
-                        id,
-                        after,
-                        batch: fresh,
-                    });
-                } else {
+                Verdict::OutOfOrder => {
                     self.stats.out_of_order += 1;
                     self.events.push_back(Event::OutOfOrder {
                         logger,
-                        stored: self.accepted,
+                        stored: self.chain.mark(),
                         first,
+                    });
+                }
+                Verdict::Store {
+                    after,
+                    closes,
+                    batch,
+                } => {
+                    if let Some(end) = closes {
+                        self.chain.closed.push(end);
+                        self.chain.epoch = epoch;
+                    }
+                    self.chain.next = last.seq + 1;
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    entry.store = Some((id, batch.reading_count() as u64));
+                    entry.confirmed = false;
+                    self.events.push_back(Event::Batch {
+                        id,
+                        after,
+                        closes,
+                        batch,
                     });
                 }
             }
         }
+        entry.stored = self.chain.held(epoch);
         self.pending.push_back(entry);
         self.flush_acks();
         Ok(())
+    }
+
+    /// Reports a status newer than any the store holds (a replayed older one is dropped).
+    fn note_status(&mut self, logger: LoggerId, epoch: u32, status: Status) {
+        let stamp = StatusStamp {
+            epoch,
+            counter: status.counter,
+        };
+        if self.status.is_none_or(|s| stamp > s) {
+            self.status = Some(stamp);
+            self.events.push_back(Event::Status {
+                logger,
+                stamp,
+                status,
+            });
+        }
+    }
+
+    /// Decides what an authenticated upload with slots does, against what is stored.
+    fn judge(&self, batch: Batch, last: Mark) -> Verdict {
+        let chain = &self.chain;
+        match batch.epoch.cmp(&chain.epoch) {
+            Ordering::Equal if last.seq < chain.next => Verdict::Duplicate,
+            Ordering::Equal if batch.first_seq <= chain.next => {
+                let batch = match chain.next {
+                    0 => batch,
+                    next => batch.after(next - 1),
+                };
+                Verdict::Store {
+                    after: chain.mark(),
+                    closes: None,
+                    batch,
+                }
+            }
+            // A hole after what is stored.
+            Ordering::Equal => Verdict::OutOfOrder,
+            // A closed epoch can only be repeated: what it holds is final.
+            Ordering::Less => match chain.closed(batch.epoch) {
+                Some(end) if last.seq < end.next_seq => Verdict::Duplicate,
+                _ => Verdict::OutOfOrder,
+            },
+            // A new epoch opens only with the exact end of the current one, under the MAC.
+            Ordering::Greater => match batch.previous {
+                Some(end)
+                    if batch.first_seq == 0
+                        && end.epoch == chain.epoch
+                        && end.next_seq == chain.next =>
+                {
+                    Verdict::Store {
+                        after: chain.mark(),
+                        closes: Some(end),
+                        batch,
+                    }
+                }
+                _ => Verdict::OutOfOrder,
+            },
+        }
     }
 
     /// Sends the acks of the confirmed prefix of uploads, in order.
@@ -528,8 +690,7 @@ impl CloudSession {
         while self.pending.front().is_some_and(|p| p.confirmed) {
             // INVARIANT: front() was just checked.
             let done = self.pending.pop_front().expect("INVARIANT: front exists");
-            if let Some((_, mark, readings)) = done.store {
-                self.stored = Some(mark).max(self.stored);
+            if let Some((_, readings)) = done.store {
                 self.stats.batches_stored += 1;
                 self.stats.readings_stored += readings;
             }
@@ -542,7 +703,7 @@ impl CloudSession {
                 .cloned();
             let ack = Ack {
                 batch_index: done.index,
-                stored: self.stored,
+                stored: done.stored,
                 server_time: record.server_time,
                 settings,
             };

@@ -1,9 +1,13 @@
 //! The wire format: `Upload` (logger to cloud), `Ack` and `Reject` (cloud to logger), each in a
 //! fleetwire-wire frame `version:u8 | type:u8 | len:u32be | body`.
 //!
-//! An `Upload` body is a postcard envelope, the channel list, optional gap, alarm and status
-//! sections, the readings as a stream of 4-bit zigzag varints, and a 16-byte tag. The full layout
-//! with hex examples is in `docs/PROTOCOL.md`.
+//! An `Upload` body is a postcard envelope, the channel list, optional previous-epoch, gap, alarm
+//! and status sections, the readings as a stream of 4-bit zigzag varints, and a 16-byte tag. The
+//! full layout with hex examples is in `docs/PROTOCOL.md`.
+//!
+//! Version 2 (this one) changed what an ack means (it covers only its own epoch), made an epoch
+//! change explicit and authenticated (the `previous` section) and ordered statuses (a counter);
+//! the MAC labels name the version, so a version-1 frame never verifies as a version-2 one.
 //!
 //! Every decoder checks a declared count against the bytes actually present before it allocates,
 //! and never panics on any input.
@@ -14,12 +18,12 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{LoggerKey, TAG_LEN, Tag};
 use crate::error::{ApiMisuse, RejectReason, SensorError};
 use crate::model::{
-    Alarm, AlarmKind, Batch, Channel, ChannelKind, Gap, LoggerId, MAX_CHANNELS, MAX_THRESHOLDS,
-    Mark, Settings, Status, Threshold, Unit,
+    Alarm, AlarmKind, Batch, Channel, ChannelKind, EpochEnd, Gap, LoggerId, MAX_CHANNELS,
+    MAX_THRESHOLDS, Mark, Settings, Status, Threshold, Unit,
 };
 
 /// The protocol version in every frame header.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// TCP port of the upload service.
 pub const PORT: u16 = 14354;
 /// Frame type of an upload (logger to cloud).
@@ -31,14 +35,15 @@ pub const MSG_REJECT: u8 = 0x03;
 /// Wire times count seconds from this unix time (2024-01-01T00:00:00Z): a smaller varint.
 pub const TIME_BASE: u64 = 1_704_067_200;
 
-const BATCH_LABEL: &[u8] = b"fleetwire-sensor/v1 batch";
-const ACK_LABEL: &[u8] = b"fleetwire-sensor/v1 ack";
+const BATCH_LABEL: &[u8] = b"fleetwire-sensor/v2 batch";
+const ACK_LABEL: &[u8] = b"fleetwire-sensor/v2 ack";
 
 const FLAG_LAST: u8 = 0x01;
 const FLAG_GAPS: u8 = 0x02;
 const FLAG_ALARMS: u8 = 0x04;
 const FLAG_STATUS: u8 = 0x08;
-const FLAGS_KNOWN: u8 = FLAG_LAST | FLAG_GAPS | FLAG_ALARMS | FLAG_STATUS;
+const FLAG_PREVIOUS: u8 = 0x10;
+const FLAGS_KNOWN: u8 = FLAG_LAST | FLAG_GAPS | FLAG_ALARMS | FLAG_STATUS | FLAG_PREVIOUS;
 
 /// Channel presets: one byte on the wire instead of four.
 const PRESETS: [Channel; 6] = [
@@ -68,7 +73,8 @@ pub struct Upload {
 pub struct Ack {
     /// Which upload of this connection it answers (0-based).
     pub batch_index: u32,
-    /// Everything up to and including this mark is durably stored; `None`: nothing yet.
+    /// What the store durably holds of the answered upload's epoch: slots `0..=seq` of
+    /// `stored.epoch` (always that epoch), nothing of any other epoch. `None`: nothing of it.
     pub stored: Option<Mark>,
     /// The cloud's clock, unix seconds, so a logger can correct drift.
     pub server_time: u64,
@@ -183,6 +189,9 @@ pub fn decode_upload_unverified(body: &[u8]) -> Result<(Upload, Tag), DecodeErro
         channels,
         ..Batch::default()
     };
+    if env.flags & FLAG_PREVIOUS != 0 {
+        batch.previous = Some(read_previous(&mut r)?);
+    }
     if env.flags & FLAG_GAPS != 0 {
         batch.gaps = read_gaps(&mut r, batch.first_seq, readings as u64)?;
     }
@@ -310,6 +319,9 @@ fn encode_upload_body(body: &mut Vec<u8>, upload: &Upload) -> Result<(), ApiMisu
     if batch.status.is_some() {
         flags |= FLAG_STATUS;
     }
+    if batch.previous.is_some() {
+        flags |= FLAG_PREVIOUS;
+    }
     // validate() bounds start by 2^40, so the difference fits in i64.
     let start = i64::try_from(i128::from(batch.start) - i128::from(TIME_BASE)).map_err(|_| {
         ApiMisuse::InvalidBatch {
@@ -339,6 +351,11 @@ fn encode_upload_body(body: &mut Vec<u8>, upload: &Upload) -> Result<(), ApiMisu
             w.u8(channel.unit.0);
             w.bytes(&channel.exponent.to_be_bytes());
         }
+    }
+    if let Some(previous) = &batch.previous {
+        w.varint(u64::from(previous.epoch));
+        w.varint(previous.next_seq);
+        w.u8(u8::from(previous.abandoned));
     }
     if !batch.gaps.is_empty() {
         w.varint(batch.gaps.len() as u64);
@@ -413,6 +430,26 @@ fn read_channels(r: &mut Reader<'_>) -> Result<Vec<Channel>, DecodeError> {
         channels.push(channel);
     }
     Ok(channels)
+}
+
+fn read_previous(r: &mut Reader<'_>) -> Result<EpochEnd, DecodeError> {
+    let epoch = r.varint_u32("previous epoch")?;
+    let next_seq = r.varint_named("previous next_seq")?;
+    let abandoned = match r.u8("previous abandoned")? {
+        0 => false,
+        1 => true,
+        _ => {
+            return Err(DecodeError::InvalidValue {
+                field: "previous abandoned",
+                reason: "must be 0 or 1",
+            });
+        }
+    };
+    Ok(EpochEnd {
+        epoch,
+        next_seq,
+        abandoned,
+    })
 }
 
 fn read_gaps(r: &mut Reader<'_>, first_seq: u64, readings: u64) -> Result<Vec<Gap>, DecodeError> {
@@ -909,7 +946,9 @@ mod tests {
             )
             .prop_map(
                 |((channels, readings, logger, epoch, raw_gaps, seed, last), values)| {
-                    let first_seq = seed >> 8;
+                    // A quarter of the batches start an epoch at 0, and most of those open it.
+                    let opens = seed % 4 == 1 && (readings > 0 || !raw_gaps.is_empty());
+                    let first_seq = if opens { 0 } else { seed >> 8 };
                     let mut gaps = Vec::new();
                     let mut pos = first_seq;
                     let mut left = readings as u64;
@@ -939,6 +978,7 @@ mod tests {
                         });
                     }
                     let status = (seed % 3 == 0).then_some(Status {
+                        counter: (seed >> 20) as u32,
                         battery_mv: 3012,
                         battery_percent: 87,
                         firmware: Firmware {
@@ -959,6 +999,11 @@ mod tests {
                             gaps,
                             alarms,
                             status,
+                            previous: (opens && epoch > 0 && seed % 8 != 5).then_some(EpochEnd {
+                                epoch: epoch - 1 - (seed >> 50) as u32 % epoch,
+                                next_seq: seed >> 30,
+                                abandoned: seed % 16 < 8,
+                            }),
                         },
                         settings_version: (seed >> 40) as u32,
                         last,

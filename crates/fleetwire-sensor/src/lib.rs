@@ -19,6 +19,10 @@
 //!   only what is acknowledged and resumes after N next time; duplicates are acknowledged and
 //!   dropped; the logger has a hard radio-on deadline; the cloud answers only uploads, and may
 //!   piggyback newer [`Settings`] on an ack. One round trip per upload after the TLS handshake.
+//!   An ack covers only the epoch of the upload it answers, and a new epoch opens only with an
+//!   authenticated statement of how the previous one ended ([`Batch::previous`]), so replayed or
+//!   reordered uploads can never make a logger free a reading the store does not hold (see
+//!   [`cloud`]).
 //!
 //! ## The contract every machine follows
 //!
@@ -73,6 +77,7 @@
 //!     while sensor.poll_transmit(&mut up).is_some() {}
 //!     while let Some(event) = sensor.poll_event() {
 //!         match event {
+//!             // Slots 0..=seq of that epoch (and only that epoch) are durable: free them.
 //!             logger::Event::Acked { stored, .. } => freed_through = stored,
 //!             logger::Event::Closed { reason } => {
 //!                 assert_eq!(reason, CloseReason::Finished);
@@ -88,7 +93,9 @@
 //!             cloud::Event::KeyNeeded { logger } => {
 //!                 let record = LoggerRecord {
 //!                     key: LoggerKey::derive(&[42; 32], logger),
-//!                     stored: None,
+//!                     stored: None, // nothing yet; a store passes its mark and closed epochs
+//!                     closed: Vec::new(),
+//!                     status: None,
 //!                     settings: None,
 //!                     server_time: 1_750_030_000,
 //!                 };
@@ -124,8 +131,8 @@ pub use crypto::{LoggerKey, TAG_LEN, Tag};
 pub use error::{ApiMisuse, CloseReason, RejectReason, SensorError};
 pub use fleetwire_wire::DecodeError;
 pub use model::{
-    Alarm, AlarmKind, Batch, Channel, ChannelKind, Firmware, Gap, LoggerId, Mark, Reading,
-    Settings, Status, Threshold, Unit,
+    Alarm, AlarmKind, Batch, Channel, ChannelKind, EpochEnd, Firmware, Gap, LoggerId, Mark,
+    Reading, Settings, Status, Threshold, Unit,
 };
 
 /// Bytes appended to the caller's buffer by a `poll_transmit` call.

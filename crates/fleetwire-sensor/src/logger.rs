@@ -1,11 +1,19 @@
 //! The logger side of one upload connection.
 //!
 //! The logger wakes, connects, and builds a [`LoggerSession`] with every batch it holds from the
-//! cloud's last acknowledged mark onward. All uploads go out in the first flight (the first one
-//! doubles as the hello). Each [`Event::Acked`] says what the cloud has durably stored: free
-//! exactly that, nothing more. When every upload is acknowledged, or the radio-on deadline
-//! passes, the session closes and the radio goes off. What was not acknowledged stays in memory
-//! and goes out again next wake; the cloud drops what it already has.
+//! cloud's last acknowledged mark onward, oldest epoch first. All uploads go out in the first
+//! flight (the first one doubles as the hello). Each [`Event::Acked`] says what the cloud has
+//! durably stored of the answered upload's epoch: free exactly those slots of that epoch,
+//! nothing of any other. When every upload is acknowledged, or the radio-on deadline passes, the
+//! session closes and the radio goes off. What was not acknowledged stays in memory and goes out
+//! again next wake; the cloud drops what it already has.
+//!
+//! **Epochs.** When the logger loses its numbering it starts epoch `e + 1` at sequence 0. The
+//! first batch of the new epoch carries [`Batch::previous`]: epoch `e` and the sequence number
+//! after the last slot of `e` it sent (its next sequence number), or, if it lost track
+//! (`abandoned`), the one after the last slot the cloud acknowledged. Keep that batch (and the
+//! unacknowledged slots of `e`, sent before it) until the cloud acknowledges its slot 0; the
+//! cloud opens the new epoch only once it holds exactly the stated prefix of `e`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -53,12 +61,13 @@ impl LoggerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// The cloud answered upload `batch_index`: everything up to and including `stored` (and all
-    /// earlier epochs) is durably stored. Free that data; keep the rest.
+    /// The cloud answered upload `batch_index`: slots `0..=stored.seq` of epoch `stored.epoch`
+    /// (the answered upload's epoch) are durably stored. Free exactly those; keep the rest,
+    /// including every slot of any other epoch.
     Acked {
         /// Which upload of this connection was answered.
         batch_index: u32,
-        /// The cloud's durable mark; `None` if it holds nothing from this logger.
+        /// What the cloud durably holds of the upload's epoch; `None` if nothing of it.
         stored: Option<Mark>,
         /// The cloud's clock, unix seconds.
         server_time: u64,
@@ -104,10 +113,12 @@ pub struct LoggerSession {
     config: Arc<LoggerConfig>,
     deadline: Instant,
     outgoing: Vec<u8>,
-    tags: Vec<Tag>,
+    /// Per upload: its tag (the ack is bound to it) and its epoch.
+    sent: Vec<(Tag, u32)>,
     next_ack: u32,
     settings_version: u32,
-    stored: Option<Mark>,
+    /// Per epoch acknowledged on this connection, the highest mark.
+    stored: Vec<Mark>,
     decoder: FrameDecoder,
     events: VecDeque<Event>,
     closed: bool,
@@ -126,7 +137,7 @@ impl LoggerSession {
             return Err(ApiMisuse::NoBatches);
         }
         let mut outgoing = Vec::new();
-        let mut tags = Vec::with_capacity(batches.len());
+        let mut sent = Vec::with_capacity(batches.len());
         let mut stats = Stats::default();
         let count = batches.len();
         for (i, batch) in batches.into_iter().enumerate() {
@@ -137,12 +148,14 @@ impl LoggerSession {
                 });
             }
             stats.readings_sent += batch.reading_count() as u64;
+            let epoch = batch.epoch;
             let upload = Upload {
                 batch,
                 settings_version: config.settings_version,
                 last: i + 1 == count,
             };
-            tags.push(codec::encode_upload(&mut outgoing, &config.key, &upload)?);
+            let tag = codec::encode_upload(&mut outgoing, &config.key, &upload)?;
+            sent.push((tag, epoch));
         }
         stats.batches_sent = u32::try_from(count).unwrap_or(u32::MAX);
         Ok(Self {
@@ -151,9 +164,9 @@ impl LoggerSession {
             settings_version: config.settings_version,
             config,
             outgoing,
-            tags,
+            sent,
             next_ack: 0,
-            stored: None,
+            stored: Vec::new(),
             events: VecDeque::new(),
             closed: false,
             stats,
@@ -247,9 +260,10 @@ impl LoggerSession {
         self.stats
     }
 
-    /// The latest durable mark the cloud reported on this connection.
-    pub fn stored(&self) -> Option<Mark> {
-        self.stored
+    /// What the cloud reported durably stored on this connection: per epoch, the highest mark
+    /// (slots `0..=seq` of that epoch), in epoch order. Free exactly these.
+    pub fn stored(&self) -> &[Mark] {
+        &self.stored
     }
 
     fn on_frame(&mut self, msg_type: u8, body: &[u8]) -> Result<(), SensorError> {
@@ -275,16 +289,27 @@ impl LoggerSession {
                 sent,
             });
         }
-        let tag = self.tags[self.next_ack as usize];
+        let (tag, epoch) = self.sent[self.next_ack as usize];
         if !verify_ack(body, &self.config.key, &tag) {
             return Err(SensorError::BadMac {
                 logger: self.config.logger,
                 what: "acknowledgement",
             });
         }
+        if ack.stored.is_some_and(|m| m.epoch != epoch) {
+            return Err(SensorError::UnexpectedMessage {
+                msg_type: MSG_ACK,
+                context: "the acknowledgement names another epoch than the upload it answers",
+            });
+        }
         self.next_ack += 1;
         self.stats.batches_acked = self.next_ack;
-        self.stored = ack.stored.max(self.stored);
+        if let Some(mark) = ack.stored {
+            match self.stored.binary_search_by_key(&mark.epoch, |m| m.epoch) {
+                Ok(i) => self.stored[i].seq = self.stored[i].seq.max(mark.seq),
+                Err(i) => self.stored.insert(i, mark),
+            }
+        }
         self.events.push_back(Event::Acked {
             batch_index: ack.batch_index,
             stored: ack.stored,

@@ -22,11 +22,14 @@ impl core::fmt::Display for LoggerId {
     }
 }
 
-/// A position in a logger's sample numbering: everything up to and including `seq` of `epoch`,
-/// and everything of earlier epochs. Ordered by epoch, then sequence.
+/// A position in a logger's sample numbering: slot `seq` of `epoch`. As an acknowledgement's
+/// mark it covers slots `0..=seq` of that epoch and nothing of any other epoch.
 ///
-/// A logger starts a new epoch (at sequence 0) when it loses its numbering, e.g. after a factory
-/// reset; within an epoch every logging slot has the next sequence number.
+/// A logger's first epoch is 0. Within an epoch every logging slot has the next sequence number,
+/// from 0. A logger starts a new epoch (at sequence 0) when it loses its numbering, e.g. after a
+/// factory reset; the first batch of the new epoch states how the previous one ended
+/// ([`Batch::previous`]). Marks of different epochs compare by epoch first, but no rule of the
+/// protocol relies on comparing them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Mark {
     /// The numbering epoch.
@@ -127,6 +130,20 @@ impl Channel {
     };
 }
 
+/// How an epoch ended, as the first batch of the next epoch states it ([`Batch::previous`], under
+/// the batch's MAC) and as the cloud's store records it for a closed epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EpochEnd {
+    /// The epoch that ended.
+    pub epoch: u32,
+    /// The first sequence number of `epoch` that was never sent: slots `0..next_seq` were all
+    /// uploaded (as readings or gap records). 0 for an epoch without any slot.
+    pub next_seq: u64,
+    /// The logger lost its numbering in `epoch`: slots from `next_seq` on may have existed and
+    /// are lost. The cloud records this as a gap of unknown length.
+    pub abandoned: bool,
+}
+
 /// Logging slots whose readings were lost (the logger's memory overwrote them before upload).
 /// Sequence numbers `seq .. seq + count` carry no reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -181,8 +198,14 @@ pub struct Firmware {
 }
 
 /// Battery and firmware status, sent when the logger has something new to say.
+///
+/// `counter` orders statuses: the cloud keeps the status with the highest
+/// ([`Batch::epoch`], `counter`), so a replayed older upload never overwrites newer values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Status {
+    /// Increases with every status the logger sends within an epoch (persist it with the
+    /// sequence counter; it may restart at 0 in a new epoch).
+    pub counter: u32,
     /// Battery voltage in millivolts.
     pub battery_mv: u16,
     /// Estimated charge, 0–100.
@@ -216,6 +239,10 @@ pub struct Batch {
     pub alarms: Vec<Alarm>,
     /// Battery and firmware status.
     pub status: Option<Status>,
+    /// Set on the first batch of a new epoch (`first_seq == 0`, at least one slot): how the
+    /// previous epoch ended. The cloud accepts a new epoch only if this matches exactly what it
+    /// stores of the previous one (the same epoch, and every slot below `next_seq`).
+    pub previous: Option<EpochEnd>,
 }
 
 /// One reading, as yielded by [`Batch::readings`].
@@ -330,6 +357,11 @@ impl Batch {
                 .filter(|a| a.seq >= new_first)
                 .collect(),
             status: self.status,
+            previous: if new_first == self.first_seq {
+                self.previous
+            } else {
+                None
+            },
         };
         for gap in &self.gaps {
             let end = gap.seq + gap.count;
@@ -413,6 +445,17 @@ impl Batch {
         {
             return bad("slot times overflow u64");
         }
+        if let Some(previous) = self.previous {
+            if self.first_seq != 0 {
+                return bad("only a batch starting at sequence 0 can open an epoch");
+            }
+            if previous.epoch >= self.epoch {
+                return bad("the previous epoch must be older than the batch's epoch");
+            }
+            if slots == 0 {
+                return bad("a batch that opens an epoch must carry at least one slot");
+            }
+        }
         let mut last_alarm = self.first_seq;
         for alarm in &self.alarms {
             if alarm.seq < last_alarm {
@@ -490,6 +533,7 @@ mod tests {
                 kind: AlarmKind::Cleared,
             }],
             status: None,
+            previous: None,
         }
     }
 
@@ -534,5 +578,28 @@ mod tests {
         assert!(b.validate().is_err());
         b.gaps = vec![Gap { seq: 12, count: 0 }];
         assert!(b.validate().is_err());
+    }
+
+    #[test]
+    fn only_a_first_batch_with_slots_opens_an_epoch() {
+        let previous = Some(EpochEnd {
+            epoch: 0,
+            next_seq: 40,
+            abandoned: false,
+        });
+        let mut b = batch();
+        b.previous = previous;
+        assert!(b.validate().is_err(), "first_seq 10");
+        b.first_seq = 0;
+        b.gaps.clear();
+        b.alarms.clear();
+        b.validate().unwrap();
+        assert_eq!(b.after(2).previous, None, "a trimmed batch no longer opens");
+        assert_eq!(b.after(0).previous, None);
+        b.epoch = 0;
+        assert!(b.validate().is_err(), "previous epoch not older");
+        b.epoch = 1;
+        b.values.clear();
+        assert!(b.validate().is_err(), "no slot");
     }
 }

@@ -1,6 +1,7 @@
 //! Duplicate uploads are acknowledged and dropped, overlapping ones are trimmed to what is new,
-//! and an upload that leaves a hole after the stored mark is acknowledged with the old mark and
-//! not stored.
+//! an upload that leaves a hole after the stored mark is acknowledged with the old mark and not
+//! stored, a new epoch opens only with the exact end of the current one, and every ack covers
+//! only its own epoch.
 // A driver's clock origin: the machines never read a clock, tests pick an arbitrary `now`.
 #![allow(clippy::disallowed_methods)]
 
@@ -12,12 +13,16 @@ use std::time::Instant;
 use common::{Link, Memory, Store, connect, key_of};
 use fleetwire_sensor::cloud::{self, CloudConfig, CloudSession, LoggerRecord};
 use fleetwire_sensor::logger::{self, LoggerConfig, LoggerSession};
-use fleetwire_sensor::{Batch, Channel, CloseReason, LoggerId, Mark};
+use fleetwire_sensor::{Batch, Channel, CloseReason, EpochEnd, LoggerId, Mark};
 
 fn batch(first_seq: u64, n: u64) -> Batch {
+    batch_in(2, first_seq, n)
+}
+
+fn batch_in(epoch: u32, first_seq: u64, n: u64) -> Batch {
     Batch {
         logger: LoggerId(3),
-        epoch: 2,
+        epoch,
         first_seq,
         start: 1_750_000_000 + first_seq * 60,
         interval_s: 60,
@@ -30,6 +35,15 @@ fn batch(first_seq: u64, n: u64) -> Batch {
 /// Runs the given uploads against a cloud whose store holds `stored`; returns cloud events and
 /// logger events.
 fn run(batches: Vec<Batch>, stored: Option<Mark>) -> (Vec<cloud::Event>, Vec<logger::Event>) {
+    run_closed(batches, stored, &[])
+}
+
+/// The same, with closed epochs in the store.
+fn run_closed(
+    batches: Vec<Batch>,
+    stored: Option<Mark>,
+    closed: &[EpochEnd],
+) -> (Vec<cloud::Event>, Vec<logger::Event>) {
     let now = Instant::now();
     let id = LoggerId(3);
     let mut lg =
@@ -45,6 +59,8 @@ fn run(batches: Vec<Batch>, stored: Option<Mark>) -> (Vec<cloud::Event>, Vec<log
                 let record = LoggerRecord {
                     key: key_of(*logger),
                     stored,
+                    closed: closed.to_vec(),
+                    status: None,
                     settings: None,
                     server_time: 0,
                 };
@@ -77,7 +93,7 @@ fn stored_marks(events: &[logger::Event]) -> Vec<Option<Mark>> {
 
 #[test]
 fn the_same_batch_twice_in_one_connection_is_stored_once() {
-    let (cloud_events, logger_events) = run(vec![batch(0, 10), batch(0, 10)], None);
+    let (cloud_events, logger_events) = run(vec![batch_in(0, 0, 10), batch_in(0, 0, 10)], None);
     let stored: Vec<_> = cloud_events
         .iter()
         .filter(|e| matches!(e, cloud::Event::Batch { .. }))
@@ -85,9 +101,9 @@ fn the_same_batch_twice_in_one_connection_is_stored_once() {
     assert_eq!(stored.len(), 1);
     assert!(cloud_events.contains(&cloud::Event::Duplicate {
         logger: LoggerId(3),
-        last: Mark { epoch: 2, seq: 9 }
+        last: Mark { epoch: 0, seq: 9 }
     }));
-    let mark = Some(Mark { epoch: 2, seq: 9 });
+    let mark = Some(Mark { epoch: 0, seq: 9 });
     assert_eq!(stored_marks(&logger_events), vec![mark, mark]);
     assert!(logger_events.contains(&logger::Event::Closed {
         reason: CloseReason::Finished
@@ -107,14 +123,47 @@ fn a_batch_the_store_already_has_is_acknowledged_and_dropped() {
 }
 
 #[test]
-fn an_older_epoch_is_a_duplicate() {
+fn an_upload_of_a_closed_epoch_is_acknowledged_with_what_that_epoch_holds() {
     let mark = Some(Mark { epoch: 3, seq: 0 });
-    let (cloud_events, _) = run(vec![batch(10, 20)], mark);
+    let closed = vec![EpochEnd {
+        epoch: 2,
+        next_seq: 40,
+        abandoned: false,
+    }];
+    let (cloud_events, logger_events) = run_closed(vec![batch(10, 20)], mark, &closed);
     assert!(
         cloud_events
             .iter()
             .any(|e| matches!(e, cloud::Event::Duplicate { .. }))
     );
+    // The ack covers epoch 2 through 39, never epoch 3's mark.
+    assert_eq!(
+        stored_marks(&logger_events),
+        vec![Some(Mark { epoch: 2, seq: 39 })]
+    );
+    // Slots beyond the closed epoch's end are never stored.
+    let (cloud_events, logger_events) = run_closed(vec![batch(30, 20)], mark, &closed);
+    assert!(
+        cloud_events
+            .iter()
+            .any(|e| matches!(e, cloud::Event::OutOfOrder { .. }))
+    );
+    assert_eq!(
+        stored_marks(&logger_events),
+        vec![Some(Mark { epoch: 2, seq: 39 })]
+    );
+}
+
+#[test]
+fn an_upload_of_an_epoch_the_store_does_not_know_is_acknowledged_as_holding_nothing() {
+    let mark = Some(Mark { epoch: 3, seq: 70 });
+    let (cloud_events, logger_events) = run(vec![batch(10, 20)], mark);
+    assert!(
+        cloud_events
+            .iter()
+            .any(|e| matches!(e, cloud::Event::OutOfOrder { .. }))
+    );
+    assert_eq!(stored_marks(&logger_events), vec![None]);
 }
 
 #[test]
@@ -163,20 +212,70 @@ fn out_of_order_batches_are_not_stored_and_the_ack_keeps_the_old_mark() {
 }
 
 #[test]
-fn a_new_epoch_must_start_at_zero() {
+fn a_new_epoch_opens_only_at_zero_with_the_exact_end_of_the_current_one() {
     let mark = Some(Mark { epoch: 1, seq: 400 });
-    let (cloud_events, _) = run(vec![batch(0, 3)], mark);
-    assert!(
-        cloud_events
-            .iter()
-            .any(|e| matches!(e, cloud::Event::Batch { after, .. } if *after == mark))
-    );
-    let (cloud_events, _) = run(vec![batch(7, 3)], mark);
+    let opener = |next_seq, abandoned| Batch {
+        previous: Some(EpochEnd {
+            epoch: 1,
+            next_seq,
+            abandoned,
+        }),
+        ..batch(0, 3)
+    };
+    for abandoned in [false, true] {
+        let (cloud_events, logger_events) = run(vec![opener(401, abandoned)], mark);
+        let closes = Some(EpochEnd {
+            epoch: 1,
+            next_seq: 401,
+            abandoned,
+        });
+        assert!(
+            cloud_events.iter().any(|e| matches!(e,
+                cloud::Event::Batch { after, closes: c, .. } if *after == mark && *c == closes)),
+            "{cloud_events:?}"
+        );
+        assert_eq!(
+            stored_marks(&logger_events),
+            vec![Some(Mark { epoch: 2, seq: 2 })]
+        );
+    }
+    // Without a statement, with a wrong end (the store holds 0..=400 of epoch 1), naming
+    // another epoch, or not at 0: not stored, and the ack covers nothing of epoch 2.
+    let wrong_epoch = Batch {
+        previous: Some(EpochEnd {
+            epoch: 0,
+            next_seq: 401,
+            abandoned: true,
+        }),
+        ..batch(0, 3)
+    };
+    for b in [
+        batch(0, 3),
+        opener(400, false),
+        opener(402, true),
+        wrong_epoch,
+        batch(7, 3),
+    ] {
+        let (cloud_events, logger_events) = run(vec![b], mark);
+        assert!(
+            cloud_events
+                .iter()
+                .any(|e| matches!(e, cloud::Event::OutOfOrder { .. })),
+            "{cloud_events:?}"
+        );
+        assert_eq!(stored_marks(&logger_events), vec![None]);
+    }
+}
+
+#[test]
+fn the_first_upload_into_an_empty_store_must_start_at_zero() {
+    let (cloud_events, logger_events) = run(vec![batch_in(0, 5, 3)], None);
     assert!(
         cloud_events
             .iter()
             .any(|e| matches!(e, cloud::Event::OutOfOrder { .. }))
     );
+    assert_eq!(stored_marks(&logger_events), vec![None]);
 }
 
 #[test]
@@ -187,7 +286,7 @@ fn after_resume_the_logger_holds_only_unacknowledged_data() {
     }
     let mut store = Store::default();
     connect(&mut mem, &mut store, &Link::default());
-    assert!(mem.slots.is_empty());
+    assert!(mem.is_empty());
     for seq in 30..40 {
         mem.log(seq, Some(vec![Some(2)]));
     }

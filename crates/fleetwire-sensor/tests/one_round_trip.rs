@@ -19,7 +19,7 @@ fn three_batches_in_one_round_trip() {
     assert_eq!(out.logger_close, Some(CloseReason::Finished));
     assert_eq!(out.cloud_close, Some(CloseReason::Finished));
     assert_eq!(store.readings.len(), 300);
-    assert!(mem.slots.is_empty());
+    assert!(mem.is_empty());
 }
 
 #[test]

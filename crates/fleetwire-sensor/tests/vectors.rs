@@ -6,8 +6,8 @@ use fleetwire_sensor::codec::{
     Ack, Upload, decode_ack_unverified, decode_upload, encode_ack, encode_upload, verify_ack,
 };
 use fleetwire_sensor::{
-    Alarm, AlarmKind, Batch, Channel, ChannelKind, Firmware, Gap, LoggerId, LoggerKey, Mark,
-    SensorError, Settings, Status, Threshold, Unit,
+    Alarm, AlarmKind, Batch, Channel, ChannelKind, EpochEnd, Firmware, Gap, LoggerId, LoggerKey,
+    Mark, SensorError, Settings, Status, Threshold, Unit,
 };
 use serde_json::{Value, json};
 
@@ -17,6 +17,7 @@ const PATH: &str = concat!(
 );
 const MASTER: [u8; 32] = [0x11; 32];
 
+#[allow(clippy::too_many_lines)] // one literal per vector
 fn cases() -> Vec<(&'static str, Upload)> {
     let base = Batch {
         logger: LoggerId(1001),
@@ -70,6 +71,7 @@ fn cases() -> Vec<(&'static str, Upload)> {
             },
         ],
         status: Some(Status {
+            counter: 9,
             battery_mv: 3012,
             battery_percent: 87,
             firmware: Firmware {
@@ -103,6 +105,41 @@ fn cases() -> Vec<(&'static str, Upload)> {
                 batch: full,
                 settings_version: 1,
                 last: true,
+            },
+        ),
+        (
+            "first batch of epoch 4, after epoch 3 ended before seq 1007",
+            Upload {
+                batch: Batch {
+                    epoch: 4,
+                    values: vec![Some(210), Some(211)],
+                    previous: Some(EpochEnd {
+                        epoch: 3,
+                        next_seq: 1007,
+                        abandoned: false,
+                    }),
+                    ..base.clone()
+                },
+                settings_version: 1,
+                last: false,
+            },
+        ),
+        (
+            "first batch of epoch 5, epoch 4 abandoned after seq 1 (a gap, one lost slot)",
+            Upload {
+                batch: Batch {
+                    epoch: 5,
+                    values: vec![Some(209)],
+                    gaps: vec![Gap { seq: 0, count: 1 }],
+                    previous: Some(EpochEnd {
+                        epoch: 4,
+                        next_seq: 2,
+                        abandoned: true,
+                    }),
+                    ..base.clone()
+                },
+                settings_version: 1,
+                last: false,
             },
         ),
         (
@@ -155,9 +192,15 @@ fn batch_json(u: &Upload) -> Value {
             json!([a.seq, a.channel, kind, value])
         }).collect::<Vec<_>>(),
         "status": b.status.map(|s| json!({
+            "counter": s.counter,
             "battery_mv": s.battery_mv,
             "battery_percent": s.battery_percent,
             "firmware": [s.firmware.major, s.firmware.minor, s.firmware.patch],
+        })),
+        "previous": b.previous.map(|p| json!({
+            "epoch": p.epoch,
+            "next_seq": p.next_seq,
+            "abandoned": p.abandoned,
         })),
         "settings_version": u.settings_version,
         "last": u.last,
@@ -185,7 +228,7 @@ fn generate() -> Value {
     let mut tampered = hex::decode(uploads[0]["frame"].as_str().unwrap()).unwrap();
     tampered[12] ^= 0x01;
     json!({
-        "description": "fleetwire-sensor v1 vectors. Keys: logger_key = HMAC-SHA256(master, \"fleetwire-sensor/v1 logger key\" || logger_id u64be). Frames are version|type|len32be|body; upload tag = HMAC-SHA256(key, \"fleetwire-sensor/v1 batch\" || body without tag)[..16]; ack tag = HMAC-SHA256(key, \"fleetwire-sensor/v1 ack\" || upload tag || body without tag)[..16]. Values are integers in the channel's resolution; null = no value.",
+        "description": "fleetwire-sensor protocol version 2 vectors. Keys: logger_key = HMAC-SHA256(master, \"fleetwire-sensor/v1 logger key\" || logger_id u64be) (the key label did not change). Frames are version|type|len32be|body with version 2; upload tag = HMAC-SHA256(key, \"fleetwire-sensor/v2 batch\" || body without tag)[..16]; ack tag = HMAC-SHA256(key, \"fleetwire-sensor/v2 ack\" || upload tag || body without tag)[..16]. An ack's stored mark covers slots 0..=seq of the answered upload's epoch only. Values are integers in the channel's resolution; null = no value.",
         "master_key": hex::encode(MASTER),
         "logger": 1001,
         "logger_key": hex::encode(key.to_bytes()),

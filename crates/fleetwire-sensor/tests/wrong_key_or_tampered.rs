@@ -45,7 +45,7 @@ fn wrong_key_is_rejected_on_both_sides() {
         }))
     );
     assert!(store.readings.is_empty());
-    assert_eq!(mem.slots.len(), 50, "nothing freed");
+    assert_eq!(mem.held(), 50, "nothing freed");
 }
 
 #[test]
@@ -96,6 +96,8 @@ fn every_tampered_byte_of_the_body_is_rejected() {
                     let record = LoggerRecord {
                         key: key_of(logger),
                         stored: None,
+                        closed: Vec::new(),
+                        status: None,
                         settings: None,
                         server_time: 0,
                     };

@@ -30,7 +30,7 @@ async fn upload_is_stored_exactly_once() {
     .expect("upload within 20 s")
     .expect("connected");
     assert_eq!(report.reason, CloseReason::Finished);
-    assert_eq!(report.stored, Some(Mark { epoch: 0, seq: 249 }));
+    assert_eq!(report.stored, [Mark { epoch: 0, seq: 249 }]);
     assert_eq!(report.stats.batches_acked, 3);
     assert!(
         report.wire_bytes_sent > report.stats.bytes_sent,
@@ -53,7 +53,7 @@ async fn upload_is_stored_exactly_once() {
     .unwrap()
     .unwrap();
     assert_eq!(again.reason, CloseReason::Finished);
-    assert_eq!(again.stored, Some(Mark { epoch: 0, seq: 249 }));
+    assert_eq!(again.stored, [Mark { epoch: 0, seq: 249 }]);
     let data = server.store.data.lock().unwrap();
     let logged = &data[&LoggerId(11)];
     assert_eq!(

@@ -384,7 +384,8 @@ impl SimLogger {
             drop(permit);
             match result {
                 Ok(report) => {
-                    if let Some(mark) = report.stored {
+                    // Acks cover their own epoch only; this simulator logs in epoch 0.
+                    if let Some(mark) = report.stored.iter().find(|m| m.epoch == 0) {
                         let freed = self.free_through(mark.seq);
                         tally.readings_acked.fetch_add(freed, Ordering::Relaxed);
                     }

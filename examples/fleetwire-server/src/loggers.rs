@@ -1,5 +1,5 @@
-//! Sensor loggers: the upload listener (TCP 14354, TLS), exactly-once storage of readings, logger
-//! keys in the store, and the `logger` and `readings` commands.
+//! Sensor loggers: the upload listener (TCP 14354, TLS), exactly-once durable storage of
+//! readings, logger keys in the store, and the `logger` and `readings` commands.
 //!
 //! **Keys.** A logger authenticates every batch with an HMAC key shared with the cloud, so the
 //! cloud must hold the key itself (not a verifier): `logger add` draws a random 256-bit key,
@@ -10,26 +10,51 @@
 //! are secrets.
 //!
 //! **Exactly once.** `sensor_readings` has `UNIQUE (logger, epoch, seq)`, and a batch's readings,
-//! gaps, alarms and the logger's new mark are written in one `IMMEDIATE` transaction that first
-//! checks that the stored mark is still the one the batch follows.
+//! gaps, alarms, the logger's new mark and (when the batch opens an epoch) the closed epoch in
+//! `sensor_epochs` are written in one transaction that first checks that the stored mark is
+//! still the one the batch follows.
+//!
+//! **Durable before acknowledged (group commit).** The acknowledgement tells the logger to free
+//! its readings, so they must be on disk first. Every write that gates an acknowledgement
+//! (batches, statuses) goes to one writer thread, which takes all the writes waiting from every
+//! connection, applies them in one transaction (each in its own savepoint, so one conflict does
+//! not undo the others), commits with `synchronous = FULL` (the commit syncs the write-ahead
+//! log), and only then answers them all: one sync covers many batches, and no ack leaves before
+//! its sync.
+//!
+//! **Rejected connections.** Connections that fail to authenticate are counted per source and
+//! written as one `logger_rejected` security event per source per report period (default a
+//! minute, at most 1,000 sources per period plus one row for the rest) with the counts and
+//! reasons; past `failed_uploads_per_source` consecutive failures a source is refused at accept
+//! (a lockout that grows while failures continue). An unauthenticated peer therefore cannot make
+//! the server write, log or audit without bound.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::mpsc;
 
 use clap::Subcommand;
-use fleetwire_sensor::cloud::{CloudConfig, LoggerRecord};
-use fleetwire_sensor::{AlarmKind, Batch, Channel, ChannelKind, LoggerId, LoggerKey, Mark, Unit};
-use fleetwire_tokio::sensor::{
-    Limits, LoggerStore, Notice, SensorServer, StoreError, StoreOutcome, Transport,
+use fleetwire_sensor::cloud::{CloudConfig, LoggerRecord, StatusStamp};
+use fleetwire_sensor::{
+    AlarmKind, Batch, Channel, ChannelKind, CloseReason, EpochEnd, LoggerId, LoggerKey, Mark,
+    SensorError, Status, Unit,
 };
+use fleetwire_tokio::sensor::lockout::LockoutUploadGate;
+use fleetwire_tokio::sensor::{
+    Limits, LoggerStore, Notice, OpenGate, SensorServer, StoreError, StoreOutcome, Transport,
+    UploadGate,
+};
+use fleetwire_tokio::source::Source;
 use ring::rand::{SecureRandom, SystemRandom};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::oneshot;
 
 use crate::serve::{Ctx, Service};
-use crate::store::Store;
+use crate::store::{EventRow, Store};
 use crate::unix_now;
 
 /// `[sensor]` in fleetwire.toml: sensor uploads (TCP 14354).
@@ -40,8 +65,21 @@ pub(crate) struct SensorSettings {
     pub(crate) listen: std::net::SocketAddr,
     /// Connections held at once.
     pub(crate) max_connections: usize,
+    /// Connections held at once from one address (IPv4, or IPv6 /64); loggers behind one NAT
+    /// share it.
+    pub(crate) max_connections_per_source: usize,
     /// How long one connection may take, TLS handshake included, in seconds.
     pub(crate) deadline_secs: u64,
+    /// Consecutive connections from one address (IPv4, or IPv6 /64) that fail to authenticate
+    /// (unknown logger, bad MAC, malformed, silent) before it is refused at accept for 1 minute,
+    /// then 2, 4 … 60 for each further failure; an authenticated upload from the address ends
+    /// the streak. 0 turns the gate off.
+    pub(crate) failed_uploads_per_source: u16,
+    /// Most addresses the gate tracks (about 21 bytes each).
+    pub(crate) max_tracked_sources: u32,
+    /// Rejected connections are written as one counted security event per address per this
+    /// many seconds.
+    pub(crate) rejection_report_secs: u64,
     /// Serve without TLS. Readings still carry their MAC, but anyone on the path can read them.
     pub(crate) danger_plaintext: bool,
 }
@@ -51,7 +89,11 @@ impl Default for SensorSettings {
         Self {
             listen: std::net::SocketAddr::from(([0, 0, 0, 0], 14354)),
             max_connections: 10_000,
+            max_connections_per_source: 256,
             deadline_secs: 30,
+            failed_uploads_per_source: 20,
+            max_tracked_sources: 100_000,
+            rejection_report_secs: 60,
             danger_plaintext: false,
         }
     }
@@ -66,10 +108,7 @@ CREATE TABLE IF NOT EXISTS loggers (
     created_at  INTEGER NOT NULL,
     mark_epoch  INTEGER,
     mark_seq    INTEGER,
-    last_upload INTEGER,
-    battery_mv  INTEGER,
-    battery_pct INTEGER,
-    firmware    TEXT
+    last_upload INTEGER
 );
 CREATE TABLE IF NOT EXISTS sensor_channel_sets (
     id   INTEGER PRIMARY KEY,
@@ -100,15 +139,42 @@ CREATE TABLE IF NOT EXISTS sensor_alarms (
     kind    TEXT NOT NULL,
     value   INTEGER
 );
+-- Closed epochs: slots 0..next_seq of `epoch` are stored; `abandoned`: the logger lost its
+-- numbering there, later slots of it are lost (a gap of unknown length).
+CREATE TABLE IF NOT EXISTS sensor_epochs (
+    logger    INTEGER NOT NULL,
+    epoch     INTEGER NOT NULL,
+    next_seq  INTEGER NOT NULL,
+    abandoned INTEGER NOT NULL,
+    closed_at INTEGER NOT NULL,
+    UNIQUE (logger, epoch)
+);
+-- The newest battery and firmware status, by (epoch, counter).
+CREATE TABLE IF NOT EXISTS sensor_status (
+    logger      INTEGER PRIMARY KEY,
+    epoch       INTEGER NOT NULL,
+    counter     INTEGER NOT NULL,
+    battery_mv  INTEGER NOT NULL,
+    battery_pct INTEGER NOT NULL,
+    firmware    TEXT NOT NULL,
+    at          INTEGER NOT NULL
+);
 ";
 
-/// Looks keys up and writes batches, off the async executor.
-struct SqlLoggers(Arc<Store>);
+/// Closed epochs handed to the cloud machine per lookup (the most recent).
+const CLOSED_EPOCHS_LOOKED_UP: u32 = 64;
+
+/// Looks keys up and writes batches: lookups off the async executor, writes through the group
+/// committer.
+struct SqlLoggers {
+    store: Arc<Store>,
+    writer: GroupCommit,
+}
 
 impl LoggerStore for SqlLoggers {
     async fn lookup(&self, logger: LoggerId) -> Result<Option<LoggerRecord>, StoreError> {
-        let store = self.0.clone();
-        tokio::task::spawn_blocking(move || lookup(&store, logger))
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || lookup(&store.conn(), logger))
             .await
             .map_err(|e| StoreError(e.to_string()))?
             .map_err(|e| StoreError(e.to_string()))
@@ -117,13 +183,149 @@ impl LoggerStore for SqlLoggers {
     async fn store_batch(
         &self,
         after: Option<Mark>,
+        closes: Option<EpochEnd>,
         batch: Batch,
     ) -> Result<StoreOutcome, StoreError> {
-        let store = self.0.clone();
-        tokio::task::spawn_blocking(move || write_batch(&store, after, &batch))
+        self.writer
+            .write(Write::Batch {
+                after,
+                closes,
+                batch,
+            })
             .await
-            .map_err(|e| StoreError(e.to_string()))?
-            .map_err(|e| StoreError(e.to_string()))
+    }
+
+    async fn store_status(
+        &self,
+        logger: LoggerId,
+        stamp: StatusStamp,
+        status: Status,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .write(Write::Status {
+                logger,
+                stamp,
+                status,
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+/// A write that gates an acknowledgement.
+enum Write {
+    Batch {
+        after: Option<Mark>,
+        closes: Option<EpochEnd>,
+        batch: Batch,
+    },
+    Status {
+        logger: LoggerId,
+        stamp: StatusStamp,
+        status: Status,
+    },
+}
+
+type Reply = oneshot::Sender<Result<StoreOutcome, StoreError>>;
+
+/// Most writes in one group commit.
+const MAX_GROUP: usize = 512;
+
+/// The group committer: one thread applies every write waiting, from every connection, in one
+/// transaction with one sync, then answers them all.
+#[derive(Clone)]
+struct GroupCommit {
+    jobs: mpsc::Sender<(Write, Reply)>,
+}
+
+impl GroupCommit {
+    fn start(store: Arc<Store>) -> Result<Self, String> {
+        let (jobs, queue) = mpsc::channel::<(Write, Reply)>();
+        std::thread::Builder::new()
+            .name("sensor-commit".into())
+            .spawn(move || {
+                while let Ok(first) = queue.recv() {
+                    let mut group = vec![first];
+                    while group.len() < MAX_GROUP {
+                        match queue.try_recv() {
+                            Ok(job) => group.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    let (writes, replies): (Vec<Write>, Vec<Reply>) = group.into_iter().unzip();
+                    let results = commit_group(&mut store.conn(), &writes);
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(result);
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the sensor writer thread: {e}"))?;
+        Ok(Self { jobs })
+    }
+
+    /// Queues `write`; resolves once it is committed and synced (or failed).
+    async fn write(&self, write: Write) -> Result<StoreOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send((write, reply))
+            .map_err(|_| StoreError("the sensor writer thread stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError("the sensor writer thread stopped".into()))?
+    }
+}
+
+/// Applies `writes` in one transaction, each in its own savepoint, and commits (one sync of the
+/// write-ahead log with `synchronous = FULL`). Every result is final only once the commit
+/// succeeded: if it fails, every write fails.
+fn commit_group(conn: &mut Connection, writes: &[Write]) -> Vec<Result<StoreOutcome, StoreError>> {
+    let failed_all = |e: &rusqlite::Error| {
+        writes
+            .iter()
+            .map(|_| Err(StoreError(format!("commit failed: {e}"))))
+            .collect()
+    };
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return failed_all(&e),
+    };
+    let mut results = Vec::with_capacity(writes.len());
+    for write in writes {
+        let result = match tx.savepoint() {
+            Ok(mut sp) => {
+                let applied = match write {
+                    Write::Batch {
+                        after,
+                        closes,
+                        batch,
+                    } => write_batch(&sp, *after, *closes, batch),
+                    Write::Status {
+                        logger,
+                        stamp,
+                        status,
+                    } => write_status(&sp, *logger, *stamp, status).map(|()| StoreOutcome::Stored),
+                };
+                match applied {
+                    Ok(StoreOutcome::Stored) => sp.commit().map(|()| StoreOutcome::Stored),
+                    Ok(conflict) => {
+                        let _ = sp.rollback();
+                        Ok(conflict)
+                    }
+                    Err(e) => {
+                        let _ = sp.rollback();
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        results.push(result.map_err(|e| StoreError(e.to_string())));
+    }
+    // The savepoints released into `tx`; now the one commit and its sync.
+    tx.set_drop_behavior(rusqlite::DropBehavior::Rollback);
+    match tx.commit() {
+        Ok(()) => results,
+        Err(e) => failed_all(&e),
     }
 }
 
@@ -142,17 +344,17 @@ pub(crate) async fn start(ctx: &Ctx) -> Result<Service, String> {
     };
     let limits = Limits {
         max_connections: settings.max_connections.max(1),
+        max_connections_per_source: settings.max_connections_per_source.max(1),
         ..Limits::default()
     };
-    let server = SensorServer::bind(
-        settings.listen,
-        transport,
-        Arc::new(config),
-        limits,
-        SqlLoggers(ctx.store.clone()),
-    )
-    .await
-    .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let store = SqlLoggers {
+        store: ctx.store.clone(),
+        writer: GroupCommit::start(ctx.store.clone())?,
+    };
+    let server = SensorServer::bind(settings.listen, transport, Arc::new(config), limits, store)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?
+        .with_gate(upload_gate(settings)?);
     let addr = server.local_addr().map_err(|e| e.to_string())?;
     let mode = if settings.danger_plaintext {
         "PLAINTEXT"
@@ -160,7 +362,12 @@ pub(crate) async fn start(ctx: &Ctx) -> Result<Service, String> {
         "TLS"
     };
     println!("sensor uploads on {addr} (TCP, {mode})");
-    let logger = tokio::spawn(log_notices(server.handle(), ctx.store.clone()));
+    let report = std::time::Duration::from_secs(settings.rejection_report_secs.max(1));
+    let mut logger = tokio::spawn(log_notices(
+        server.handle().subscribe(),
+        ctx.store.clone(),
+        report,
+    ));
     let mut stop = ctx.shutdown.clone();
     Ok(tokio::spawn(async move {
         let result = server
@@ -168,22 +375,64 @@ pub(crate) async fn start(ctx: &Ctx) -> Result<Service, String> {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await;
-        logger.abort();
+        // The notice logger ends when the last connection is gone; it writes what it counted.
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut logger)
+            .await
+            .is_err()
+        {
+            logger.abort();
+        }
         result.map_err(|e| e.to_string())
     }))
 }
 
-/// Logs notices; failed authentications go to the security events table.
-async fn log_notices(handle: fleetwire_tokio::sensor::SensorHandle, store: Arc<Store>) {
-    let mut notices = handle.subscribe();
+/// The gate the `[sensor]` settings ask for.
+fn upload_gate(settings: &SensorSettings) -> Result<Arc<dyn UploadGate>, String> {
+    if settings.failed_uploads_per_source == 0 {
+        return Ok(Arc::new(OpenGate));
+    }
+    let mut secret = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut secret)
+        .map_err(|_| "no randomness for the sensor gate")?;
+    let gate = LockoutUploadGate::for_uploads(
+        settings.failed_uploads_per_source,
+        settings.max_tracked_sources,
+        secret,
+    )
+    .map_err(|e| format!("[sensor] failed_uploads_per_source: {e}"))?;
+    Ok(Arc::new(gate))
+}
+
+/// Logs notices; counts rejected connections per source and writes them as counted security
+/// events once per `report` (and when the listener stops).
+async fn log_notices(
+    mut notices: tokio::sync::broadcast::Receiver<Notice>,
+    store: Arc<Store>,
+    report: std::time::Duration,
+) {
+    let mut rejections = Rejections::new(MAX_REPORTED_SOURCES);
+    let mut tick = tokio::time::interval(report);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
     loop {
-        let notice = match notices.recv().await {
+        let notice = tokio::select! {
+            n = notices.recv() => n,
+            _ = tick.tick() => {
+                flush(&mut rejections, &store).await;
+                continue;
+            }
+        };
+        let notice = match notice {
             Ok(n) => n,
             Err(RecvError::Lagged(n)) => {
                 tracing::debug!("sensor notice log skipped {n}");
                 continue;
             }
-            Err(RecvError::Closed) => return,
+            Err(RecvError::Closed) => {
+                flush(&mut rejections, &store).await;
+                return;
+            }
         };
         match notice {
             Notice::Stored {
@@ -194,50 +443,171 @@ async fn log_notices(handle: fleetwire_tokio::sensor::SensorHandle, store: Arc<S
             Notice::Closed {
                 logger,
                 peer,
-                reason: fleetwire_sensor::CloseReason::Error(e),
+                authenticated,
+                reason: CloseReason::Error(e),
+                stats,
                 ..
             } => {
-                tracing::info!(?logger, %peer, "sensor upload failed: {e}");
-                if matches!(
-                    e,
-                    fleetwire_sensor::SensorError::BadMac { .. }
-                        | fleetwire_sensor::SensorError::UnknownLogger { .. }
-                ) {
-                    let store = store.clone();
-                    let detail = format!(
-                        "logger {}: {e}",
-                        logger.map_or("?".into(), |l| l.to_string())
-                    );
-                    let row = (
-                        unix_now(),
-                        "logger_rejected",
-                        None,
-                        Some(peer.to_string()),
-                        detail,
-                    );
-                    let _ = tokio::task::spawn_blocking(move || store.record_events(&[row])).await;
+                tracing::debug!(?logger, %peer, "sensor upload failed: {e}");
+                if !authenticated {
+                    if let Some(why) = rejection_reason(&e, stats.bytes_received) {
+                        rejections.rejected(Source::of_peer(peer), why, logger);
+                    }
+                }
+            }
+            Notice::Refused { peer, why } => {
+                tracing::debug!(%peer, "sensor connection refused: {why}");
+                rejections.refused(Source::of_peer(peer));
+            }
+            Notice::HandshakeFailed { peer, why, counted } => {
+                tracing::debug!(%peer, "sensor TLS handshake failed: {why}");
+                if counted {
+                    rejections.rejected(Source::of_peer(peer), "TLS handshake", None);
                 }
             }
             Notice::StoreFailed { logger, error } => {
                 tracing::error!(%logger, "sensor store failed: {error}");
             }
-            Notice::Status { logger, status } => {
-                let store = store.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    store.conn().execute(
-                        "UPDATE loggers SET battery_mv = ?2, battery_pct = ?3, firmware = ?4 WHERE id = ?1",
-                        params![
-                            id_sql(logger),
-                            status.battery_mv,
-                            status.battery_percent,
-                            format!("{}.{}.{}", status.firmware.major, status.firmware.minor, status.firmware.patch)
-                        ],
-                    )
-                })
-                .await;
-            }
             other => tracing::trace!("{other:?}"),
         }
+    }
+}
+
+/// Writes what `rejections` counted as security events (and the audit chain).
+async fn flush(rejections: &mut Rejections, store: &Arc<Store>) {
+    let rows = rejections.drain(unix_now());
+    if rows.is_empty() {
+        return;
+    }
+    for (_, _, _, peer, detail) in &rows {
+        tracing::info!(peer = peer.as_deref().unwrap_or("-"), "{detail}");
+    }
+    let store = store.clone();
+    let _ = tokio::task::spawn_blocking(move || store.record_events(&rows)).await;
+}
+
+/// Why an unauthenticated connection failed, as the security event names it; `None` if it says
+/// nothing about the peer (a health check, a store failure).
+fn rejection_reason(e: &SensorError, bytes_received: u64) -> Option<&'static str> {
+    Some(match e {
+        SensorError::BadMac { .. } => "bad MAC",
+        SensorError::UnknownLogger { .. } => "unknown logger",
+        SensorError::LoggerMismatch { .. } => "logger mismatch",
+        SensorError::Decode(_) => "malformed",
+        SensorError::UnexpectedMessage { .. } => "unexpected message",
+        SensorError::TooMuchBuffered { .. } => "too much buffered",
+        SensorError::Timeout { .. } if bytes_received > 0 => "deadline",
+        SensorError::PeerClosed if bytes_received > 0 => "closed mid-upload",
+        _ => return None,
+    })
+}
+
+/// Most sources reported individually per period; the rest are summed into one row.
+const MAX_REPORTED_SOURCES: usize = 1000;
+
+/// Rejected and refused connections per source, since the last report.
+struct Rejections {
+    max_sources: usize,
+    since: i64,
+    sources: BTreeMap<Source, Tally>,
+    others: Tally,
+    other_sources: u64,
+}
+
+#[derive(Default)]
+struct Tally {
+    rejected: u64,
+    refused: u64,
+    reasons: BTreeMap<&'static str, u64>,
+    loggers: BTreeSet<u64>,
+}
+
+/// Logger ids named per source in one event.
+const LOGGERS_NAMED: usize = 8;
+
+impl Tally {
+    fn describe(&self, from: &str, secs: i64) -> String {
+        let mut out = format!(
+            "{} rejected sensor connections from {from} in {secs} s:",
+            self.rejected
+        );
+        for (i, (why, n)) in self.reasons.iter().enumerate() {
+            let _ = write!(out, "{} {why} x{n}", if i == 0 { "" } else { "," });
+        }
+        if !self.loggers.is_empty() {
+            let ids: Vec<String> = self.loggers.iter().map(u64::to_string).collect();
+            let _ = write!(out, "; loggers named: {}", ids.join(", "));
+            if self.loggers.len() >= LOGGERS_NAMED {
+                out.push_str(", …");
+            }
+        }
+        if self.refused > 0 {
+            let _ = write!(out, "; {} more refused at accept", self.refused);
+        }
+        out
+    }
+}
+
+impl Rejections {
+    fn new(max_sources: usize) -> Self {
+        Self {
+            max_sources,
+            since: unix_now(),
+            sources: BTreeMap::new(),
+            others: Tally::default(),
+            other_sources: 0,
+        }
+    }
+
+    fn tally(&mut self, source: Source) -> &mut Tally {
+        if !self.sources.contains_key(&source) && self.sources.len() >= self.max_sources {
+            self.other_sources += 1;
+            return &mut self.others;
+        }
+        self.sources.entry(source).or_default()
+    }
+
+    fn rejected(&mut self, source: Source, why: &'static str, logger: Option<LoggerId>) {
+        let tally = self.tally(source);
+        tally.rejected += 1;
+        *tally.reasons.entry(why).or_default() += 1;
+        if let Some(l) = logger {
+            if tally.loggers.len() < LOGGERS_NAMED {
+                tally.loggers.insert(l.0);
+            }
+        }
+    }
+
+    fn refused(&mut self, source: Source) {
+        self.tally(source).refused += 1;
+    }
+
+    /// One event per source with something to report, plus one for the sources beyond the cap.
+    fn drain(&mut self, now: i64) -> Vec<EventRow> {
+        let secs = (now - self.since).max(0);
+        self.since = now;
+        let mut rows: Vec<EventRow> = std::mem::take(&mut self.sources)
+            .into_iter()
+            .filter(|(_, t)| t.rejected > 0)
+            .map(|(source, t)| {
+                let from = source.to_string();
+                let detail = t.describe(&from, secs);
+                (now, "logger_rejected", None, Some(from), detail)
+            })
+            .collect();
+        let others = std::mem::take(&mut self.others);
+        if others.rejected > 0 {
+            let from = format!("{} other sources", self.other_sources);
+            rows.push((
+                now,
+                "logger_rejected",
+                None,
+                None,
+                others.describe(&from, secs),
+            ));
+        }
+        self.other_sources = 0;
+        rows
     }
 }
 
@@ -245,9 +615,8 @@ fn id_sql(id: LoggerId) -> i64 {
     i64::try_from(id.0).unwrap_or(i64::MAX)
 }
 
-fn lookup(store: &Store, logger: LoggerId) -> rusqlite::Result<Option<LoggerRecord>> {
-    let row = store
-        .conn()
+fn lookup(conn: &Connection, logger: LoggerId) -> rusqlite::Result<Option<LoggerRecord>> {
+    let row = conn
         .query_row(
             "SELECT key, mark_epoch, mark_seq FROM loggers WHERE id = ?1",
             [id_sql(logger)],
@@ -260,14 +629,45 @@ fn lookup(store: &Store, logger: LoggerId) -> rusqlite::Result<Option<LoggerReco
             },
         )
         .optional()?;
-    Ok(row.and_then(|(key, epoch, seq)| {
-        let key = <[u8; 32]>::try_from(key.as_slice()).ok()?;
-        Some(LoggerRecord {
-            key: LoggerKey::from_bytes(key),
-            stored: mark(epoch, seq),
-            settings: None,
-            server_time: u64::try_from(unix_now()).unwrap_or(0),
-        })
+    let Some((key, epoch, seq)) = row else {
+        return Ok(None);
+    };
+    let Ok(key) = <[u8; 32]>::try_from(key.as_slice()) else {
+        return Ok(None);
+    };
+    let mut closed: Vec<EpochEnd> = conn
+        .prepare_cached(
+            "SELECT epoch, next_seq, abandoned FROM sensor_epochs WHERE logger = ?1 \
+             ORDER BY epoch DESC LIMIT ?2",
+        )?
+        .query_map(params![id_sql(logger), CLOSED_EPOCHS_LOOKED_UP], |r| {
+            Ok(EpochEnd {
+                epoch: r.get(0)?,
+                next_seq: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                abandoned: r.get(2)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    closed.reverse();
+    let status = conn
+        .query_row(
+            "SELECT epoch, counter FROM sensor_status WHERE logger = ?1",
+            [id_sql(logger)],
+            |r| {
+                Ok(StatusStamp {
+                    epoch: r.get(0)?,
+                    counter: r.get(1)?,
+                })
+            },
+        )
+        .optional()?;
+    Ok(Some(LoggerRecord {
+        key: LoggerKey::from_bytes(key),
+        stored: mark(epoch, seq),
+        closed,
+        status,
+        settings: None,
+        server_time: u64::try_from(unix_now()).unwrap_or(0),
     }))
 }
 
@@ -278,15 +678,15 @@ fn mark(epoch: Option<u32>, seq: Option<i64>) -> Option<Mark> {
     })
 }
 
-/// The conditional write: readings, gaps, alarms and the new mark, or nothing.
+/// The conditional write, inside the caller's transaction (a savepoint): readings, gaps, alarms,
+/// the closed epoch and the new mark, or nothing.
 fn write_batch(
-    store: &Store,
+    tx: &Connection,
     after: Option<Mark>,
+    closes: Option<EpochEnd>,
     batch: &Batch,
 ) -> rusqlite::Result<StoreOutcome> {
     let logger = id_sql(batch.logger);
-    let mut conn = store.conn();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let current = tx
         .query_row(
             "SELECT mark_epoch, mark_seq FROM loggers WHERE id = ?1",
@@ -304,6 +704,19 @@ fn write_batch(
     let Some(last) = batch.last() else {
         return Ok(StoreOutcome::Stored);
     };
+    if let Some(end) = closes {
+        tx.execute(
+            "INSERT INTO sensor_epochs (logger, epoch, next_seq, abandoned, closed_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                logger,
+                end.epoch,
+                i64::try_from(end.next_seq).unwrap_or(i64::MAX),
+                end.abandoned,
+                unix_now()
+            ],
+        )?;
+    }
     let epoch = batch.epoch;
     {
         let spec = channel_spec(&batch.channels);
@@ -340,7 +753,7 @@ fn write_batch(
             ])?;
         }
     }
-    insert_extras(&tx, logger, batch)?;
+    insert_extras(tx, logger, batch)?;
     let n = tx.execute(
         "UPDATE loggers SET mark_epoch = ?2, mark_seq = ?3, last_upload = ?4 WHERE id = ?1 AND mark_epoch IS ?5 AND mark_seq IS ?6",
         params![
@@ -355,16 +768,41 @@ fn write_batch(
     if n != 1 {
         return Ok(StoreOutcome::Conflict { stored: current });
     }
-    tx.commit()?;
     Ok(StoreOutcome::Stored)
 }
 
-/// The batch's gaps and alarms, inside the caller's transaction.
-fn insert_extras(
-    tx: &rusqlite::Transaction<'_>,
-    logger: i64,
-    batch: &Batch,
+/// Keeps `status` if it is newer, by (epoch, counter), than the stored one.
+fn write_status(
+    tx: &Connection,
+    logger: LoggerId,
+    stamp: StatusStamp,
+    status: &Status,
 ) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO sensor_status (logger, epoch, counter, battery_mv, battery_pct, firmware, at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT (logger) DO UPDATE SET epoch = excluded.epoch, counter = excluded.counter, \
+         battery_mv = excluded.battery_mv, battery_pct = excluded.battery_pct, \
+         firmware = excluded.firmware, at = excluded.at \
+         WHERE (excluded.epoch, excluded.counter) > (sensor_status.epoch, sensor_status.counter)",
+        params![
+            id_sql(logger),
+            stamp.epoch,
+            stamp.counter,
+            status.battery_mv,
+            status.battery_percent,
+            format!(
+                "{}.{}.{}",
+                status.firmware.major, status.firmware.minor, status.firmware.patch
+            ),
+            unix_now()
+        ],
+    )?;
+    Ok(())
+}
+
+/// The batch's gaps and alarms, inside the caller's transaction.
+fn insert_extras(tx: &Connection, logger: i64, batch: &Batch) -> rusqlite::Result<()> {
     let epoch = batch.epoch;
     let mut gap = tx.prepare_cached(
         "INSERT INTO sensor_gaps (logger, epoch, seq, count) VALUES (?1, ?2, ?3, ?4)",
@@ -513,7 +951,9 @@ fn list(store: &Store) -> Result<(), String> {
     let conn = store.conn();
     let mut stmt = conn
         .prepare(
-            "SELECT id, name, mark_epoch, mark_seq, last_upload, battery_pct, firmware, \
+            "SELECT id, name, mark_epoch, mark_seq, last_upload, \
+             (SELECT battery_pct FROM sensor_status s WHERE s.logger = loggers.id), \
+             (SELECT firmware FROM sensor_status s WHERE s.logger = loggers.id), \
              (SELECT COUNT(*) FROM sensor_readings r WHERE r.logger = loggers.id) \
              FROM loggers ORDER BY id",
         )
@@ -839,6 +1279,176 @@ mod tests {
         for t in [0, 951_782_400, 1_709_164_800, 4_102_444_800] {
             assert_eq!(parse_time(&format_rfc3339(t)), Ok(t));
         }
+    }
+
+    fn db() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        for id in [1u8, 2] {
+            conn.execute(
+                "INSERT INTO loggers (id, key, created_at) VALUES (?1, ?2, 0)",
+                params![id, &[id; 32][..]],
+            )
+            .unwrap();
+        }
+        conn
+    }
+
+    fn batch(logger: u64, epoch: u32, first_seq: u64, n: u64) -> Batch {
+        Batch {
+            logger: LoggerId(logger),
+            epoch,
+            first_seq,
+            start: 1_750_000_000,
+            interval_s: 60,
+            channels: vec![Channel::TEMPERATURE_DECI_C],
+            values: (0..n).map(|v| Some(i32::try_from(v).unwrap())).collect(),
+            ..Batch::default()
+        }
+    }
+
+    fn status(counter: u32, battery_percent: u8) -> Status {
+        Status {
+            counter,
+            battery_mv: 3000,
+            battery_percent,
+            firmware: fleetwire_sensor::Firmware {
+                major: 1,
+                minor: 2,
+                patch: 3,
+            },
+        }
+    }
+
+    #[test]
+    fn a_group_commit_keeps_every_write_but_the_conflicting_ones() {
+        let mut conn = db();
+        let m = |epoch, seq| Some(Mark { epoch, seq });
+        let stamp = |epoch, counter| StatusStamp { epoch, counter };
+        let writes = vec![
+            Write::Batch {
+                after: None,
+                closes: None,
+                batch: batch(1, 0, 0, 10),
+            },
+            // The same slots again, from a connection that looked up before: nothing written.
+            Write::Batch {
+                after: None,
+                closes: None,
+                batch: batch(1, 0, 0, 10),
+            },
+            Write::Status {
+                logger: LoggerId(2),
+                stamp: stamp(0, 5),
+                status: status(5, 80),
+            },
+            // A replayed older status: kept out.
+            Write::Status {
+                logger: LoggerId(2),
+                stamp: stamp(0, 4),
+                status: status(4, 99),
+            },
+            Write::Batch {
+                after: m(0, 9),
+                closes: Some(EpochEnd {
+                    epoch: 0,
+                    next_seq: 10,
+                    abandoned: true,
+                }),
+                batch: batch(1, 1, 0, 5),
+            },
+            Write::Batch {
+                after: m(3, 3),
+                closes: None,
+                batch: batch(2, 3, 4, 5),
+            },
+        ];
+        let results = commit_group(&mut conn, &writes);
+        assert_eq!(
+            results,
+            vec![
+                Ok(StoreOutcome::Stored),
+                Ok(StoreOutcome::Conflict { stored: m(0, 9) }),
+                Ok(StoreOutcome::Stored),
+                Ok(StoreOutcome::Stored),
+                Ok(StoreOutcome::Stored),
+                Ok(StoreOutcome::Conflict { stored: None }),
+            ]
+        );
+        let readings: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sensor_readings WHERE logger = 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            readings, 15,
+            "each reading once, the conflict wrote nothing"
+        );
+        let one = lookup(&conn, LoggerId(1)).unwrap().unwrap();
+        assert_eq!(one.stored, m(1, 4));
+        assert_eq!(
+            one.closed,
+            vec![EpochEnd {
+                epoch: 0,
+                next_seq: 10,
+                abandoned: true
+            }]
+        );
+        let two = lookup(&conn, LoggerId(2)).unwrap().unwrap();
+        assert_eq!((two.stored, two.status), (None, Some(stamp(0, 5))));
+        let pct: u8 = conn
+            .query_row(
+                "SELECT battery_pct FROM sensor_status WHERE logger = 2",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(pct, 80, "the newest status stays");
+        assert!(lookup(&conn, LoggerId(3)).unwrap().is_none());
+    }
+
+    #[test]
+    fn rejections_are_one_counted_row_per_source_and_the_rest_in_one() {
+        let a = Source::of("192.0.2.1".parse().unwrap());
+        let b = Source::of("2001:db8::7".parse().unwrap());
+        let c = Source::of("192.0.2.3".parse().unwrap());
+        let mut r = Rejections::new(2);
+        for i in 0..50u64 {
+            r.rejected(a, "unknown logger", Some(LoggerId(i)));
+        }
+        r.rejected(a, "bad MAC", Some(LoggerId(7)));
+        r.refused(a);
+        r.rejected(b, "malformed", None);
+        r.refused(c); // refused only: no row
+        r.rejected(c, "deadline", None);
+        let rows = r.drain(r.since + 60);
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(rows[0].3.as_deref(), Some("192.0.2.1"));
+        assert!(
+            rows[0].4.starts_with("51 rejected sensor connections from 192.0.2.1 in 60 s: bad MAC x1, unknown logger x50; loggers named: 0, 1,"),
+            "{}",
+            rows[0].4
+        );
+        assert!(
+            rows[0].4.ends_with("…; 1 more refused at accept"),
+            "{}",
+            rows[0].4
+        );
+        assert!(
+            rows[1]
+                .4
+                .starts_with("1 rejected sensor connections from 2001:db8::/64")
+        );
+        assert!(
+            rows[2]
+                .4
+                .starts_with("1 rejected sensor connections from 2 other sources"),
+            "{}",
+            rows[2].4
+        );
+        assert!(r.drain(r.since + 60).is_empty(), "counts start again");
     }
 
     #[test]

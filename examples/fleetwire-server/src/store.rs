@@ -44,9 +44,14 @@ const SCHEMAS: &[&str] = &[
     crate::things::SCHEMA,
 ];
 
+/// `synchronous = FULL`: every commit syncs the write-ahead log before it returns, so whatever
+/// the server acknowledges (a logger's readings, an account change, a thing join) survives a
+/// power cut or kernel crash. With `NORMAL` a WAL commit is synced only at checkpoints and an
+/// acknowledged write could vanish (issue 10, hole 14). Sensor ingest pays one sync per group of
+/// batches, not per batch (`loggers.rs`, group commit).
 const PRAGMAS: &str = "
 PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
+PRAGMA synchronous = FULL;
 PRAGMA foreign_keys = ON;
 ";
 

@@ -145,7 +145,7 @@ async fn provision_upload_resend_and_read_back() {
     .unwrap()
     .unwrap();
     assert_eq!(report.reason, CloseReason::Finished);
-    assert_eq!(report.stored, Some(Mark { epoch: 0, seq: 29 }));
+    assert_eq!(report.stored, [Mark { epoch: 0, seq: 29 }]);
 
     // Next wake as if the ack was lost: the same batches plus ten new readings.
     let report = tokio::time::timeout(
@@ -161,7 +161,7 @@ async fn provision_upload_resend_and_read_back() {
     .unwrap()
     .unwrap();
     assert_eq!(report.reason, CloseReason::Finished);
-    assert_eq!(report.stored, Some(Mark { epoch: 0, seq: 39 }));
+    assert_eq!(report.stored, [Mark { epoch: 0, seq: 39 }]);
 
     // Another logger's id with this logger's key: rejected, nothing stored.
     let wrong = Arc::new(LoggerConfig::new(LoggerId(other_id), key));

@@ -34,7 +34,8 @@ __all__ = [
 Mark = Tuple[int, int]
 _Channel = Tuple[int, int, int]
 _Alarm = Tuple[int, int, str, Optional[int]]
-_Status = Tuple[int, int, Tuple[int, int, int]]
+_Status = Tuple[int, int, int, Tuple[int, int, int]]
+_EpochEnd = Tuple[int, int, bool]
 _Threshold = Tuple[int, Optional[int], Optional[int]]
 
 VERSION: Final[int]
@@ -58,6 +59,7 @@ class Batch:
     gaps: list[Tuple[int, int]]
     alarms: list[_Alarm]
     status: Optional[_Status]
+    previous: Optional[_EpochEnd]
     def __new__(
         cls,
         logger: int,
@@ -70,6 +72,7 @@ class Batch:
         gaps: list[Tuple[int, int]] = ...,
         alarms: list[_Alarm] = ...,
         status: Optional[_Status] = None,
+        previous: Optional[_EpochEnd] = None,
     ) -> Batch: ...
     @staticmethod
     def empty(logger: int, epoch: int, next_seq: int, now_unix: int) -> Batch: ...
@@ -149,11 +152,15 @@ class Event:
     @property
     def after(self) -> Optional[Mark]: ...
     @property
+    def closes(self) -> Optional[_EpochEnd]: ...
+    @property
     def batch(self) -> Optional[Batch]: ...
     @property
     def last(self) -> Optional[Mark]: ...
     @property
     def first(self) -> Optional[Mark]: ...
+    @property
+    def stamp(self) -> Optional[Tuple[int, int]]: ...
     @property
     def status(self) -> Optional[_Status]: ...
 
@@ -179,7 +186,7 @@ class LoggerSession:
     @property
     def state(self) -> str: ...
     @property
-    def stored(self) -> Optional[Mark]: ...
+    def stored(self) -> list[Mark]: ...
     @property
     def stats(self) -> Tuple[int, int, int, int, int]: ...
 
@@ -205,6 +212,8 @@ class CloudSession:
         stored: Optional[Mark] = None,
         settings: Optional[Settings] = None,
         server_time: int = 0,
+        closed: list[_EpochEnd] = ...,
+        status: Optional[Tuple[int, int]] = None,
     ) -> None: ...
     def confirm_stored(self, now_ms: int, id: int) -> None: ...
     def storage_failed(self, now_ms: int, id: int) -> None: ...

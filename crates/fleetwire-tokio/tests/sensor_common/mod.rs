@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use fleetwire_sensor::cloud::{CloudConfig, LoggerRecord};
+use fleetwire_sensor::cloud::{CloudConfig, LoggerRecord, StatusStamp};
 use fleetwire_sensor::logger::LoggerConfig;
-use fleetwire_sensor::{Batch, Channel, LoggerId, LoggerKey, Mark};
+use fleetwire_sensor::{Batch, Channel, EpochEnd, LoggerId, LoggerKey, Mark, Status};
 use fleetwire_tokio::sensor::{
     Limits, LoggerStore, LoggerTransport, SensorHandle, SensorServer, StoreError, StoreOutcome,
-    Transport,
+    Transport, UploadGate,
 };
 use fleetwire_tokio::tls;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -34,6 +34,8 @@ pub struct Gate {
 #[derive(Default, Debug)]
 pub struct Logged {
     pub mark: Option<Mark>,
+    pub closed: Vec<EpochEnd>,
+    pub status: Option<(StatusStamp, Status)>,
     /// (epoch, seq) → values; inserting an existing key is a bug (counted).
     pub readings: std::collections::BTreeMap<(u32, u64), Vec<Option<i32>>>,
     pub double_writes: u64,
@@ -47,16 +49,13 @@ impl LoggerStore for Shared {
         let Some(key) = self.0.keys.get(&logger) else {
             return Ok(None);
         };
-        let stored = self
-            .0
-            .data
-            .lock()
-            .unwrap()
-            .get(&logger)
-            .and_then(|l| l.mark);
+        let data = self.0.data.lock().unwrap();
+        let logged = data.get(&logger);
         Ok(Some(LoggerRecord {
             key: key.clone(),
-            stored,
+            stored: logged.and_then(|l| l.mark),
+            closed: logged.map(|l| l.closed.clone()).unwrap_or_default(),
+            status: logged.and_then(|l| l.status.map(|(s, _)| s)),
             settings: None,
             server_time: 1_750_100_000,
         }))
@@ -65,6 +64,7 @@ impl LoggerStore for Shared {
     async fn store_batch(
         &self,
         after: Option<Mark>,
+        closes: Option<EpochEnd>,
         batch: Batch,
     ) -> Result<StoreOutcome, StoreError> {
         {
@@ -75,6 +75,7 @@ impl LoggerStore for Shared {
                     stored: logged.mark,
                 });
             }
+            logged.closed.extend(closes);
             for r in batch.readings() {
                 if logged
                     .readings
@@ -93,6 +94,20 @@ impl LoggerStore for Shared {
         }
         Ok(StoreOutcome::Stored)
     }
+
+    async fn store_status(
+        &self,
+        logger: LoggerId,
+        stamp: StatusStamp,
+        status: Status,
+    ) -> Result<(), StoreError> {
+        let mut data = self.0.data.lock().unwrap();
+        let logged = data.entry(logger).or_default();
+        if logged.status.is_none_or(|(s, _)| stamp > s) {
+            logged.status = Some((stamp, status));
+        }
+        Ok(())
+    }
 }
 
 pub const MASTER: [u8; 32] = [7; 32];
@@ -110,6 +125,37 @@ pub struct TestServer {
 }
 
 pub async fn start(loggers: &[u64], hold: Option<Arc<Gate>>) -> TestServer {
+    start_with(loggers, hold, Limits::default(), None, false).await
+}
+
+/// A server with the given limits and gate; `plaintext` skips TLS.
+pub async fn start_with(
+    loggers: &[u64],
+    hold: Option<Arc<Gate>>,
+    limits: Limits,
+    gate: Option<Arc<dyn UploadGate>>,
+    plaintext: bool,
+) -> TestServer {
+    start_configured(
+        loggers,
+        hold,
+        CloudConfig::default(),
+        limits,
+        gate,
+        plaintext,
+    )
+    .await
+}
+
+/// A server with the given per-connection config, limits and gate; `plaintext` skips TLS.
+pub async fn start_configured(
+    loggers: &[u64],
+    hold: Option<Arc<Gate>>,
+    cloud: CloudConfig,
+    limits: Limits,
+    gate: Option<Arc<dyn UploadGate>>,
+    plaintext: bool,
+) -> TestServer {
     let store = Arc::new(MemStore {
         keys: loggers.iter().map(|&n| (LoggerId(n), key(n))).collect(),
         hold,
@@ -119,16 +165,23 @@ pub async fn start(loggers: &[u64], hold: Option<Arc<Gate>>) -> TestServer {
     let der = cert.cert.der().clone();
     let pk = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
     let fingerprint = tls::fingerprint(&der);
-    let transport = Transport::Tls(tls::server_config(vec![der], pk).unwrap());
-    let server = SensorServer::bind(
+    let transport = if plaintext {
+        Transport::DangerPlaintext
+    } else {
+        Transport::Tls(tls::server_config(vec![der], pk).unwrap())
+    };
+    let mut server = SensorServer::bind(
         "127.0.0.1:0".parse().unwrap(),
         transport,
-        Arc::new(CloudConfig::default()),
-        Limits::default(),
+        Arc::new(cloud),
+        limits,
         Shared(store.clone()),
     )
     .await
     .unwrap();
+    if let Some(gate) = gate {
+        server = server.with_gate(gate);
+    }
     let addr = server.local_addr().unwrap();
     let handle = server.handle();
     let (tx, rx) = oneshot::channel::<()>();
