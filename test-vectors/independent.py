@@ -122,9 +122,10 @@ def transfer_manifest():
 
 def sensor():
     # docs/PROTOCOL.md: logger_key = HMAC-SHA256(master, "fleetwire-sensor/v1 logger key" ||
-    # logger u64be); an upload's tag = HMAC-SHA256(key, "fleetwire-sensor/v1 batch" || body
-    # without tag)[..16]; an ack's = HMAC-SHA256(key, "fleetwire-sensor/v1 ack" || upload tag ||
-    # body without tag)[..16]. Frames: version | type | length u32be | body.
+    # logger u64be) (the key label stayed v1 so provisioned keys stay valid); protocol v2: an
+    # upload's tag = HMAC-SHA256(key, "fleetwire-sensor/v2 batch" || body without tag)[..16];
+    # an ack's = HMAC-SHA256(key, "fleetwire-sensor/v2 ack" || upload tag || body without
+    # tag)[..16]. Frames: version | type | length u32be | body.
     pinned = json.loads((HERE / "sensor.json").read_text())
     master = bytes.fromhex(pinned["master_key"])
     logger = pinned["logger"]
@@ -133,7 +134,7 @@ def sensor():
     uploads = []
     for u in pinned["uploads"]:
         body = bytes.fromhex(u["frame"])[6:]
-        tag = hmac256(key, b"fleetwire-sensor/v1 batch", body[:-16])[:16]
+        tag = hmac256(key, b"fleetwire-sensor/v2 batch", body[:-16])[:16]
         assert tag == body[-16:], f"sensor.json upload {u['name']}"
         uploads.append({"name": u["name"], "body_without_tag": body[:-16].hex(),
                         "tag": tag.hex()})
@@ -141,7 +142,7 @@ def sensor():
     for a in pinned["acks"]:
         body = bytes.fromhex(a["frame"])[6:]
         upload_tag = bytes.fromhex(a["answers_tag"])
-        tag = hmac256(key, b"fleetwire-sensor/v1 ack", upload_tag, body[:-16])[:16]
+        tag = hmac256(key, b"fleetwire-sensor/v2 ack", upload_tag, body[:-16])[:16]
         assert tag == body[-16:], f"sensor.json ack {a['name']}"
         acks.append({"name": a["name"], "answers_tag": upload_tag.hex(),
                      "body_without_tag": body[:-16].hex(), "tag": tag.hex()})
