@@ -205,7 +205,7 @@ async fn append_outbox(path: PathBuf, to: String, subject: String, body: String)
     })
     .to_string();
     let result = tokio::task::spawn_blocking(move || {
-        crate::secret_file::append_private(&path, &line)
+        crate::util::secret_file::append_private(&path, &line)
             .map_err(|e| format!("cannot write the outbox: {e}"))
     })
     .await;

@@ -1,30 +1,5 @@
-//! `fleetwire-server`: the example server that runs every fleetwire protocol on one machine with
-//! an embedded store and zero configuration.
-//!
-//! ```text
-//! fleetwire-server serve                      # first run creates ./fleetwire-data
-//! fleetwire-server player add --name lobby    # prints the player's id and secret once
-//! fleetwire-server player list                # who is provisioned, approved, online
-//! ```
-
-#![allow(clippy::disallowed_methods)] // the server reads the clock
-#![allow(clippy::print_stdout)] // a command-line program prints
-
-mod accounts;
-mod certs;
-mod config;
-mod content;
-mod datadir;
-mod framed;
-mod http;
-mod loggers;
-mod logging;
-mod players;
-mod secret_file;
-mod serve;
-mod store;
-mod term;
-mod things;
+//! The command line: `serve` and the operator commands. The top layer: it builds what a
+//! command needs from the layers below and prints the outcome.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,33 +29,34 @@ enum Command {
     Serve,
     /// Provision and manage signage players.
     #[command(subcommand)]
-    Player(players::PlayerCommand),
+    Player(crate::players::PlayerCommand),
     /// Provision and list sensor loggers.
     #[command(subcommand)]
-    Logger(loggers::LoggerCommand),
+    Logger(crate::loggers::LoggerCommand),
     /// Print a logger's readings in real units (CSV or JSON).
-    Readings(loggers::ReadingsArgs),
+    Readings(crate::loggers::ReadingsArgs),
     /// Manage user accounts (read a new password from standard input).
     #[command(subcommand)]
-    User(accounts::UserCommand),
+    User(crate::accounts::UserCommand),
     /// Check the audit log.
     #[command(subcommand)]
-    Audit(accounts::AuditCommand),
+    Audit(crate::accounts::AuditCommand),
     /// Publish content to players (signed manifests, served over HTTP and HTTPS).
     #[command(subcommand)]
-    Content(content::ContentCommand),
+    Content(crate::content::ContentCommand),
     /// Things end users subscribe to: create (prints the code), list, show, revoke a user, rotate the code.
     #[command(subcommand)]
-    Thing(things::ThingCommand),
+    Thing(crate::things::ThingCommand),
 }
 
-fn main() -> ExitCode {
+/// Parses the command line, runs the command, and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_ansi(false)
-        .with_writer(logging::EscapedStderr)
+        .with_writer(crate::util::logging::EscapedStderr)
         .init();
     let cli = Cli::parse();
     if matches!(cli.command, Command::Serve) {
@@ -122,7 +98,7 @@ fn limit_malloc_arenas() {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
-    datadir::secure(&cli.data_dir)?;
+    crate::util::datadir::secure(&cli.data_dir)?;
     let store = Arc::new(Store::open(&cli.data_dir.join("fleetwire.db"))?);
     match cli.command {
         Command::Serve => tokio::runtime::Builder::new_multi_thread()
@@ -133,20 +109,13 @@ fn run(cli: Cli) -> Result<(), String> {
             .max_blocking_threads(8)
             .build()
             .map_err(|e| e.to_string())?
-            .block_on(serve::serve(&cli.data_dir, store)),
-        Command::Player(cmd) => players::cli(cmd, &store),
-        Command::Logger(cmd) => loggers::cli(cmd, &store),
-        Command::Readings(args) => loggers::readings(&args, &store),
-        Command::User(cmd) => accounts::user_cli(cmd, &store, &cli.data_dir),
-        Command::Audit(cmd) => accounts::audit_cli(cmd, &store),
-        Command::Content(cmd) => content::cli(cmd, &cli.data_dir, &store),
-        Command::Thing(cmd) => things::cli(cmd, &store, &cli.data_dir),
+            .block_on(crate::serve::serve(&cli.data_dir, store)),
+        Command::Player(cmd) => crate::players::cli(cmd, &store),
+        Command::Logger(cmd) => crate::loggers::cli(cmd, &store),
+        Command::Readings(args) => crate::loggers::readings(&args, &store),
+        Command::User(cmd) => crate::accounts::user_cli(cmd, &store, &cli.data_dir),
+        Command::Audit(cmd) => crate::accounts::audit_cli(cmd, &store),
+        Command::Content(cmd) => crate::content::cli(cmd, &cli.data_dir, &store),
+        Command::Thing(cmd) => crate::things::cli(cmd, &store, &cli.data_dir),
     }
-}
-
-/// Seconds since the Unix epoch.
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -12,7 +12,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::store::Store;
-use crate::{certs, http, players};
+use crate::util::certs;
+use crate::{http, players};
 
 /// What every service gets to start with.
 pub(crate) struct Ctx {

@@ -924,10 +924,10 @@ pub(crate) fn cli(cmd: LoggerCommand, store: &Store) -> Result<(), String> {
                     let _ = writeln!(acc, "{id},{k}");
                     acc
                 });
-                crate::secret_file::write(
+                crate::util::secret_file::write(
                     &path,
                     lines.as_bytes(),
-                    crate::secret_file::Overwrite::Refuse,
+                    crate::util::secret_file::Overwrite::Refuse,
                 )
                 .map_err(|e| e.to_string())?;
                 println!("{count} loggers added; ids and keys in {}", path.display());

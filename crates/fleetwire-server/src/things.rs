@@ -92,7 +92,7 @@ use serde_json::{Value, json};
 
 use crate::serve::Ctx;
 use crate::store::Store;
-use crate::term::{escape, escape_json};
+use crate::util::term::{escape, escape_json};
 
 /// The things tables (see the module docs).
 pub(crate) const SCHEMA: &str = "
@@ -1137,7 +1137,7 @@ fn valid_thing_name(name: &str) -> Result<(), String> {
     if name.chars().count() > 128 {
         return Err("name: at most 128 characters".into());
     }
-    if name.contains(crate::term::is_unsafe) {
+    if name.contains(crate::util::term::is_unsafe) {
         return Err("name: no control or bidirectional-override characters".into());
     }
     Ok(())

@@ -12,11 +12,11 @@ use fleetwire_tokio::session::{
 };
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::secret_file::{Overwrite, SecretFile};
 use crate::serve::{Ctx, Service};
 use crate::store::{Seen, Store};
-use crate::term::escape;
 use crate::unix_now;
+use crate::util::secret_file::{Overwrite, SecretFile};
+use crate::util::term::escape;
 use clap::Subcommand;
 use fleetwire_session::PlayerSecret;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -285,7 +285,7 @@ pub(crate) fn cli(cmd: PlayerCommand, store: &Store) -> Result<(), String> {
                 .map(|p| SecretFile::create(p, Overwrite::with_force(force)))
                 .transpose()
                 .map_err(|e| e.to_string())?;
-            if name.chars().any(crate::term::is_unsafe) {
+            if name.chars().any(crate::util::term::is_unsafe) {
                 return Err("--name: no control or bidirectional-override characters".into());
             }
             let rng = SystemRandom::new();

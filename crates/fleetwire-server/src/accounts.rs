@@ -65,7 +65,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::serve::{Ctx, Service};
 use crate::store::Store;
-use crate::term::{escape, escape_json};
+use crate::util::term::{escape, escape_json};
 
 pub(crate) use api::{api, session_user};
 pub(crate) use mail::SmtpSettings;
@@ -1193,7 +1193,7 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
             idle_timeout,
         } => {
             let name = canonical_name(&name);
-            if name.is_empty() || name.len() > 254 || name.contains(crate::term::is_unsafe) {
+            if name.is_empty() || name.len() > 254 || name.contains(crate::util::term::is_unsafe) {
                 return Err(
                     "a name is 1 to 254 characters without control or bidirectional-override characters"
                         .into(),
@@ -1203,7 +1203,7 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
                 .map(|e| canonical_name(&e))
                 .or_else(|| name.contains('@').then(|| name.clone()));
             if email.as_deref().is_some_and(|e| {
-                e.is_empty() || e.len() > 254 || e.contains(crate::term::is_unsafe)
+                e.is_empty() || e.len() > 254 || e.contains(crate::util::term::is_unsafe)
             }) {
                 return Err(
                     "--email: 1 to 254 characters without control or bidirectional-override characters"

@@ -81,7 +81,7 @@ pub(super) fn snapshot(e: &Engines, at: UnixTime) -> Result<Vec<u8>, String> {
 /// Writes a snapshot atomically: a new 0600 temporary file (exclusive, random name), synced,
 /// then renamed over the old one (the server's one secret-file writer).
 pub(super) fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    crate::secret_file::write(path, bytes, crate::secret_file::Overwrite::Replace)
+    crate::util::secret_file::write(path, bytes, crate::util::secret_file::Overwrite::Replace)
         .map_err(|e| e.to_string())
 }
 
