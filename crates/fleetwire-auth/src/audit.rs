@@ -103,6 +103,24 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
+impl AuditEntry {
+    /// The entry that follows `after` (the previous entry's number and hash; `None` for the
+    /// first entry of a chain). A store appends with it without holding the whole chain.
+    pub fn next(after: Option<(u64, &str)>, at: UnixTime, event: AuditEvent) -> Self {
+        let (seq, prev) = after.map_or((0, "0".repeat(64)), |(seq, hash)| {
+            (seq + 1, hash.to_owned())
+        });
+        let hash = entry_hash(seq, at, &prev, &event);
+        Self {
+            seq,
+            at,
+            event,
+            prev,
+            hash,
+        }
+    }
+}
+
 /// What [`verify_chain`] found wrong, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -137,18 +155,9 @@ impl AuditLog {
 
     /// Appends an event and returns the new entry.
     pub fn append(&mut self, at: UnixTime, event: AuditEvent) -> &AuditEntry {
-        let (seq, prev) = self
-            .entries
-            .last()
-            .map_or((0, "0".repeat(64)), |e| (e.seq + 1, e.hash.clone()));
-        let hash = entry_hash(seq, at, &prev, &event);
-        self.entries.push(AuditEntry {
-            seq,
-            at,
-            event,
-            prev,
-            hash,
-        });
+        let after = self.entries.last().map(|e| (e.seq, e.hash.as_str()));
+        let entry = AuditEntry::next(after, at, event);
+        self.entries.push(entry);
         // INVARIANT: an entry was pushed just above.
         self.entries.last().expect("just pushed")
     }

@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use fleetwire_auth::UnixTime;
-use fleetwire_auth::audit::{AuditEntry, AuditEvent, AuditLog, OriginTracker, verify_chain};
+use fleetwire_auth::audit::{AuditEvent, OriginTracker};
 use fleetwire_auth::captcha::{CaptchaConfig, CaptchaStore};
 use fleetwire_auth::hash::{HashParams, PasswordHasher};
 use fleetwire_auth::lockout::{BlockGrowth, LockoutConfig, LockoutEngine, LockoutKey};
@@ -62,10 +62,10 @@ use ring::digest;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
+use crate::app::{App as Ctx, Service};
 use crate::config::Config;
-use crate::serve::{Ctx, Service};
 use crate::store::Store;
-use crate::util::term::{escape, escape_json};
+use crate::util::term::escape;
 
 pub(crate) use api::{api, session_user};
 pub(crate) use mail::SmtpSettings;
@@ -105,13 +105,6 @@ CREATE TABLE IF NOT EXISTS auth_commands (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
     kind    TEXT NOT NULL,
     subject TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS auth_audit (
-    seq   INTEGER PRIMARY KEY,
-    at_ms INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    prev  TEXT NOT NULL,
-    hash  TEXT NOT NULL
 );
 ";
 
@@ -509,73 +502,9 @@ pub(crate) fn append_audit(
         return Ok(());
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let last: Option<(u64, String)> = tx
-        .query_row(
-            "SELECT seq, hash FROM auth_audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    // The chain continues from the last entry's number and hash only; the crate's `AuditLog`
-    // computes the links, seeded with that entry.
-    let mut log = match last {
-        Some((seq, hash)) => serde_json::from_value::<AuditLog>(serde_json::json!({
-            "entries": [{
-                "seq": seq, "at": 0, "prev": "", "hash": hash,
-                "event": {"type": "admin_action", "actor": "", "action": "", "target": ""}
-            }]
-        }))
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
-        None => AuditLog::new(),
-    };
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO auth_audit (seq, at_ms, event, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for (at, event) in events {
-            let e = log.append(*at, event.clone());
-            let json = serde_json::to_string(&e.event)
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-            insert.execute(params![e.seq, e.at.as_millis(), json, e.prev, e.hash])?;
-        }
-    }
+    crate::store::audit::sqlite::append(&tx, events)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     tx.commit()
-}
-
-/// Recomputes the whole chain; returns the number of entries and the head hash.
-pub(crate) fn verify_audit(conn: &Connection) -> Result<(u64, String), String> {
-    let mut stmt = conn
-        .prepare("SELECT seq, at_ms, event, prev, hash FROM auth_audit ORDER BY seq")
-        .map_err(|e| e.to_string())?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, u64>(0)?,
-                r.get::<_, u64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        })
-        .map_err(|e| e.to_string())?;
-    let mut entries = Vec::new();
-    for row in rows {
-        let (seq, at, event, prev, hash) = row.map_err(|e| e.to_string())?;
-        let event: AuditEvent = serde_json::from_str(&event)
-            .map_err(|_| format!("audit entry {seq} was modified (its event is unreadable)"))?;
-        entries.push(AuditEntry {
-            seq,
-            at: UnixTime::from_millis(at),
-            event,
-            prev,
-            hash,
-        });
-    }
-    verify_chain(&entries, None).map_err(|e| e.to_string())?;
-    let head = entries
-        .last()
-        .map_or_else(|| "0".repeat(64), |e| e.hash.clone());
-    Ok((entries.len() as u64, head))
 }
 
 /// What `user delete` removed.
@@ -655,7 +584,7 @@ pub(crate) fn delete_user(
 pub(crate) struct Accounts {
     settings: AccountsSettings,
     data_dir: PathBuf,
-    store: Arc<Store>,
+    store: Store,
     hasher: Arc<PasswordHasher>,
     policy: PasswordPolicy,
     pool: pool::HashPool,
@@ -1154,18 +1083,6 @@ pub(crate) enum UserCommand {
     },
 }
 
-#[derive(Subcommand, Clone, Copy)]
-pub(crate) enum AuditCommand {
-    /// Recompute the audit hash chain; fails on any edited, deleted, inserted or reordered entry.
-    Verify,
-    /// Print the newest entries, oldest first, one JSON object per line.
-    Tail {
-        /// How many entries.
-        #[arg(long, default_value_t = 20)]
-        count: u32,
-    },
-}
-
 /// Runs a `user` command.
 #[allow(clippy::too_many_lines)] // one match over the commands
 pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Result<(), String> {
@@ -1535,44 +1452,4 @@ fn set_groups(
         }
     );
     Ok(())
-}
-
-/// Runs an `audit` command.
-pub(crate) fn audit_cli(cmd: AuditCommand, store: &Store) -> Result<(), String> {
-    match cmd {
-        AuditCommand::Verify => {
-            let (count, head) = verify_audit(&store.conn())?;
-            println!("audit chain ok: {count} entries, head {head}");
-            println!(
-                "(record the head elsewhere: cutting entries off the end is detectable only against it)"
-            );
-            Ok(())
-        }
-        AuditCommand::Tail { count } => {
-            let conn = store.conn();
-            let mut stmt = conn
-                .prepare(
-                    "SELECT seq, at_ms, event FROM (SELECT seq, at_ms, event FROM auth_audit \
-                     ORDER BY seq DESC LIMIT ?1) ORDER BY seq",
-                )
-                .map_err(|e| e.to_string())?;
-            let rows = stmt
-                .query_map([count], |r| {
-                    Ok((
-                        r.get::<_, u64>(0)?,
-                        r.get::<_, u64>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                })
-                .map_err(|e| e.to_string())?;
-            for row in rows {
-                let (seq, at_ms, event) = row.map_err(|e| e.to_string())?;
-                // The event is JSON; its strings may carry text from peers (device events) that
-                // JSON leaves raw (C1 controls, bidirectional overrides): escaped, still JSON.
-                let line = format!("{{\"seq\":{seq},\"at_ms\":{at_ms},\"event\":{event}}}");
-                println!("{}", escape_json(&line));
-            }
-            Ok(())
-        }
-    }
 }

@@ -21,6 +21,34 @@ pub(crate) struct Config {
     pub(crate) content: crate::content::ContentSettings,
     pub(crate) things: crate::things::ThingsSettings,
     pub(crate) transfer: crate::framed::TransferSettings,
+    pub(crate) store: StoreSettings,
+}
+
+/// `[store]`: where the data lives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct StoreSettings {
+    /// PostgreSQL, for several nodes sharing one fleet (`postgres://user@host/db`, libpq key-value
+    /// pairs, or several hosts with `target_session_attrs=read-write`). Unset: the embedded
+    /// SQLite file `fleetwire.db` in the data directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) url: Option<String>,
+    /// Connections in the PostgreSQL pool.
+    pub(crate) pool_size: usize,
+    /// A private CA (PEM) the PostgreSQL server's certificate must chain to, for `sslmode=require`;
+    /// unset: the web PKI roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) ca_file: Option<std::path::PathBuf>,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pool_size: 16,
+            ca_file: None,
+        }
+    }
 }
 
 /// The HTTPS API and the plain-HTTP port.

@@ -39,7 +39,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use crate::serve::{Ctx, Service};
+use crate::app::{App as Ctx, Service};
 use crate::store::Store;
 use crate::unix_now;
 
@@ -390,9 +390,7 @@ pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
                 }
             }
             flush_sent(&ctx.store).await;
-            let Some(sessions) = ctx.sessions.get() else {
-                continue;
-            };
+            let sessions = &ctx.sessions;
             let online = sessions.online();
             if online.is_empty() {
                 continue;
@@ -430,7 +428,7 @@ fn config_hashes(store: &Store, ids: &[PlayerId]) -> rusqlite::Result<Vec<(Playe
     Ok(out)
 }
 
-async fn flush_sent(store: &Arc<Store>) {
+async fn flush_sent(store: &Store) {
     let sent = std::mem::take(&mut *SENT.lock().unwrap_or_else(PoisonError::into_inner));
     if sent.is_empty() {
         return;

@@ -38,9 +38,9 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::app::{App as Ctx, Service};
 use crate::http::PerSource;
-use crate::players::StoreDirectory;
-use crate::serve::{Ctx, Service};
+use crate::listeners::session::StoreDirectory;
 use crate::store::Store;
 use crate::{content, unix_now};
 
@@ -83,7 +83,7 @@ impl Default for TransferSettings {
 
 /// Everything a connection task needs.
 struct Listener {
-    store: Arc<Store>,
+    store: Store,
     data_dir: PathBuf,
     acceptor: TlsAcceptor,
     login: Arc<ServerConfig>,
@@ -357,13 +357,11 @@ async fn assigned(shared: &Listener, player: PlayerId) -> Result<Vec<Outgoing>, 
 }
 
 /// Completes when the player is removed or unapproved (checked every two seconds).
-async fn revoked(store: Arc<Store>, player: PlayerId) {
+async fn revoked(store: Store, player: PlayerId) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tick.tick().await;
-        let store = store.clone();
-        let found = tokio::task::spawn_blocking(move || store.revoked_among(&[player])).await;
-        if let Ok(Ok(revoked)) = found {
+        if let Ok(revoked) = store.players().revoked_among(vec![player]).await {
             if !revoked.is_empty() {
                 return;
             }
@@ -378,10 +376,14 @@ async fn security_event(
     peer: SocketAddr,
     detail: String,
 ) {
-    let store = shared.store.clone();
-    let row = (unix_now(), kind, player, Some(peer.to_string()), detail);
-    let result = tokio::task::spawn_blocking(move || store.record_events(&[row])).await;
-    if let Ok(Err(e)) = result {
+    let event = crate::store::audit::SecurityEvent {
+        at: unix_now(),
+        kind,
+        player,
+        peer: Some(peer.to_string()),
+        detail,
+    };
+    if let Err(e) = shared.store.audit().record(vec![event]).await {
         tracing::error!("recording a security event failed: {e}");
     }
 }

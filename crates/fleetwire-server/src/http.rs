@@ -42,8 +42,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 
+use crate::app::{App as Ctx, Service};
 use crate::config::HttpSettings;
-use crate::serve::{Ctx, Service};
 
 /// Routes served over HTTPS only.
 pub(crate) fn api(ctx: &Arc<Ctx>, content: &Arc<crate::content::Shared>) -> Router {
@@ -107,15 +107,21 @@ pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
     }))
 }
 
+/// The fleet's presence (every node, from the store) and this node's own connections. If the
+/// store cannot be read, this node's figure stands in and `store` says why.
 async fn status(State(ctx): State<Arc<Ctx>>) -> Json<serde_json::Value> {
-    let (online, connections) = ctx
-        .sessions
-        .get()
-        .map_or((0, 0), |h| (h.online().len(), h.connections()));
+    let here = ctx.sessions.online().len();
+    let (online, store) = match ctx.store.players().online_count(crate::unix_now()).await {
+        Ok(n) => (n as usize, "ok".to_owned()),
+        Err(e) => (here, e.to_string()),
+    };
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "players_online": online,
-        "player_connections": connections,
+        "node": ctx.node,
+        "node_players_online": here,
+        "player_connections": ctx.sessions.connections(),
+        "store": store,
     }))
 }
 

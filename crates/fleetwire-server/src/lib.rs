@@ -30,14 +30,15 @@
 #![allow(clippy::print_stdout)] // a command-line program prints
 
 mod accounts;
+mod app;
 pub mod cli;
 mod config;
 mod content;
 mod framed;
 mod http;
+mod listeners;
 mod loggers;
-mod players;
-mod serve;
+mod service;
 mod store;
 mod things;
 mod util;

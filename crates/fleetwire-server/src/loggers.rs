@@ -53,8 +53,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::oneshot;
 
-use crate::serve::{Ctx, Service};
-use crate::store::{EventRow, Store};
+use crate::app::{App as Ctx, Service};
+use crate::store::Store;
+use crate::store::audit::SecurityEvent;
 use crate::unix_now;
 
 /// `[sensor]` in fleetwire.toml: sensor uploads (TCP 14354).
@@ -167,7 +168,7 @@ const CLOSED_EPOCHS_LOOKED_UP: u32 = 64;
 /// Looks keys up and writes batches: lookups off the async executor, writes through the group
 /// committer.
 struct SqlLoggers {
-    store: Arc<Store>,
+    store: Store,
     writer: GroupCommit,
 }
 
@@ -239,7 +240,7 @@ struct GroupCommit {
 }
 
 impl GroupCommit {
-    fn start(store: Arc<Store>) -> Result<Self, String> {
+    fn start(store: Store) -> Result<Self, String> {
         let (jobs, queue) = mpsc::channel::<(Write, Reply)>();
         std::thread::Builder::new()
             .name("sensor-commit".into())
@@ -408,7 +409,7 @@ fn upload_gate(settings: &SensorSettings) -> Result<Arc<dyn UploadGate>, String>
 /// events once per `report` (and when the listener stops).
 async fn log_notices(
     mut notices: tokio::sync::broadcast::Receiver<Notice>,
-    store: Arc<Store>,
+    store: Store,
     report: std::time::Duration,
 ) {
     let mut rejections = Rejections::new(MAX_REPORTED_SOURCES);
@@ -474,16 +475,17 @@ async fn log_notices(
 }
 
 /// Writes what `rejections` counted as security events (and the audit chain).
-async fn flush(rejections: &mut Rejections, store: &Arc<Store>) {
+async fn flush(rejections: &mut Rejections, store: &Store) {
     let rows = rejections.drain(unix_now());
     if rows.is_empty() {
         return;
     }
-    for (_, _, _, peer, detail) in &rows {
-        tracing::info!(peer = peer.as_deref().unwrap_or("-"), "{detail}");
+    for e in &rows {
+        tracing::info!(peer = e.peer.as_deref().unwrap_or("-"), "{}", e.detail);
     }
-    let store = store.clone();
-    let _ = tokio::task::spawn_blocking(move || store.record_events(&rows)).await;
+    if let Err(e) = store.audit().record(rows).await {
+        tracing::error!("recording sensor rejections failed: {e}");
+    }
 }
 
 /// Why an unauthenticated connection failed, as the security event names it; `None` if it says
@@ -583,28 +585,34 @@ impl Rejections {
     }
 
     /// One event per source with something to report, plus one for the sources beyond the cap.
-    fn drain(&mut self, now: i64) -> Vec<EventRow> {
+    fn drain(&mut self, now: i64) -> Vec<SecurityEvent> {
         let secs = (now - self.since).max(0);
         self.since = now;
-        let mut rows: Vec<EventRow> = std::mem::take(&mut self.sources)
+        let mut rows: Vec<SecurityEvent> = std::mem::take(&mut self.sources)
             .into_iter()
             .filter(|(_, t)| t.rejected > 0)
             .map(|(source, t)| {
                 let from = source.to_string();
                 let detail = t.describe(&from, secs);
-                (now, "logger_rejected", None, Some(from), detail)
+                SecurityEvent {
+                    at: now,
+                    kind: "logger_rejected",
+                    player: None,
+                    peer: Some(from),
+                    detail,
+                }
             })
             .collect();
         let others = std::mem::take(&mut self.others);
         if others.rejected > 0 {
             let from = format!("{} other sources", self.other_sources);
-            rows.push((
-                now,
-                "logger_rejected",
-                None,
-                None,
-                others.describe(&from, secs),
-            ));
+            rows.push(SecurityEvent {
+                at: now,
+                kind: "logger_rejected",
+                player: None,
+                peer: None,
+                detail: others.describe(&from, secs),
+            });
         }
         self.other_sources = 0;
         rows
@@ -1425,28 +1433,28 @@ mod tests {
         r.rejected(c, "deadline", None);
         let rows = r.drain(r.since + 60);
         assert_eq!(rows.len(), 3, "{rows:?}");
-        assert_eq!(rows[0].3.as_deref(), Some("192.0.2.1"));
+        assert_eq!(rows[0].peer.as_deref(), Some("192.0.2.1"));
         assert!(
-            rows[0].4.starts_with("51 rejected sensor connections from 192.0.2.1 in 60 s: bad MAC x1, unknown logger x50; loggers named: 0, 1,"),
+            rows[0].detail.starts_with("51 rejected sensor connections from 192.0.2.1 in 60 s: bad MAC x1, unknown logger x50; loggers named: 0, 1,"),
             "{}",
-            rows[0].4
+            rows[0].detail
         );
         assert!(
-            rows[0].4.ends_with("…; 1 more refused at accept"),
+            rows[0].detail.ends_with("…; 1 more refused at accept"),
             "{}",
-            rows[0].4
+            rows[0].detail
         );
         assert!(
             rows[1]
-                .4
+                .detail
                 .starts_with("1 rejected sensor connections from 2001:db8::/64")
         );
         assert!(
             rows[2]
-                .4
+                .detail
                 .starts_with("1 rejected sensor connections from 2 other sources"),
             "{}",
-            rows[2].4
+            rows[2].detail
         );
         assert!(r.drain(r.since + 60).is_empty(), "counts start again");
     }

@@ -90,7 +90,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::serve::Ctx;
+use crate::app::App as Ctx;
 use crate::store::Store;
 use crate::util::term::{escape, escape_json};
 
@@ -827,7 +827,7 @@ struct Things {
     /// Groups and rights (`[accounts.groups]`), for the rights things check.
     accounts: crate::accounts::AccountsSettings,
     spec: CodeSpec,
-    store: Arc<Store>,
+    store: Store,
     generator: Mutex<CodeGenerator<ChaCha12Rng>>,
     guards: Mutex<Guards>,
 }

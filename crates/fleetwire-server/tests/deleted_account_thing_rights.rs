@@ -131,7 +131,8 @@ async fn a_new_account_with_a_deleted_name_inherits_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rights_keyed_by_name_are_migrated_to_account_ids() {
-    // A data directory as an earlier version left it: `thing_users` maps names to the numbers
+    // A data directory as an earlier version left it (before versioned migrations, so no
+    // `schema_migrations`): `thing_users` maps names to the numbers
     // in the thing's state, `thing_events.actor` holds names. alice's rights are newer than her
     // account; bob's are older than his (a deleted bob's rights, then a new bob); ghost has no
     // account.
@@ -166,6 +167,7 @@ async fn rights_keyed_by_name_are_migrated_to_account_ids() {
     .unwrap();
     conn.execute_batch(
         "DROP TABLE IF EXISTS thing_principals;
+         DROP TABLE IF EXISTS schema_migrations;
          DROP INDEX IF EXISTS things_by_creator;
          ALTER TABLE things DROP COLUMN created_by;
          CREATE TABLE thing_users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);

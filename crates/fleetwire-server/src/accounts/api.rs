@@ -31,7 +31,7 @@ use super::{
     Accounts, LOGIN_NS, REAUTH_NS, UserRow, canonical_name, mail, now, state, token_digest,
     user_by_id,
 };
-use crate::serve::Ctx;
+use crate::app::App as Ctx;
 
 /// The accounts routes, merged into the HTTPS router.
 pub(crate) fn api(ctx: &Arc<Ctx>) -> Router {

@@ -3,11 +3,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::Config;
 use crate::store::Store;
+
+mod audit;
+mod player;
+mod serve;
 
 #[derive(Parser)]
 #[command(
@@ -29,7 +33,7 @@ enum Command {
     Serve,
     /// Provision and manage signage players.
     #[command(subcommand)]
-    Player(crate::players::PlayerCommand),
+    Player(player::PlayerCommand),
     /// Provision and list sensor loggers.
     #[command(subcommand)]
     Logger(crate::loggers::LoggerCommand),
@@ -40,7 +44,7 @@ enum Command {
     User(crate::accounts::UserCommand),
     /// Check the audit log.
     #[command(subcommand)]
-    Audit(crate::accounts::AuditCommand),
+    Audit(audit::AuditCommand),
     /// Publish content to players (signed manifests, served over HTTP and HTTPS).
     #[command(subcommand)]
     Content(crate::content::ContentCommand),
@@ -99,23 +103,33 @@ fn limit_malloc_arenas() {
 
 fn run(cli: Cli) -> Result<(), String> {
     crate::util::datadir::secure(&cli.data_dir)?;
-    let store = Arc::new(Store::open(&cli.data_dir.join("fleetwire.db"))?);
-    match cli.command {
+    let config = Config::load_or_create(&cli.data_dir.join("fleetwire.toml"))?;
+    let runtime = match cli.command {
         Command::Serve => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
-            // Blocking work is store access behind one connection lock (and hashing on its own
-            // bounded pool): a few threads suffice, and a login burst must not spawn hundreds
-            // of threads, each with its own malloc arena.
+            // Blocking work is store access (and hashing on its own bounded pool): a few
+            // threads suffice, and a login burst must not spawn hundreds of threads, each with
+            // its own malloc arena.
             .max_blocking_threads(8)
-            .build()
-            .map_err(|e| e.to_string())?
-            .block_on(crate::serve::serve(&cli.data_dir, store)),
-        Command::Player(cmd) => crate::players::cli(cmd, &store),
-        Command::Logger(cmd) => crate::loggers::cli(cmd, &store),
-        Command::Readings(args) => crate::loggers::readings(&args, &store),
-        Command::User(cmd) => crate::accounts::user_cli(cmd, &store, &cli.data_dir),
-        Command::Audit(cmd) => crate::accounts::audit_cli(cmd, &store),
-        Command::Content(cmd) => crate::content::cli(cmd, &cli.data_dir, &store),
-        Command::Thing(cmd) => crate::things::cli(cmd, &store, &cli.data_dir),
+            .build(),
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
     }
+    .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let store = Store::open(&config.store, &cli.data_dir)
+            .await
+            .map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Serve => serve::serve(&cli.data_dir, config, store).await,
+            Command::Player(cmd) => player::run(cmd, &store).await,
+            Command::Logger(cmd) => crate::loggers::cli(cmd, &store),
+            Command::Readings(args) => crate::loggers::readings(&args, &store),
+            Command::User(cmd) => crate::accounts::user_cli(cmd, &store, &cli.data_dir),
+            Command::Audit(cmd) => audit::run(cmd, &store).await,
+            Command::Content(cmd) => crate::content::cli(cmd, &cli.data_dir, &store),
+            Command::Thing(cmd) => crate::things::cli(cmd, &store, &cli.data_dir),
+        }
+    })
 }

@@ -1,34 +1,20 @@
-//! `fleetwire-server serve`: loads the configuration and the TLS identity, starts every service,
-//! and stops them all on Ctrl-C. Each protocol has its own module with a `start(&Ctx)`.
+//! `fleetwire-server serve`: loads the TLS identity, binds the player port, builds the one
+//! `App`, starts every listener and background service, and stops them all on Ctrl-C.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::path::Path;
+use std::sync::Arc;
 
 use fleetwire_tokio::login_gate::LockoutGate;
-use fleetwire_tokio::session::{OpenGate, ServerHandle, SourceGate};
+use fleetwire_tokio::session::{OpenGate, SourceGate};
 use fleetwire_tokio::tls;
+use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
+use crate::app::App;
 use crate::config::Config;
+use crate::listeners;
 use crate::store::Store;
 use crate::util::certs;
-use crate::{http, players};
-
-/// What every service gets to start with.
-pub(crate) struct Ctx {
-    pub(crate) data_dir: PathBuf,
-    pub(crate) config: Config,
-    pub(crate) store: Arc<Store>,
-    /// The server's TLS configuration (self-signed on first run), for every TLS listener.
-    pub(crate) tls: Arc<rustls::ServerConfig>,
-    /// Turns true on Ctrl-C: every service closes its sessions in order and returns.
-    pub(crate) shutdown: watch::Receiver<bool>,
-    /// The player session server, once started (for status and content notifications).
-    pub(crate) sessions: OnceLock<ServerHandle>,
-    /// Refuses addresses that keep failing player logins, on 4701 and 4702 alike.
-    pub(crate) player_gate: Arc<dyn SourceGate>,
-}
 
 /// The player login gate the `[session]` settings ask for.
 fn player_gate(config: &Config) -> Result<Arc<dyn SourceGate>, String> {
@@ -37,7 +23,8 @@ fn player_gate(config: &Config) -> Result<Arc<dyn SourceGate>, String> {
         return Ok(Arc::new(OpenGate));
     }
     let mut secret = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+    SystemRandom::new()
+        .fill(&mut secret)
         .map_err(|_| "no randomness for the login gate")?;
     let gate = LockoutGate::for_player_logins(
         settings.failed_logins_per_source,
@@ -48,11 +35,16 @@ fn player_gate(config: &Config) -> Result<Arc<dyn SourceGate>, String> {
     Ok(Arc::new(gate))
 }
 
-/// A running service: ends when `Ctx::shutdown` turns true.
-pub(crate) type Service = JoinHandle<Result<(), String>>;
+/// A random id for this run of this node.
+fn node_id() -> Result<String, String> {
+    let mut id = [0u8; 8];
+    SystemRandom::new()
+        .fill(&mut id)
+        .map_err(|_| "no system randomness")?;
+    Ok(format!("node-{}", hex::encode(id)))
+}
 
-pub(crate) async fn serve(data_dir: &Path, store: Arc<Store>) -> Result<(), String> {
-    let config = Config::load_or_create(&data_dir.join("fleetwire.toml"))?;
+pub(crate) async fn serve(data_dir: &Path, config: Config, store: Store) -> Result<(), String> {
     let identity = certs::load_or_create(&data_dir.join("tls"))?;
     if identity.created {
         println!(
@@ -65,24 +57,28 @@ pub(crate) async fn serve(data_dir: &Path, store: Arc<Store>) -> Result<(), Stri
     let tls = tls::server_config(identity.chain, identity.key).map_err(|e| e.to_string())?;
     let (stop_tx, shutdown) = watch::channel(false);
     let player_gate = player_gate(&config)?;
-    let ctx = Arc::new(Ctx {
+    let session_server =
+        listeners::session::bind(&config.session, &store, &tls, player_gate.clone()).await?;
+    let app = Arc::new(App {
+        node: node_id()?,
         data_dir: data_dir.to_owned(),
+        sessions: session_server.handle(),
         config,
         store,
         tls,
         shutdown,
-        sessions: OnceLock::new(),
         player_gate,
     });
+    println!("store: {} (node {})", app.store.kind(), app.node);
     let services = vec![
-        players::start(&ctx).await?,
-        crate::loggers::start(&ctx).await?,
-        crate::accounts::start(&ctx).await?,
-        crate::content::start(&ctx).await?,
-        crate::framed::start(&ctx).await?,
-        http::start(&ctx).await?,
+        listeners::session::start(&app, session_server).await?,
+        crate::loggers::start(&app).await?,
+        crate::accounts::start(&app).await?,
+        crate::content::start(&app).await?,
+        crate::framed::start(&app).await?,
+        crate::http::start(&app).await?,
     ];
-    println!("data directory: {}", ctx.data_dir.display());
+    println!("data directory: {}", app.data_dir.display());
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!("Ctrl-C: closing every session");
     let _ = stop_tx.send(true);

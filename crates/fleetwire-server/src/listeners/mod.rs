@@ -1,0 +1,7 @@
+//! The protocol listeners: each wires a `fleetwire-tokio` server to the services through `App`.
+//!
+//! | port | module |
+//! |---|---|
+//! | TCP 4701 player login and heartbeat | [`session`] |
+
+pub(crate) mod session;

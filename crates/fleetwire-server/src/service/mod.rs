@@ -1,0 +1,4 @@
+//! Policy: what the server decides, given `now` and the repositories. No SQL (that is the
+//! store's), no axum or sockets (the api's and the listeners').
+
+pub(crate) mod players;

@@ -1,0 +1,143 @@
+//! The store: the only code that knows SQL. Typed repositories per domain, each with its SQL
+//! written once for each backend:
+//!
+//! - **SQLite** (rusqlite, bundled): the zero-configuration default, one file in the data
+//!   directory, WAL with `synchronous = FULL` (a commit is on disk before it returns).
+//! - **PostgreSQL** (tokio-postgres with a deadpool pool): `[store] url = "postgres://…"`, for
+//!   several server nodes sharing one fleet.
+//!
+//! A repository is a borrowed view (`store.players()`) whose methods are `async` and return
+//! structs with named fields. SQLite work runs on the blocking pool, never on the executor.
+//! Both backends apply their versioned migrations at open ([`migrate`]); a data directory made
+//! by an earlier version migrates forward.
+
+pub(crate) mod audit;
+mod backend;
+mod migrate;
+pub(crate) mod players;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub(crate) use backend::Backend;
+use backend::{postgres, sqlite};
+
+use crate::config::StoreSettings;
+
+/// A handle on the store; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Store {
+    backend: Arc<Backend>,
+}
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    /// The database cannot be reached (PostgreSQL down, pool exhausted, file not openable).
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// The query failed.
+    #[error("store query failed: {0}")]
+    Query(String),
+    /// The stored data is not what this version expects (a corrupt row, an unknown migration).
+    #[error("stored data is invalid: {0}")]
+    Invalid(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Query(e.to_string())
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if e.is_closed() {
+            Self::Unavailable(e.to_string())
+        } else {
+            Self::Query(e.to_string())
+        }
+    }
+}
+
+impl Store {
+    /// Opens the store `settings` name (SQLite in `data_dir` by default) and migrates it.
+    pub(crate) async fn open(
+        settings: &StoreSettings,
+        data_dir: &Path,
+    ) -> Result<Self, StoreError> {
+        let backend = match &settings.url {
+            None => Backend::Sqlite(sqlite::Db::open(&data_dir.join("fleetwire.db")).await?),
+            Some(url) => Backend::Postgres(
+                postgres::Db::open(url, settings.pool_size, settings.ca_file.as_deref()).await?,
+            ),
+        };
+        let store = Self {
+            backend: Arc::new(backend),
+        };
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+
+    /// Which backend, for messages: `sqlite` or `postgresql`.
+    pub(crate) fn kind(&self) -> &'static str {
+        match &*self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgresql",
+        }
+    }
+
+    /// Players: provisioning, lookup at login, presence.
+    pub(crate) fn players(&self) -> players::Players<'_> {
+        players::Players(self)
+    }
+
+    /// The security events and the hash-chained audit log.
+    pub(crate) fn audit(&self) -> audit::Audit<'_> {
+        audit::Audit(self)
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Runs `f` on the SQLite connection, on the blocking pool.
+    pub(crate) async fn sqlite<T, E>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        E: Into<StoreError>,
+    {
+        let backend = self.backend.clone();
+        tokio::task::spawn_blocking(move || match &*backend {
+            Backend::Sqlite(db) => f(&mut db.lock()).map_err(Into::into),
+            Backend::Postgres(_) => Err(StoreError::Invalid(
+                "an SQLite query was sent to PostgreSQL".into(),
+            )),
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+
+    /// A pooled PostgreSQL connection.
+    pub(crate) async fn postgres(&self) -> Result<postgres::Client, StoreError> {
+        match &*self.backend {
+            Backend::Postgres(db) => db.client().await,
+            Backend::Sqlite(_) => Err(StoreError::Invalid(
+                "a PostgreSQL query was sent to SQLite".into(),
+            )),
+        }
+    }
+
+    /// The SQLite connection of a domain not yet moved onto a repository (transitional: every
+    /// use goes away as its domain moves into `store/`). Only the embedded store has one.
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.lock(),
+            // INVARIANT: transitional; PostgreSQL is refused at open until every domain moved.
+            Backend::Postgres(_) => panic!("this domain does not run on PostgreSQL yet"),
+        }
+    }
+}
