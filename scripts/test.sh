@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of fleetwire: format and lint gates, Rust (unit, integration, doc), Python
-# (pytest against the pyo3 bindings), Kotlin (uniffi bindings on the JVM) and a short fuzz
-# smoke of every fuzz target. Installs what a fresh machine lacks (idempotent).
+# Runs every test of fleetwire: format and lint gates, Rust (unit, integration, doc) with the
+# server's store on SQLite and on PostgreSQL, Python (pytest against the pyo3 bindings), Kotlin
+# (uniffi bindings on the JVM) and a short fuzz smoke of every fuzz target. Installs what a fresh
+# machine lacks (idempotent); starts a throwaway PostgreSQL and stops it at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -21,6 +22,11 @@ if ! command -v strace >/dev/null 2>&1; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
   $SUDO apt-get install -y strace || { $SUDO apt-get update && $SUDO apt-get install -y strace; }
 fi
+
+step "a throwaway PostgreSQL"
+eval "$(bash scripts/pg.sh start)"
+trap 'bash scripts/pg.sh stop' EXIT
+echo "FLEETWIRE_TEST_PG=$FLEETWIRE_TEST_PG"
 
 step "Rust tests"
 if command -v cargo-nextest >/dev/null 2>&1; then

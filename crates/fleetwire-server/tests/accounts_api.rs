@@ -21,6 +21,8 @@ use fleetwire_tokio::tls;
 use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_fleetwire-server");
 const PASSWORD: &str = "Tulip-Harbour-7";
 const NEW_PASSWORD: &str = "Lantern-Quay-42";
@@ -218,15 +220,14 @@ async fn wait_block(reply: &Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_over_https() {
     let data = data_dir("story");
-    std::fs::write(
-        data.join("fleetwire.toml"),
+    common::write_config(
+        &data,
         "[session]\nlisten = \"127.0.0.1:0\"\n\
          [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
          [sensor]\nlisten = \"127.0.0.1:0\"\n[transfer]\nlisten = \"127.0.0.1:0\"\n\
          [accounts]\ndanger_insecure_fast_hashing = true\nmax_failures = 3\nbase_block_secs = 1\n\
          captcha_after_failures = 4\nlogin_burst_per_source = 1000\n",
-    )
-    .unwrap();
+    );
 
     // The command line: a weak password is refused with the reasons; alice is added.
     let weak = run(&data, &["user", "add", "bob"], "password\n");
@@ -540,14 +541,13 @@ fn cookie_header(cookie: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_cookie_keeps_the_owner_in() {
     let data = data_dir("device");
-    std::fs::write(
-        data.join("fleetwire.toml"),
-        config(
+    common::write_config(
+        &data,
+        &config(
             "max_failures = 3\nbase_block_secs = 3600\ncaptcha_after_failures = 0",
             "",
         ),
-    )
-    .unwrap();
+    );
     for user in [ALICE, BOB] {
         cli(&data, &["user", "add", user], &format!("{PASSWORD}\n"));
     }
@@ -657,14 +657,13 @@ async fn device_cookie_keeps_the_owner_in() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lockouts_and_sessions_survive_restarts() {
     let data = data_dir("restart");
-    std::fs::write(
-        data.join("fleetwire.toml"),
-        config(
+    common::write_config(
+        &data,
+        &config(
             "max_failures = 3\nbase_block_secs = 3600\ncaptcha_after_failures = 0\nstate_save_secs = 1",
             "",
         ),
-    )
-    .unwrap();
+    );
     cli(&data, &["user", "add", ALICE], &format!("{PASSWORD}\n"));
     let (server, api) = serve(&data);
     let (s, ok) = api.login(&creds(ALICE, PASSWORD)).await;
@@ -853,16 +852,15 @@ async fn reset_mail_over_smtp() {
     let port = sink.local_addr().unwrap().port();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(smtp_sink(sink, tx));
-    std::fs::write(
-        data.join("fleetwire.toml"),
-        config(
+    common::write_config(
+        &data,
+        &config(
             "",
             &format!(
                 "[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"fleetwire <noreply@example.com>\"\n"
             ),
         ),
-    )
-    .unwrap();
+    );
     cli(&data, &["user", "add", ALICE], &format!("{PASSWORD}\n"));
     let (server, api) = serve(&data);
 
@@ -967,11 +965,10 @@ fn read_captcha(svg: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn captcha_solved_end_to_end() {
     let data = data_dir("captcha");
-    std::fs::write(
-        data.join("fleetwire.toml"),
-        config("max_failures = 20\ncaptcha_after_failures = 2", ""),
-    )
-    .unwrap();
+    common::write_config(
+        &data,
+        &config("max_failures = 20\ncaptcha_after_failures = 2", ""),
+    );
     cli(&data, &["user", "add", ALICE], &format!("{PASSWORD}\n"));
     let (server, api) = serve(&data);
     let (s, _) = api.login(&creds(ALICE, PASSWORD)).await;
@@ -1047,7 +1044,7 @@ fn stored_mfa(data: &Path) -> (Option<String>, Option<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn totp_secrets_sealed_at_rest() {
     let data = data_dir("sealed");
-    std::fs::write(data.join("fleetwire.toml"), config("", "")).unwrap();
+    common::write_config(&data, &config("", ""));
     cli(&data, &["user", "add", ALICE], &format!("{PASSWORD}\n"));
     let (server, api) = serve(&data);
     let (_, r) = api.login(&creds(ALICE, PASSWORD)).await;

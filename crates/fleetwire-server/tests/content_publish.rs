@@ -25,14 +25,13 @@ use common::{BIN, cli, data_dir};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn content_add_notifies_player_which_fetches_over_http_and_https() {
     let data = data_dir("content");
-    std::fs::write(
-        data.join("fleetwire.toml"),
+    common::write_config(
+        &data,
         "[session]\nlisten = \"127.0.0.1:0\"\nheartbeat_interval_secs = 1\nsilence_grace_secs = 1\n\
          [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
          [sensor]\nlisten = \"127.0.0.1:0\"\n[transfer]\nlisten = \"127.0.0.1:0\"\n\
          [content]\nchunk_size = 65536\n",
-    )
-    .unwrap();
+    );
     let secrets = data.join("p.csv");
     cli(
         &data,

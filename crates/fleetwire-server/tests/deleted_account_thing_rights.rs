@@ -137,7 +137,7 @@ async fn rights_keyed_by_name_are_migrated_to_account_ids() {
     // account; bob's are older than his (a deleted bob's rights, then a new bob); ghost has no
     // account.
     let data = common::data_dir("thing-rights-migrate");
-    std::fs::write(data.join("fleetwire.toml"), config("", "")).unwrap();
+    common::write_config(&data, &config("", ""));
     add_user(&data, "alice", &[]);
     add_user(&data, "bob", &[]);
     let created = cli(

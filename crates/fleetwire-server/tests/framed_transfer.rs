@@ -121,15 +121,14 @@ async fn framed_listener_authenticates_then_pushes_assigned_content() {
     let data = std::env::temp_dir().join(format!("fleetwire-framed-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(
-        data.join("fleetwire.toml"),
+    common::write_config(
+        &data,
         "[session]\nlisten = \"127.0.0.1:0\"\nlogin_timeout_secs = 1\n\
          [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
          [sensor]\nlisten = \"127.0.0.1:0\"\n\
          [content]\nchunk_size = 65536\n\
          [transfer]\nlisten = \"127.0.0.1:0\"\nwindow = 16\nmax_bytes_per_sec = 2000000\n",
-    )
-    .unwrap();
+    );
     let secrets = data.join("p.csv");
     cli(
         &data,

@@ -87,13 +87,12 @@ async fn player_closes(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_text_never_starts_a_log_line() {
     let data = data_dir("logforge");
-    std::fs::write(
-        data.join("fleetwire.toml"),
+    common::write_config(
+        &data,
         "[session]\nlisten = \"127.0.0.1:0\"\n\
          [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
          [sensor]\nlisten = \"127.0.0.1:0\"\n[transfer]\nlisten = \"127.0.0.1:0\"\n",
-    )
-    .unwrap();
+    );
     let added = cli(&data, &["player", "add", "--approved"]);
     let field = |prefix: &str| {
         added

@@ -87,11 +87,10 @@ async fn thing_creation_needs_a_right_and_a_quota() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_output_is_escaped() {
     let data = common::data_dir("operator-escape");
-    std::fs::write(
-        data.join("fleetwire.toml"),
-        config("", "").replace("[session]\n", "[session]\nheartbeat_interval_secs = 1\n"),
-    )
-    .unwrap();
+    common::write_config(
+        &data,
+        &config("", "").replace("[session]\n", "[session]\nheartbeat_interval_secs = 1\n"),
+    );
     let out = cli(&data, &["player", "add", "--approved", "--name", "lobby"]);
     let line = |prefix: &str| {
         out.lines()

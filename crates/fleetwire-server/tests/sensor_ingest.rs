@@ -60,13 +60,12 @@ fn batch(logger: u64, first_seq: u64, count: u64) -> Batch {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provision_upload_resend_and_read_back() {
     let data = data_dir("sensor-e2e");
-    std::fs::write(
-        data.join("fleetwire.toml"),
+    common::write_config(
+        &data,
         "[session]\nlisten = \"127.0.0.1:0\"\n\
          [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
          [sensor]\nlisten = \"127.0.0.1:0\"\n[transfer]\nlisten = \"127.0.0.1:0\"\n",
-    )
-    .unwrap();
+    );
     let added = cli(&data, &["logger", "add", "--name", "cold-room"]);
     let line = |prefix: &str| {
         added

@@ -25,14 +25,13 @@ use common::{BIN, cli, data_dir};
 async fn serve_provision_login_list_revoke_and_stop() {
     let data = data_dir("e2e");
     // Only the ports differ from the defaults: tests use ephemeral ports.
-    std::fs::write(
-        data.join("fleetwire.toml"),
+    common::write_config(
+        &data,
         "[session]\nlisten = \"127.0.0.1:0\"\nheartbeat_interval_secs = 1\nsilence_grace_secs = 1\n\
          failed_logins_per_source = 2\n\
          [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
          [sensor]\nlisten = \"127.0.0.1:0\"\n[transfer]\nlisten = \"127.0.0.1:0\"\n",
-    )
-    .unwrap();
+    );
     cli(
         &data,
         &[

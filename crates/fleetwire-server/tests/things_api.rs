@@ -64,17 +64,16 @@ fn start(name: &str, things: &str) -> Server {
     let data = std::env::temp_dir().join(format!("fleetwire-things-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(
-        data.join("fleetwire.toml"),
-        format!(
+    common::write_config(
+        &data,
+        &format!(
             "[session]\nlisten = \"127.0.0.1:0\"\n\
              [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
              [sensor]\nlisten = \"127.0.0.1:0\"\n[transfer]\nlisten = \"127.0.0.1:0\"\n\
              [accounts]\ndanger_insecure_fast_hashing = true\n\
              [things]\n{things}"
         ),
-    )
-    .unwrap();
+    );
     add_account(&data, "operator", &["--group", "operator"]);
     let mut child = Command::new(BIN)
         .arg("--data-dir")

@@ -100,7 +100,7 @@ fn sqlite(conn: &mut rusqlite::Connection) -> Result<(), StoreError> {
 async fn postgres(client: &mut deadpool_postgres::Object) -> Result<(), StoreError> {
     let tx = client.transaction().await?;
     // One node at a time; released at commit.
-    tx.execute("SELECT pg_advisory_xact_lock(7_465_727_732)", &[])
+    tx.execute("SELECT pg_advisory_xact_lock(7465727732)", &[])
         .await?;
     tx.batch_execute(TABLE).await?;
     let current: i64 = tx

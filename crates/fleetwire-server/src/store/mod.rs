@@ -15,6 +15,10 @@ pub(crate) mod audit;
 mod backend;
 mod migrate;
 pub(crate) mod players;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -52,10 +56,14 @@ impl From<rusqlite::Error> for StoreError {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
+        // The error's own Display is only "db error": the server's message is in the DbError.
+        let message = e
+            .as_db_error()
+            .map_or_else(|| e.to_string(), |db| format!("{}: {}", db.code().code(), db.message()));
         if e.is_closed() {
-            Self::Unavailable(e.to_string())
+            Self::Unavailable(message)
         } else {
-            Self::Query(e.to_string())
+            Self::Query(message)
         }
     }
 }

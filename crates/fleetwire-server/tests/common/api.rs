@@ -110,7 +110,7 @@ impl Served {
     /// A fresh data directory `tag` with `toml`, and `prepare` run on it before `serve`.
     pub fn start(tag: &str, toml: &str, prepare: impl FnOnce(&Path)) -> Self {
         let data = data_dir(tag);
-        std::fs::write(data.join("fleetwire.toml"), toml).unwrap();
+        super::write_config(&data, toml);
         prepare(&data);
         Self::serve(data)
     }

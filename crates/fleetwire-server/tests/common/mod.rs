@@ -1,6 +1,7 @@
 //! Helpers shared by the server's end-to-end tests.
 #![allow(dead_code, unreachable_pub)] // each test crate uses its own subset
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -29,6 +30,60 @@ pub fn data_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Writes `fleetwire.toml` into `data`. With `FLEETWIRE_TEST_STORE=postgres` (and the cluster
+/// of `FLEETWIRE_TEST_PG`, see `scripts/pg.sh`), the server stores into a fresh PostgreSQL
+/// database of its own instead of the embedded SQLite file: the same test, the other backend.
+pub fn write_config(data: &Path, toml: &str) {
+    let mut toml = toml.to_owned();
+    if let Some(url) = postgres_database(data) {
+        let _ = write!(toml, "\n[store]\nurl = {url:?}\n");
+    }
+    std::fs::write(data.join("fleetwire.toml"), toml).unwrap();
+}
+
+/// A fresh PostgreSQL database for the test that owns `data`, when the tests run against
+/// PostgreSQL; `None` for SQLite.
+pub fn postgres_database(data: &Path) -> Option<String> {
+    match std::env::var("FLEETWIRE_TEST_STORE").as_deref() {
+        Ok("postgres") => {}
+        Ok("sqlite") | Err(_) => return None,
+        Ok(other) => panic!("FLEETWIRE_TEST_STORE={other}: sqlite or postgres"),
+    }
+    let base = std::env::var("FLEETWIRE_TEST_PG").expect(
+        "FLEETWIRE_TEST_STORE=postgres needs FLEETWIRE_TEST_PG: eval \"$(scripts/pg.sh start)\"",
+    );
+    let name: String = data
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let name = format!("t_{name}");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        let out = Command::new("psql")
+            .arg(format!("{base} dbname=postgres"))
+            .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", &sql])
+            .output()
+            .expect("psql (install postgresql-client)");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Some(format!("{base} dbname={name}"))
 }
 
 pub mod api;

@@ -61,7 +61,7 @@ impl Running {
                 }
             }
         }
-        std::fs::write(data.join("fleetwire.toml"), toml).unwrap();
+        crate::common::write_config(&data, &toml);
         prepare(&data);
         // FLEETWIRE_SERVER_BIN runs another build (the release binary, for measurements).
         let bin =

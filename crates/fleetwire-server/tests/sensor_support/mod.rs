@@ -19,16 +19,15 @@ use crate::common::BIN;
 /// Every listener on an ephemeral loopback port; sensor uploads in plaintext (the batches still
 /// carry their MAC), plus `extra` TOML lines under `[sensor]`.
 pub fn write_config(data: &Path, extra: &str) {
-    std::fs::write(
-        data.join("fleetwire.toml"),
-        format!(
+    crate::common::write_config(
+        data,
+        &format!(
             "[session]\nlisten = \"127.0.0.1:0\"\n\
              [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
              [transfer]\nlisten = \"127.0.0.1:0\"\n\
              [sensor]\nlisten = \"127.0.0.1:0\"\ndanger_plaintext = true\n{extra}"
         ),
-    )
-    .unwrap();
+    );
 }
 
 /// `fleetwire-server serve`, optionally under `wrapper` (e.g. `strace …`), until it prints its
