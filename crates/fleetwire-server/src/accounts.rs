@@ -31,7 +31,7 @@
 //! own, so there is no cross-site request forgery to defend against. The store keeps only its
 //! SHA-256 digest.
 
-mod api;
+pub(crate) mod api;
 mod mail;
 mod persist;
 mod pool;
@@ -67,7 +67,7 @@ use crate::config::Config;
 use crate::store::Store;
 use crate::util::term::escape;
 
-pub(crate) use api::{api, session_user};
+pub(crate) use api::session_user;
 pub(crate) use mail::SmtpSettings;
 
 /// The accounts tables (see the module docs).

@@ -25,12 +25,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Extension;
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use clap::Subcommand;
 use fleetwire_session::{ConfigHash, PlayerId};
 use fleetwire_tokio::transfer::{AUTH_HEADER, MAX_CHUNKS_PER_REQUEST, RequestAuth};
@@ -39,6 +38,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::api::{Access, Route};
 use crate::app::{App as Ctx, Service};
 use crate::store::Store;
 use crate::unix_now;
@@ -541,12 +541,24 @@ impl Shared {
 }
 
 /// The content routes, for both the HTTPS API and plain HTTP (one `shared` for both).
-pub(crate) fn routes(shared: &Arc<Shared>) -> Router<Arc<Ctx>> {
-    Router::new()
-        .route("/v1/content", get(list))
-        .route("/v1/content/{id}/manifest", get(manifest))
-        .route("/v1/content/{id}/chunks/{index}", get(chunks))
-        .layer(axum::Extension(shared.clone()))
+/// The content rows of the route table: a player's signed requests, on both listeners.
+pub(crate) fn routes(ctx: &Arc<Ctx>, shared: &Arc<Shared>) -> Vec<Route> {
+    let row = |path: &'static str, handler: MethodRouter<Arc<Ctx>>| {
+        Route::new(
+            Method::GET,
+            path,
+            Access::Player,
+            handler
+                .layer(axum::Extension(shared.clone()))
+                .with_state(ctx.clone()),
+        )
+        .also_plain()
+    };
+    vec![
+        row("/v1/content", get(list)),
+        row("/v1/content/{id}/manifest", get(manifest)),
+        row("/v1/content/{id}/chunks/{index}", get(chunks)),
+    ]
 }
 
 #[derive(Deserialize)]

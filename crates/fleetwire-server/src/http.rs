@@ -29,13 +29,11 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
 use fleetwire_tokio::source::Source;
 use hyper::body::Frame;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -44,28 +42,6 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::app::{App as Ctx, Service};
 use crate::config::HttpSettings;
-
-/// Routes served over HTTPS only.
-pub(crate) fn api(ctx: &Arc<Ctx>, content: &Arc<crate::content::Shared>) -> Router {
-    Router::new()
-        .route("/v1/status", get(status))
-        .merge(crate::content::routes(content))
-        .with_state(ctx.clone())
-        .merge(crate::accounts::api(ctx))
-        .merge(crate::things::routes(ctx))
-}
-
-/// Routes served over plain HTTP too; anything else redirects to `https://{public}`.
-pub(crate) fn plain(
-    ctx: &Arc<Ctx>,
-    content: &Arc<crate::content::Shared>,
-    public: Arc<str>,
-) -> Router {
-    Router::new()
-        .fallback(move |request: Request| async move { redirect_to_https(&public, &request) })
-        .merge(crate::content::routes(content))
-        .with_state(ctx.clone())
-}
 
 pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
     let settings = &ctx.config.http;
@@ -86,17 +62,20 @@ pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
     let limits = Limits::from_settings(settings);
     // One content state (replay cache) for both listeners.
     let content = crate::content::Shared::new(&ctx.config.content)?;
+    let table = crate::api::table(ctx, &content);
+    let plain = crate::api::plain(ctx, &table)
+        .fallback(move |request: Request| async move { redirect_to_https(&public, &request) });
     let secure = tokio::spawn(accept_loop(
         https,
         Some(acceptor),
-        with_deadlines(api(ctx, &content), limits),
+        with_deadlines(crate::api::https(ctx, &table), limits),
         limits,
         ctx.shutdown.clone(),
     ));
     let open = tokio::spawn(accept_loop(
         http,
         None,
-        with_deadlines(plain(ctx, &content, public), limits),
+        with_deadlines(plain, limits),
         limits,
         ctx.shutdown.clone(),
     ));
@@ -104,24 +83,6 @@ pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
         let _ = secure.await;
         let _ = open.await;
         Ok(())
-    }))
-}
-
-/// The fleet's presence (every node, from the store) and this node's own connections. If the
-/// store cannot be read, this node's figure stands in and `store` says why.
-async fn status(State(ctx): State<Arc<Ctx>>) -> Json<serde_json::Value> {
-    let here = ctx.sessions.online().len();
-    let (online, store) = match ctx.store.players().online_count(crate::unix_now()).await {
-        Ok(n) => (n as usize, "ok".to_owned()),
-        Err(e) => (here, e.to_string()),
-    };
-    Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "players_online": online,
-        "node": ctx.node,
-        "node_players_online": here,
-        "player_connections": ctx.sessions.connections(),
-        "store": store,
     }))
 }
 

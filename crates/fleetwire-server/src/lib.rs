@@ -30,6 +30,7 @@
 #![allow(clippy::print_stdout)] // a command-line program prints
 
 mod accounts;
+mod api;
 mod app;
 pub mod cli;
 mod config;

@@ -68,12 +68,12 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
+use axum::http::Method;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{any, delete, get, post, put};
+use axum::routing::{MethodRouter, any, delete, get, post, put};
 use clap::Subcommand;
 use fleetwire_auth::lockout::{BlockGrowth, LockoutConfig, LockoutEngine};
 use fleetwire_codes::{
@@ -90,6 +90,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::api::{Access, Route};
 use crate::app::App as Ctx;
 use crate::store::Store;
 use crate::util::term::{escape, escape_json};
@@ -891,7 +892,8 @@ type S = State<Arc<Things>>;
 
 /// The `/v1/things` routes, merged into the HTTPS router. With invalid `[things]` settings
 /// every route answers 503 with the reason (and the server log says it).
-pub(crate) fn routes(ctx: &Arc<Ctx>) -> Router {
+#[allow(clippy::too_many_lines)] // one row per route
+pub(crate) fn routes(ctx: &Arc<Ctx>) -> Vec<Route> {
     let made = ctx.config.things.spec().and_then(|spec| {
         Ok(Things {
             generator: Mutex::new(generator(spec.clone())?),
@@ -915,9 +917,20 @@ pub(crate) fn routes(ctx: &Arc<Ctx>) -> Router {
                     )
                 }
             };
-            return Router::new()
-                .route("/v1/things", any(reply.clone()))
-                .route("/v1/things/{*rest}", any(reply));
+            return vec![
+                Route::new(
+                    Method::GET,
+                    "/v1/things",
+                    Access::Member,
+                    any(reply.clone()),
+                ),
+                Route::new(
+                    Method::GET,
+                    "/v1/things/{*rest}",
+                    Access::Member,
+                    any(reply),
+                ),
+            ];
         }
     };
     if things.settings.danger_trust_user_header {
@@ -925,21 +938,87 @@ pub(crate) fn routes(ctx: &Arc<Ctx>) -> Router {
             "things.danger_trust_user_header is set: any client can act as any user on /v1/things"
         );
     }
-    Router::new()
-        .route("/v1/things", get(list).post(create_thing))
-        .route("/v1/things/connect", post(connect))
-        .route("/v1/things/{id}", get(show))
-        .route("/v1/things/{id}/subscribers", get(subscribers))
-        .route("/v1/things/{id}/mode", put(set_mode))
-        .route("/v1/things/{id}/requests/{user}/approve", post(approve))
-        .route("/v1/things/{id}/requests/{user}/deny", post(deny))
-        .route("/v1/things/{id}/invites", post(invite))
-        .route("/v1/things/{id}/invites/{user}", delete(cancel_invite))
-        .route("/v1/things/{id}/members/{user}", delete(remove_member))
-        .route("/v1/things/{id}/admins", post(grant_admin))
-        .route("/v1/things/{id}/admins/{user}", delete(revoke_admin))
-        .route("/v1/things/{id}/code/rotate", post(rotate_code))
-        .with_state(things)
+    let row =
+        |method: Method, path: &'static str, access: Access, handler: MethodRouter<Arc<Things>>| {
+            Route::new(method, path, access, handler.with_state(things.clone()))
+        };
+    vec![
+        row(Method::GET, "/v1/things", Access::Member, get(list)),
+        row(
+            Method::POST,
+            "/v1/things",
+            // Member, not Right: a gateway-named user may hold the right too; the handler checks.
+            Access::Member,
+            post(create_thing),
+        ),
+        row(
+            Method::POST,
+            "/v1/things/connect",
+            Access::Member,
+            post(connect),
+        ),
+        row(Method::GET, "/v1/things/{id}", Access::Member, get(show)),
+        row(
+            Method::GET,
+            "/v1/things/{id}/subscribers",
+            Access::Member,
+            get(subscribers),
+        ),
+        row(
+            Method::PUT,
+            "/v1/things/{id}/mode",
+            Access::Member,
+            put(set_mode),
+        ),
+        row(
+            Method::POST,
+            "/v1/things/{id}/requests/{user}/approve",
+            Access::Member,
+            post(approve),
+        ),
+        row(
+            Method::POST,
+            "/v1/things/{id}/requests/{user}/deny",
+            Access::Member,
+            post(deny),
+        ),
+        row(
+            Method::POST,
+            "/v1/things/{id}/invites",
+            Access::Member,
+            post(invite),
+        ),
+        row(
+            Method::DELETE,
+            "/v1/things/{id}/invites/{user}",
+            Access::Member,
+            delete(cancel_invite),
+        ),
+        row(
+            Method::DELETE,
+            "/v1/things/{id}/members/{user}",
+            Access::Member,
+            delete(remove_member),
+        ),
+        row(
+            Method::POST,
+            "/v1/things/{id}/admins",
+            Access::Member,
+            post(grant_admin),
+        ),
+        row(
+            Method::DELETE,
+            "/v1/things/{id}/admins/{user}",
+            Access::Member,
+            delete(revoke_admin),
+        ),
+        row(
+            Method::POST,
+            "/v1/things/{id}/code/rotate",
+            Access::Member,
+            post(rotate_code),
+        ),
+    ]
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -1073,6 +1152,12 @@ async fn caller(t: &Things, headers: &HeaderMap) -> Result<Caller, Response> {
              X-Fleetwire-User header counts only with [things] danger_trust_user_header)",
         ));
     }
+    gateway_user(headers).map(Caller::Gateway)
+}
+
+/// The user a trusted gateway names in `X-Fleetwire-User` (only with
+/// `[things] danger_trust_user_header`; the one permission check asks first).
+pub(crate) fn gateway_user(headers: &HeaderMap) -> Result<String, Response> {
     let name = headers
         .get("x-fleetwire-user")
         .ok_or_else(|| {
@@ -1084,7 +1169,7 @@ async fn caller(t: &Things, headers: &HeaderMap) -> Result<Caller, Response> {
         .to_str()
         .map_err(|_| error(StatusCode::BAD_REQUEST, "X-Fleetwire-User is not text"))?;
     valid_user(name.trim())
-        .map(|n| Caller::Gateway(n.to_owned()))
+        .map(str::to_owned)
         .map_err(|e| error(StatusCode::BAD_REQUEST, e))
 }
 

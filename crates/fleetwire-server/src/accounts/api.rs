@@ -4,13 +4,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Query, State};
+use axum::http::Method;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodRouter, get, post, put};
 use fleetwire_auth::UnixTime;
 use fleetwire_auth::audit::AuditEvent;
 use fleetwire_auth::captcha::CaptchaChallenge;
@@ -31,34 +31,101 @@ use super::{
     Accounts, LOGIN_NS, REAUTH_NS, UserRow, canonical_name, mail, now, state, token_digest,
     user_by_id,
 };
+use crate::api::{Access, Route};
 use crate::app::App as Ctx;
 
-/// The accounts routes, merged into the HTTPS router.
-pub(crate) fn api(ctx: &Arc<Ctx>) -> Router {
+/// The accounts rows of the route table.
+pub(crate) fn routes(ctx: &Arc<Ctx>) -> Vec<Route> {
     let accounts = match state(ctx) {
         Ok(a) => a,
         Err(e) => {
             tracing::error!("accounts API not available: {e}");
-            return Router::new();
+            return Vec::new();
         }
     };
-    Router::new()
-        .route("/v1/auth/login", post(login))
-        .route("/v1/auth/logout", post(logout))
-        .route("/v1/auth/captcha", get(captcha))
-        .route("/v1/auth/me", get(me))
-        .route("/v1/auth/me/idle-timeout", put(set_idle))
-        .route("/v1/auth/reset/request", post(reset_request))
-        .route("/v1/auth/reset/complete", post(reset_complete))
-        .route("/v1/auth/mfa/enroll", post(mfa_enroll))
-        .route("/v1/auth/mfa/confirm", post(mfa_confirm))
-        .route("/v1/auth/mfa/disable", post(mfa_disable))
-        .route("/v1/auth/mfa/recovery-codes", post(mfa_recovery_codes))
-        .route("/v1/auth/password", post(change_password))
-        .route("/v1/auth/users/mfa-reset", post(admin_mfa_reset))
-        .route("/v1/auth/check", get(check))
-        .route("/v1/auth/roles", post(roles))
-        .with_state(accounts)
+    let row = |method: Method,
+               path: &'static str,
+               access: Access,
+               handler: MethodRouter<Arc<Accounts>>| {
+        Route::new(method, path, access, handler.with_state(accounts.clone()))
+    };
+    vec![
+        row(Method::POST, "/v1/auth/login", Access::Public, post(login)),
+        row(
+            Method::POST,
+            "/v1/auth/logout",
+            Access::SignedIn,
+            post(logout),
+        ),
+        row(
+            Method::GET,
+            "/v1/auth/captcha",
+            Access::Public,
+            get(captcha),
+        ),
+        row(Method::GET, "/v1/auth/me", Access::SignedIn, get(me)),
+        row(
+            Method::PUT,
+            "/v1/auth/me/idle-timeout",
+            Access::SignedIn,
+            put(set_idle),
+        ),
+        row(
+            Method::POST,
+            "/v1/auth/reset/request",
+            Access::Public,
+            post(reset_request),
+        ),
+        row(
+            Method::POST,
+            "/v1/auth/reset/complete",
+            Access::Public,
+            post(reset_complete),
+        ),
+        row(
+            Method::POST,
+            "/v1/auth/mfa/enroll",
+            Access::SignedIn,
+            post(mfa_enroll),
+        ),
+        row(
+            Method::POST,
+            "/v1/auth/mfa/confirm",
+            Access::SignedIn,
+            post(mfa_confirm),
+        ),
+        row(
+            Method::POST,
+            "/v1/auth/mfa/disable",
+            Access::SignedIn,
+            post(mfa_disable),
+        ),
+        row(
+            Method::POST,
+            "/v1/auth/mfa/recovery-codes",
+            Access::SignedIn,
+            post(mfa_recovery_codes),
+        ),
+        row(
+            Method::POST,
+            "/v1/auth/password",
+            Access::SignedIn,
+            post(change_password),
+        ),
+        row(
+            Method::POST,
+            "/v1/auth/users/mfa-reset",
+            Access::Right(MFA_RESET_RIGHT),
+            post(admin_mfa_reset),
+        ),
+        row(Method::GET, "/v1/auth/check", Access::SignedIn, get(check)),
+        row(
+            Method::POST,
+            "/v1/auth/roles",
+            Access::Right("user.roles"),
+            post(roles),
+        ),
+    ]
 }
 
 type A = State<Arc<Accounts>>;

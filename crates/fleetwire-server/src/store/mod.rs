@@ -57,9 +57,10 @@ impl From<rusqlite::Error> for StoreError {
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         // The error's own Display is only "db error": the server's message is in the DbError.
-        let message = e
-            .as_db_error()
-            .map_or_else(|| e.to_string(), |db| format!("{}: {}", db.code().code(), db.message()));
+        let message = e.as_db_error().map_or_else(
+            || e.to_string(),
+            |db| format!("{}: {}", db.code().code(), db.message()),
+        );
         if e.is_closed() {
             Self::Unavailable(message)
         } else {
