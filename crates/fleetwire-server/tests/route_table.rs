@@ -23,14 +23,14 @@ fn concrete(path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_enforces_its_row() {
-    let s = Served::start("route-table", &config("", ""), |data| {
+    let served = Served::start("route-table", &config("", ""), |data| {
         add_user(data, "nobody", &[]);
     });
-    let table = s.call("GET", "/v1/api", None, None).await;
+    let table = served.call("GET", "/v1/api", None, None).await;
     assert_eq!(table.status, 200, "{table:?}");
     let routes = table.body["routes"].as_array().unwrap().clone();
     assert!(routes.len() >= 30, "{} routes", routes.len());
-    let nobody = s.token("nobody").await;
+    let nobody = served.token("nobody").await;
     let mut checked = std::collections::BTreeMap::<String, usize>::new();
     for (i, row) in routes.iter().enumerate() {
         let method = row["method"].as_str().unwrap();
@@ -40,30 +40,34 @@ async fn every_route_enforces_its_row() {
         let what = format!("{method} {path} ({access})");
         match access {
             "signed_in" | "member" => {
-                let r = s.call(method, &path, None, body.as_ref()).await;
+                let r = served.call(method, &path, None, body.as_ref()).await;
                 assert_eq!(r.status, 401, "{what} without a session: {r:?}");
-                let r = s
+                let r = served
                     .call(method, &path, Some("not-a-session"), body.as_ref())
                     .await;
                 assert_eq!(r.status, 401, "{what} with a forged token: {r:?}");
             }
             "right" => {
                 let right = row["right"].as_str().unwrap();
-                let r = s.call(method, &path, None, body.as_ref()).await;
+                let r = served.call(method, &path, None, body.as_ref()).await;
                 assert_eq!(r.status, 401, "{what} without a session: {r:?}");
-                let r = s.call(method, &path, Some(&nobody), body.as_ref()).await;
+                let r = served
+                    .call(method, &path, Some(&nobody), body.as_ref())
+                    .await;
                 assert_eq!(r.status, 403, "{what} for a user without {right}: {r:?}");
             }
             "player" => {
-                let r = s.call(method, &path, None, body.as_ref()).await;
+                let r = served.call(method, &path, None, body.as_ref()).await;
                 assert_eq!(r.status, 401, "{what} unsigned: {r:?}");
             }
             "public" => {
                 // A fresh address per route, so limits of other routes do not count.
-                let a = IpAddr::V4(Ipv4Addr::new(127, 0, 3, u8::try_from(i % 250).unwrap() + 1));
+                let one = IpAddr::V4(Ipv4Addr::new(127, 0, 3, u8::try_from(i % 250).unwrap() + 1));
                 let mut refused = None;
                 for n in 0..40 {
-                    let r = s.call_from(a, method, &path, None, body.as_ref()).await;
+                    let r = served
+                        .call_from(one, method, &path, None, body.as_ref())
+                        .await;
                     if r.status == 429 {
                         refused = Some(n);
                         break;
@@ -73,8 +77,11 @@ async fn every_route_enforces_its_row() {
                     panic!("{what}: 40 requests from one address, none refused")
                 });
                 assert!(n >= 5, "{what}: refused after only {n}");
-                let b = IpAddr::V4(Ipv4Addr::new(127, 0, 4, u8::try_from(i % 250).unwrap() + 1));
-                let r = s.call_from(b, method, &path, None, body.as_ref()).await;
+                let other =
+                    IpAddr::V4(Ipv4Addr::new(127, 0, 4, u8::try_from(i % 250).unwrap() + 1));
+                let r = served
+                    .call_from(other, method, &path, None, body.as_ref())
+                    .await;
                 assert_ne!(
                     r.status, 429,
                     "{what}: another address is refused too: {r:?}"
@@ -90,6 +97,6 @@ async fn every_route_enforces_its_row() {
             "no {access} route checked: {checked:?}"
         );
     }
-    let r = s.call("GET", "/v1/no-such-route", None, None).await;
+    let r = served.call("GET", "/v1/no-such-route", None, None).await;
     assert_eq!(r.status, 404, "{r:?}");
 }
