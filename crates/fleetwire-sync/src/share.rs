@@ -1,0 +1,1 @@
+//! LAN sharing (todo)
