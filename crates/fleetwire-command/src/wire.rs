@@ -277,7 +277,7 @@ fn encode_action(w: &mut Writer<'_>, action: &Action) {
         Action::SetVolume(v) => w.u8(*v),
         Action::Display(on) => w.u8(u8::from(*on)),
         Action::Custom(payload) => {
-            w.bytes_varint(&payload[..payload.len().min(MAX_CUSTOM_PAYLOAD)])
+            w.bytes_varint(&payload[..payload.len().min(MAX_CUSTOM_PAYLOAD)]);
         }
         _ => {}
     }

@@ -24,7 +24,7 @@ fn relogin_rotates_the_key_and_keeps_exactly_once() {
     w.relogin(0);
     // The old server datagram no longer opens on the player.
     assert_eq!(
-        w.to_player(0, server_addr(), &old_down),
+        w.deliver_to_player(0, server_addr(), &old_down),
         Err(CommandError::UnknownKey)
     );
     // The result, reported after the re-login, travels under the new key and is accepted.

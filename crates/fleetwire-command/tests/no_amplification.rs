@@ -24,8 +24,8 @@ fn nothing_is_answered_with_more_bytes_than_arrived() {
             junk[0] = 1;
             junk[1] = 2;
         }
-        let _ = w.to_server(from, &junk);
-        let _ = w.to_player(0, sa, &junk);
+        let _ = w.deliver_to_server(from, &junk);
+        let _ = w.deliver_to_player(0, sa, &junk);
     }
     assert!(w.replies.is_empty(), "garbage was answered");
 
@@ -51,7 +51,7 @@ fn nothing_is_answered_with_more_bytes_than_arrived() {
             &plain,
             &mut dg,
         );
-        w.to_server(from, &dg).unwrap();
+        w.deliver_to_server(from, &dg).unwrap();
         let mut plain = Vec::new();
         for i in 0..n {
             Frame::Command(Command {
@@ -74,7 +74,7 @@ fn nothing_is_answered_with_more_bytes_than_arrived() {
             &plain,
             &mut dg,
         );
-        w.to_player(0, sa, &dg).unwrap();
+        w.deliver_to_player(0, sa, &dg).unwrap();
     }
     assert_eq!(
         w.replies.len(),
@@ -85,7 +85,7 @@ fn nothing_is_answered_with_more_bytes_than_arrived() {
     // Replays of those: no reply.
     let n = w.replies.len();
     for (_, d) in w.captured_up.clone() {
-        let _ = w.to_server(from, &d);
+        let _ = w.deliver_to_server(from, &d);
     }
     assert_eq!(w.replies.len(), n);
 }

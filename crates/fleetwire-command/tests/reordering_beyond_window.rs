@@ -43,7 +43,7 @@ fn a_copy_older_than_the_window_is_dropped_and_the_retransmission_runs_once() {
     let sa = server_addr();
     // The newest datagram the player has seen is far ahead of the late copy.
     let late = datagram(&k, 10, &command(7));
-    w.to_player(
+    w.deliver_to_player(
         0,
         sa,
         &datagram(
@@ -54,12 +54,14 @@ fn a_copy_older_than_the_window_is_dropped_and_the_retransmission_runs_once() {
     )
     .unwrap();
     assert_eq!(
-        w.to_player(0, sa, &late),
+        w.deliver_to_player(0, sa, &late),
         Err(CommandError::Replay { seq: 10 })
     );
     // One inside the window is still fine, and carries the same command: it runs once.
-    w.to_player(0, sa, &datagram(&k, 11, &command(7))).unwrap();
-    w.to_player(0, sa, &datagram(&k, 12, &command(7))).unwrap();
+    w.deliver_to_player(0, sa, &datagram(&k, 11, &command(7)))
+        .unwrap();
+    w.deliver_to_player(0, sa, &datagram(&k, 12, &command(7)))
+        .unwrap();
     w.flush();
     assert_eq!(w.runs(0, CommandId(7)), 1);
     assert_eq!(w.nodes[0].machine.stats().duplicates, 1);

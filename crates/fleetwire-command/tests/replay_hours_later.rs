@@ -25,14 +25,14 @@ fn recorded_datagrams_replayed_hours_later_do_nothing() {
     let events = w.server_events.len();
     for (_, d) in &down {
         assert!(matches!(
-            w.to_player(0, server_addr(), d),
+            w.deliver_to_player(0, server_addr(), d),
             Err(CommandError::Replay { .. })
         ));
     }
     let from = w.nodes[0].udp_addr;
     for (_, d) in &up {
         assert!(matches!(
-            w.to_server(from, d),
+            w.deliver_to_server(from, d),
             Err(CommandError::Replay { .. })
         ));
     }
@@ -46,12 +46,12 @@ fn recorded_datagrams_replayed_hours_later_do_nothing() {
     w.run_for(Duration::from_secs(1));
     for (_, d) in &down {
         assert_eq!(
-            w.to_player(0, server_addr(), d),
+            w.deliver_to_player(0, server_addr(), d),
             Err(CommandError::UnknownKey)
         );
     }
     for (_, d) in &up {
-        assert_eq!(w.to_server(from, d), Err(CommandError::UnknownKey));
+        assert_eq!(w.deliver_to_server(from, d), Err(CommandError::UnknownKey));
     }
     assert_eq!(w.runs(0, id), 1);
     assert!(w.nodes[0].machine.stats().dropped_replay >= down.len() as u64);

@@ -27,7 +27,7 @@ fn cmd(id: u64, action: Action, priority: u8) -> Frame {
         id: CommandId(id),
         action,
         created: UnixTime::from_millis(1_700_000_000_000),
-        ttl_remaining: Duration::from_millis(600_000),
+        ttl_remaining: Duration::from_secs(600),
         priority: Priority(priority),
     })
 }

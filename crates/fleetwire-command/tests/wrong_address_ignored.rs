@@ -30,7 +30,7 @@ fn authentic_datagrams_from_elsewhere_are_ignored() {
     let elsewhere: SocketAddr = "203.0.113.9:40000".parse().unwrap();
     let replies = w.replies.len();
     assert_eq!(
-        w.to_server(elsewhere, &buf),
+        w.deliver_to_server(elsewhere, &buf),
         Err(CommandError::WrongAddress {
             from: elsewhere,
             expected: w.nodes[0].session_addr.ip()
@@ -40,7 +40,7 @@ fn authentic_datagrams_from_elsewhere_are_ignored() {
     assert_eq!(w.server.stats().dropped_wrong_address, 1);
     // The same bytes from the right address count (the rejected copy did not burn the sequence number).
     let from = w.nodes[0].udp_addr;
-    w.to_server(from, &buf).unwrap();
+    w.deliver_to_server(from, &buf).unwrap();
     w.flush();
     assert_eq!(w.final_state(id), Some(CommandState::Succeeded));
 
@@ -48,7 +48,7 @@ fn authentic_datagrams_from_elsewhere_are_ignored() {
     let (_, down) = w.captured_down.last().unwrap().clone();
     let fake_server: SocketAddr = "192.0.2.99:4700".parse().unwrap();
     assert!(matches!(
-        w.to_player(0, fake_server, &down),
+        w.deliver_to_player(0, fake_server, &down),
         Err(CommandError::WrongAddress { .. })
     ));
 }

@@ -43,12 +43,15 @@ fn wrong_keys_are_dropped_unanswered() {
     let replies = w.replies.len();
     // A key id no login has.
     assert_eq!(
-        w.to_server(from, &hello_under(&stranger, stranger.id(), 1_000)),
+        w.deliver_to_server(from, &hello_under(&stranger, stranger.id(), 1_000)),
         Err(CommandError::UnknownKey)
     );
     // Player 0's key id, but sealed with another key (player 1's): the tag fails.
     let forged = hello_under(&key(1, 0), key(0, 0).id(), 1_000);
-    assert_eq!(w.to_server(from, &forged), Err(CommandError::BadTag));
+    assert_eq!(
+        w.deliver_to_server(from, &forged),
+        Err(CommandError::BadTag)
+    );
     assert_eq!(w.server.stats().dropped_bad_tag, 1);
     assert_eq!(w.server.stats().dropped_unknown_key, 1);
     assert_eq!(
@@ -62,7 +65,7 @@ fn wrong_keys_are_dropped_unanswered() {
         CommandState::Delivered
     );
     let genuine = hello_under(&key(0, 0), key(0, 0).id(), 1_000);
-    w.to_server(from, &genuine).unwrap();
+    w.deliver_to_server(from, &genuine).unwrap();
     w.flush();
     assert_eq!(w.final_state(id), Some(CommandState::Succeeded));
 
@@ -82,7 +85,7 @@ fn wrong_keys_are_dropped_unanswered() {
         &mut dg,
     );
     assert_eq!(
-        w.to_player(0, server_addr(), &dg),
+        w.deliver_to_player(0, server_addr(), &dg),
         Err(CommandError::BadTag)
     );
     assert_eq!(w.nodes[0].machine.stats().dropped_bad_tag, 1);

@@ -62,11 +62,13 @@ impl Model {
     }
 
     /// Group time at local time `local` (never below zero).
+    #[allow(clippy::cast_sign_loss)] // clamped at zero first
     pub(crate) fn group_at(&self, local: u64) -> u64 {
         (local as f64 + self.offset_at(local)).max(0.0) as u64
     }
 
     /// The local time at which the group clock reads `group`.
+    #[allow(clippy::cast_sign_loss)] // clamped at zero first
     pub(crate) fn local_for(&self, group: u64) -> u64 {
         // group = local + off_ref + rate (local − local_ref)
         let local =
@@ -163,6 +165,7 @@ impl Estimator {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp, clippy::cast_sign_loss)]
 mod tests {
     use super::*;
 

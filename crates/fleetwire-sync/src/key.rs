@@ -68,10 +68,10 @@ impl Keys {
     }
 
     pub(crate) fn rotate(&mut self, key: GroupKey) {
-        if key.epoch != self.current.epoch {
-            self.previous = Some(core::mem::replace(&mut self.current, key));
-        } else {
+        if key.epoch == self.current.epoch {
             self.current = key;
+        } else {
+            self.previous = Some(core::mem::replace(&mut self.current, key));
         }
     }
 

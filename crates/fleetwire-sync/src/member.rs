@@ -504,37 +504,7 @@ impl SyncMember {
                 "a LAN-share datagram (for the share machine)",
             ));
         }
-        // The member entry (created by beacons only; others need a known sender).
-        let is_beacon = matches!(msg, Message::Beacon { .. });
-        if !self.members.contains_key(&h.sender) {
-            if !is_beacon && !matches!(msg, Message::Ping { .. }) {
-                return Err(SyncError::Unexpected(
-                    "a message from a member not heard yet",
-                ));
-            }
-            if self.members.len() >= self.config.max_members {
-                return Err(SyncError::TooManyMembers {
-                    max: self.config.max_members,
-                });
-            }
-            self.members.insert(
-                h.sender,
-                Member {
-                    addr: from,
-                    clock_port: from.port(),
-                    last_heard: now,
-                    role: Role::Follower,
-                    term: 0,
-                    synced: false,
-                    window: SeqWindow::default(),
-                },
-            );
-        }
-        // INVARIANT: inserted just above when missing.
-        let m = self
-            .members
-            .get_mut(&h.sender)
-            .expect("INVARIANT: member present");
+        let m = self.member_entry(now, from, h.sender, &msg)?;
         if !m.window.accept(h.seq) {
             return Err(SyncError::Replay { seq: h.seq });
         }
@@ -580,6 +550,37 @@ impl SyncMember {
             }
             _ => Err(SyncError::Unexpected("a LAN-share datagram")),
         }
+    }
+
+    /// The sender's entry; beacons and pings from a new member create one.
+    fn member_entry(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sender: PlayerId,
+        msg: &Message<'_>,
+    ) -> Result<&mut Member, SyncError> {
+        if !self.members.contains_key(&sender) {
+            if !matches!(msg, Message::Beacon { .. } | Message::Ping { .. }) {
+                return Err(SyncError::Unexpected(
+                    "a message from a member not heard yet",
+                ));
+            }
+            if self.members.len() >= self.config.max_members {
+                return Err(SyncError::TooManyMembers {
+                    max: self.config.max_members,
+                });
+            }
+        }
+        Ok(self.members.entry(sender).or_insert(Member {
+            addr: from,
+            clock_port: from.port(),
+            last_heard: now,
+            role: Role::Follower,
+            term: 0,
+            synced: false,
+            window: SeqWindow::default(),
+        }))
     }
 
     fn on_ping(&mut self, now: Instant, from: SocketAddr, t1: u64) -> Result<(), SyncError> {
@@ -881,12 +882,12 @@ impl SyncMember {
     fn next_play_due(&self) -> Option<Instant> {
         let (t, m) = (self.timeline.as_ref()?, self.model?);
         let lead = self.config.lead_time.as_nanos() as u64;
-        let boundary = match (self.pending_step.is_some(), self.playing_until) {
-            // A step waits for the end of what is showing, on the clock it was scheduled by.
-            (true, Some(end)) => end,
-            _ => {
-                let after = self.last_played.map_or(0, |s| s + 1);
-                t.next_at_or_after(after).start
+        // A step waits for the end of what is showing, on the clock it was scheduled by.
+        let boundary = match self.playing_until.filter(|_| self.pending_step.is_some()) {
+            Some(end) => end,
+            None => {
+                t.next_at_or_after(self.last_played.map_or(0, |s| s + 1))
+                    .start
             }
         };
         let local = m.local_for(boundary.saturating_sub(lead));

@@ -100,6 +100,9 @@ impl ShareConfig {
     }
 }
 
+/// (file id, version, chunk index)
+type ChunkKey = (u64, u64, u32);
+
 /// A fetch started with [`Share::fetch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FetchId(pub u32);
@@ -210,7 +213,7 @@ pub struct Share {
     seq: u64,
     windows: HashMap<PlayerId, SeqWindow>,
     seeding: HashMap<(u64, u64), SignedManifest>,
-    cache: VecDeque<((u64, u64, u32), Arc<Vec<u8>>)>,
+    cache: VecDeque<(ChunkKey, Arc<Vec<u8>>)>,
     waiting: Vec<Waiting>,
     tats: HashMap<PlayerId, u64>,
     fetches: BTreeMap<u32, Fetch>,
@@ -225,7 +228,7 @@ pub struct Share {
 #[derive(Debug)]
 struct Waiting {
     to: SocketAddr,
-    key: (u64, u64, u32),
+    key: ChunkKey,
     ranges: Vec<(u16, u16)>,
 }
 
@@ -240,7 +243,7 @@ enum Out {
     },
     Piece {
         to: SocketAddr,
-        key: (u64, u64, u32),
+        key: ChunkKey,
         piece: u16,
         data: Arc<Vec<u8>>,
     },
@@ -674,7 +677,7 @@ impl Share {
         now: Instant,
         sender: PlayerId,
         from: SocketAddr,
-        key: (u64, u64, u32),
+        key: ChunkKey,
         ranges: Vec<(u16, u16)>,
     ) {
         let (file, version, chunk) = key;
@@ -695,13 +698,12 @@ impl Share {
             .unwrap_or(u64::MAX);
         let mut tat = self.tats.get(&sender).copied().unwrap_or(0);
         for _ in 0..pieces.min(u64::from(u16::MAX)) {
-            match gcra(self.config.seed_rate, tat, now_us) {
-                Ok(t) => tat = t,
-                Err(_) => {
-                    self.stats.requests_limited += 1;
-                    self.tats.insert(sender, tat);
-                    return;
-                }
+            if let Ok(t) = gcra(self.config.seed_rate, tat, now_us) {
+                tat = t;
+            } else {
+                self.stats.requests_limited += 1;
+                self.tats.insert(sender, tat);
+                return;
             }
         }
         self.tats.insert(sender, tat);
@@ -728,13 +730,7 @@ impl Share {
         }
     }
 
-    fn serve(
-        &mut self,
-        to: SocketAddr,
-        key: (u64, u64, u32),
-        ranges: &[(u16, u16)],
-        data: &Arc<Vec<u8>>,
-    ) {
+    fn serve(&mut self, to: SocketAddr, key: ChunkKey, ranges: &[(u16, u16)], data: &Arc<Vec<u8>>) {
         let pieces = data.len().div_ceil(PIECE_LEN);
         for &(first, n) in ranges.iter().take(MAX_RANGES) {
             let end = (usize::from(first) + usize::from(n)).min(pieces);
@@ -749,7 +745,7 @@ impl Share {
         }
     }
 
-    fn take_waiting(&mut self, key: (u64, u64, u32)) -> Vec<Waiting> {
+    fn take_waiting(&mut self, key: ChunkKey) -> Vec<Waiting> {
         let (take, keep): (Vec<Waiting>, Vec<Waiting>) = std::mem::take(&mut self.waiting)
             .into_iter()
             .partition(|w| w.key == key);
@@ -761,7 +757,7 @@ impl Share {
         &mut self,
         now: Instant,
         from: SocketAddr,
-        (file, version, chunk): (u64, u64, u32),
+        (file, version, chunk): ChunkKey,
         piece: u16,
         data: &[u8],
     ) {
@@ -905,9 +901,10 @@ impl Share {
                 break;
             }
             let next = f.assembling.keys().copied().find(|&c| c >= chunk);
-            let c = match next {
-                Some(c) => c,
-                None => {
+            let c = if let Some(c) = next {
+                c
+            } else {
+                {
                     if f.assembling.len() >= max_assembling {
                         break;
                     }

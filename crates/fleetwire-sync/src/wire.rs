@@ -405,70 +405,8 @@ pub fn decode_body<'a>(header: &Header, signed: &'a [u8]) -> Result<Message<'a>,
                 error_us: r.u32("error")?,
             }
         }
-        code::TIMELINE => {
-            let term = r.u64("term")?;
-            let group_now = r.u64("group now")?;
-            let playlist = r.u64("playlist")?;
-            let anchor_index = r.u16("anchor index")?;
-            let anchor_start = r.u64("anchor start")?;
-            let count = usize::from(r.u8("item count")?);
-            if count == 0 || count > MAX_ITEMS || usize::from(anchor_index) >= count {
-                return Err(DecodeError::InvalidValue {
-                    field: "playlist",
-                    reason: "1 to 64 items, anchor index inside",
-                });
-            }
-            let mut items = Vec::with_capacity(count);
-            for _ in 0..count {
-                let id = r.u64("item id")?;
-                let duration_ms = r.u32("item duration")?;
-                if duration_ms == 0 {
-                    return Err(DecodeError::InvalidValue {
-                        field: "item duration",
-                        reason: "must be at least 1 ms",
-                    });
-                }
-                items.push(Item { id, duration_ms });
-            }
-            Message::Timeline {
-                term,
-                group_now,
-                playlist,
-                anchor_index,
-                anchor_start,
-                items,
-            }
-        }
-        code::SHARE_REQUEST => {
-            let file = r.u64("file")?;
-            let version = r.u64("version")?;
-            let chunk = r.u32("chunk")?;
-            let count = usize::from(r.u8("range count")?);
-            if count == 0 || count > MAX_RANGES {
-                return Err(DecodeError::InvalidValue {
-                    field: "range count",
-                    reason: "1 to 16 ranges",
-                });
-            }
-            let mut ranges = Vec::with_capacity(count);
-            for _ in 0..count {
-                let first = r.u16("range start")?;
-                let n = r.u16("range length")?;
-                if n == 0 {
-                    return Err(DecodeError::InvalidValue {
-                        field: "range length",
-                        reason: "must be at least 1",
-                    });
-                }
-                ranges.push((first, n));
-            }
-            Message::ShareRequest {
-                file,
-                version,
-                chunk,
-                ranges,
-            }
-        }
+        code::TIMELINE => decode_timeline(&mut r)?,
+        code::SHARE_REQUEST => decode_request(&mut r)?,
         code::SHARE_PIECE => {
             let file = r.u64("file")?;
             let version = r.u64("version")?;
@@ -498,6 +436,72 @@ pub fn decode_body<'a>(header: &Header, signed: &'a [u8]) -> Result<Message<'a>,
     };
     r.finish()?;
     Ok(msg)
+}
+
+fn decode_timeline(r: &mut Reader<'_>) -> Result<Message<'static>, DecodeError> {
+    let term = r.u64("term")?;
+    let group_now = r.u64("group now")?;
+    let playlist = r.u64("playlist")?;
+    let anchor_index = r.u16("anchor index")?;
+    let anchor_start = r.u64("anchor start")?;
+    let count = usize::from(r.u8("item count")?);
+    if count == 0 || count > MAX_ITEMS || usize::from(anchor_index) >= count {
+        return Err(DecodeError::InvalidValue {
+            field: "playlist",
+            reason: "1 to 64 items, anchor index inside",
+        });
+    }
+    let mut items = Vec::with_capacity(count);
+    for _ in 0..count {
+        let id = r.u64("item id")?;
+        let duration_ms = r.u32("item duration")?;
+        if duration_ms == 0 {
+            return Err(DecodeError::InvalidValue {
+                field: "item duration",
+                reason: "must be at least 1 ms",
+            });
+        }
+        items.push(Item { id, duration_ms });
+    }
+    Ok(Message::Timeline {
+        term,
+        group_now,
+        playlist,
+        anchor_index,
+        anchor_start,
+        items,
+    })
+}
+
+fn decode_request(r: &mut Reader<'_>) -> Result<Message<'static>, DecodeError> {
+    let file = r.u64("file")?;
+    let version = r.u64("version")?;
+    let chunk = r.u32("chunk")?;
+    let count = usize::from(r.u8("range count")?);
+    if count == 0 || count > MAX_RANGES {
+        return Err(DecodeError::InvalidValue {
+            field: "range count",
+            reason: "1 to 16 ranges",
+        });
+    }
+    let mut ranges = Vec::with_capacity(count);
+    for _ in 0..count {
+        let first = r.u16("range start")?;
+        let n = r.u16("range length")?;
+        if n == 0 {
+            return Err(DecodeError::InvalidValue {
+                field: "range length",
+                reason: "must be at least 1",
+            });
+        }
+        ranges.push((first, n));
+    }
+    Ok(Message::ShareRequest {
+        file,
+        version,
+        chunk,
+        ranges,
+    })
 }
 
 fn flag(r: &mut Reader<'_>, field: &'static str) -> Result<bool, DecodeError> {
@@ -569,7 +573,7 @@ mod tests {
         assert!(verify(&key(), signed, tag));
         assert!(!verify(&GroupKey::new(3, [8; 32]), signed, tag));
         assert_eq!(&decode_body(&h, signed).unwrap(), msg);
-        assert_eq!(kind(&out).is_some(), true);
+        assert!(kind(&out).is_some());
     }
 
     #[test]

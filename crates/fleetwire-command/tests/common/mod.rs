@@ -134,7 +134,7 @@ impl World {
         let now = self.now();
         let node = &mut self.nodes[i];
         let k = key(
-            node.id.as_bytes()[0] as u16 * 256 + node.id.as_bytes()[1] as u16,
+            u16::from(node.id.as_bytes()[0]) * 256 + u16::from(node.id.as_bytes()[1]),
             node.login,
         );
         node.session_online = true;
@@ -232,9 +232,8 @@ impl World {
                 self.captured_down.push((i, data.clone()));
                 node.down.send(t, data);
             }
-            Some(_) => {}
             None if node.session_online => node.session_down.send(t, data),
-            None => {}
+            _ => {}
         }
     }
 
@@ -243,14 +242,14 @@ impl World {
     }
 
     /// Delivers a datagram to the server as if from `from`; records the direct reply size.
-    pub fn to_server(&mut self, from: SocketAddr, data: &[u8]) -> Result<(), CommandError> {
+    pub fn deliver_to_server(&mut self, from: SocketAddr, data: &[u8]) -> Result<(), CommandError> {
         let now = self.now();
         let r = self.server.handle_input(now, from, data);
         self.drain_server_replies(data.len());
         r
     }
 
-    pub fn to_server_session(&mut self, i: usize, data: &[u8]) -> Result<(), CommandError> {
+    pub fn deliver_to_server_session(&mut self, i: usize, data: &[u8]) -> Result<(), CommandError> {
         let now = self.now();
         let r = self
             .server
@@ -271,7 +270,7 @@ impl World {
     }
 
     /// Delivers a datagram to player `i` as if from `from`; records the direct reply size.
-    pub fn to_player(
+    pub fn deliver_to_player(
         &mut self,
         i: usize,
         from: SocketAddr,
@@ -297,7 +296,7 @@ impl World {
         r
     }
 
-    pub fn to_player_session(&mut self, i: usize, data: &[u8]) -> Result<(), CommandError> {
+    pub fn deliver_to_player_session(&mut self, i: usize, data: &[u8]) -> Result<(), CommandError> {
         let now = self.now();
         let r = self.nodes[i].machine.handle_session_input(now, data);
         let t = self.clock.now();
@@ -347,19 +346,19 @@ impl World {
         let sa = server_addr();
         for i in 0..self.nodes.len() {
             while let Some(d) = self.nodes[i].down.recv(t) {
-                let _ = self.to_player(i, sa, &d);
+                let _ = self.deliver_to_player(i, sa, &d);
                 self.player_events(i);
             }
             while let Some(d) = self.nodes[i].session_down.recv(t) {
-                let _ = self.to_player_session(i, &d);
+                let _ = self.deliver_to_player_session(i, &d);
                 self.player_events(i);
             }
             while let Some(d) = self.nodes[i].up.recv(t) {
                 let from = self.nodes[i].udp_addr;
-                let _ = self.to_server(from, &d);
+                let _ = self.deliver_to_server(from, &d);
             }
             while let Some(d) = self.nodes[i].session_up.recv(t) {
-                let _ = self.to_server_session(i, &d);
+                let _ = self.deliver_to_server_session(i, &d);
             }
         }
         let now = self.now();

@@ -134,10 +134,7 @@ impl ShareLan {
             if !self.nodes[i].alive {
                 continue;
             }
-            loop {
-                let Some(ev) = self.nodes[i].share.poll_event() else {
-                    break;
-                };
+            while let Some(ev) = self.nodes[i].share.poll_event() {
                 let node = &mut self.nodes[i];
                 match &ev {
                     ShareEvent::ChunkNeeded {
