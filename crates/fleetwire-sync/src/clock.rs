@@ -40,6 +40,14 @@ impl Sample {
     }
 }
 
+/// The offset (`group − local`, rounded toward zero) and round-trip delay of one exchange,
+/// in nanoseconds: `t1`, `t4` on the follower's clock, `t2`, `t3` on the group clock. `None`
+/// if the timestamps are inconsistent (a negative delay).
+#[allow(clippy::cast_possible_truncation)]
+pub fn offset_and_delay(t1: u64, t2: u64, t3: u64, t4: u64) -> Option<(i64, u64)> {
+    Sample::from_exchange(t1, t2, t3, t4).map(|s| (s.offset as i64, s.delay))
+}
+
 /// A linear clock: `offset(local) = off_ref + rate × (local − local_ref)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Model {

@@ -142,8 +142,9 @@ pub mod share;
 mod timeline;
 pub mod wire;
 
+pub use clock::offset_and_delay;
 pub use error::{ApiMisuse, SyncError};
 pub use key::{GroupId, GroupKey, TAG_LEN};
 pub use member::{ClockStatus, SyncConfig, SyncEvent, SyncMember, SyncStats, SyncTransmit};
-pub use timeline::Playlist;
+pub use timeline::{Playlist, next_boundary};
 pub use wire::{Item, Kind, Port, Role};

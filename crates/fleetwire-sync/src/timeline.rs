@@ -12,6 +12,31 @@ pub struct Playlist {
     pub items: Vec<Item>,
 }
 
+/// The first showing that starts at or after group time `group` in a looping playlist whose
+/// item `anchor_index` starts at `anchor_start`: `(index, start)`. `None` for an empty
+/// playlist or an anchor outside it.
+pub fn next_boundary(
+    items: &[Item],
+    anchor_index: u16,
+    anchor_start: u64,
+    group: u64,
+) -> Option<(u16, u64)> {
+    if items.is_empty()
+        || usize::from(anchor_index) >= items.len()
+        || items.iter().any(|i| i.duration_ms == 0)
+    {
+        return None;
+    }
+    let t = Timeline {
+        playlist: 0,
+        items: items.to_vec(),
+        anchor_index,
+        anchor_start,
+    };
+    let s = t.next_at_or_after(group);
+    Some((s.index, s.start))
+}
+
 /// A playlist anchored on the group clock: item `anchor_index` starts at `anchor_start`
 /// (group nanoseconds) and the list loops from there.
 #[derive(Debug, Clone, PartialEq, Eq)]

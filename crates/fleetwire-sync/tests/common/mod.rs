@@ -3,7 +3,12 @@
 //! fleetwire-testkit `Link` (delay, jitter, loss), and virtual true time jumps to the next
 //! timer or arrival. `Play` events are converted back to true time, so the sync error between
 //! screens is measured exactly.
-#![allow(dead_code, unreachable_pub, clippy::missing_panics_doc, clippy::cast_sign_loss)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::missing_panics_doc,
+    clippy::cast_sign_loss
+)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
