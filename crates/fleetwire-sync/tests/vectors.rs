@@ -1,6 +1,7 @@
 //! Replays test-vectors/sync.json: every message's bytes (header, body, HMAC tag), the clock
 //! arithmetic of one exchange, timeline boundaries, and datagrams that must be dropped.
 //! `FLEETWIRE_REGEN=1 cargo test -p fleetwire-sync --test vectors` rewrites the file.
+#![allow(clippy::many_single_char_names, clippy::cast_possible_truncation)]
 use std::sync::Arc;
 use std::time::Instant;
 
