@@ -376,7 +376,12 @@ pub fn decode_body<'a>(header: &Header, signed: &'a [u8]) -> Result<Message<'a>,
     let msg = match header.msg_type {
         code::PING => {
             let t1 = r.u64("t1")?;
-            r.take(PING_PAD, "ping padding")?;
+            if r.take(PING_PAD, "ping padding")?.iter().any(|&b| b != 0) {
+                return Err(DecodeError::InvalidValue {
+                    field: "ping padding",
+                    reason: "must be zero",
+                });
+            }
             Message::Ping { t1 }
         }
         code::PONG => Message::Pong {
