@@ -73,6 +73,8 @@ pub struct PlayerStats {
     pub datagrams_out: u64,
     /// Bytes produced by `poll_transmit`.
     pub bytes_out: u64,
+    /// Hellos sent (keepalive traffic, not commands).
+    pub hellos: u64,
     /// Commands given to the application.
     pub executed: u64,
     /// Copies of commands already given out (retransmissions, duplicates).
@@ -114,6 +116,9 @@ pub struct CommandPlayer {
     results: Vec<PendingResult>,
     last_route: Route,
     next_hello: UnixTime,
+    /// True once the server answered over UDP under the current key.
+    confirmed: bool,
+    hellos: u32,
     out: VecDeque<(Route, Vec<u8>)>,
     events: VecDeque<PlayerEvent>,
     stats: PlayerStats,
@@ -146,6 +151,8 @@ impl CommandPlayer {
             results: Vec::new(),
             last_route: Route::Udp,
             next_hello: now,
+            confirmed: false,
+            hellos: 0,
             out: VecDeque::new(),
             events: VecDeque::new(),
             stats: PlayerStats::default(),
@@ -161,6 +168,8 @@ impl CommandPlayer {
         self.window = ReplayWindow::new();
         self.tx_seq = 0;
         self.next_hello = self.now;
+        self.confirmed = false;
+        self.hellos = 0;
         for r in &mut self.results {
             r.next_attempt = self.now;
         }
@@ -215,7 +224,19 @@ impl CommandPlayer {
             let mut p = Vec::new();
             Frame::Hello.encode(&mut p);
             self.out.push_back((Route::Udp, p));
-            self.next_hello = now.plus_millis(millis(self.config.keepalive).max(1));
+            // Until the server answers over UDP, repeat sooner (1 s, 2 s, 4 s, …): a lost
+            // Hello must not leave the server sending to a stale NAT port for a whole interval.
+            let keepalive = millis(self.config.keepalive).max(1);
+            let wait = if self.confirmed {
+                keepalive
+            } else {
+                1000u64
+                    .saturating_mul(1 << self.hellos.min(20))
+                    .min(keepalive)
+            };
+            self.hellos = self.hellos.saturating_add(1);
+            self.stats.hellos += 1;
+            self.next_hello = now.plus_millis(wait);
         }
         self.results.retain(|r| now < r.give_up);
         let mut plaintext = Vec::new();
@@ -412,6 +433,12 @@ impl CommandPlayer {
         }
         self.last_route = route;
         let now = self.now;
+        if route == Route::Udp && !self.confirmed {
+            self.confirmed = true;
+            self.next_hello = self
+                .next_hello
+                .max(now.plus_millis(millis(self.config.keepalive).max(1)));
+        }
         let grace = millis(self.config.grace);
         let mut acks = Vec::new();
         let mut fresh = Vec::new();
@@ -431,7 +458,7 @@ impl CommandPlayer {
                     }
                 }
                 Frame::ResultAck(ids) => self.results.retain(|r| !ids.contains(&r.id)),
-                Frame::Ack(_) | Frame::Result { .. } | Frame::Hello => {}
+                Frame::HelloAck | Frame::Ack(_) | Frame::Result { .. } | Frame::Hello => {}
             }
         }
         fresh.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));

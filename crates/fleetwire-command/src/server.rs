@@ -146,6 +146,8 @@ pub struct ServerStats {
     pub bytes_out: u64,
     /// Command transmissions after the first.
     pub retransmissions: u64,
+    /// Hellos answered (keepalive traffic, not commands).
+    pub hello_acks: u64,
     /// Dropped: not a datagram, or garbage after authentication.
     pub dropped_decode: u64,
     /// Dropped: unknown key id.
@@ -606,7 +608,13 @@ impl CommandServer {
         }
         let idx = self.slot_for(player)?;
         let ttl_ms = u64::try_from(spec.ttl.as_millis()).unwrap_or(u64::MAX);
-        self.slots[idx as usize].commands.push(Entry {
+        let commands = &mut self.slots[idx as usize].commands;
+        if commands.len() == commands.capacity() && commands.len() < 4 {
+            // Most players have one or two commands waiting: do not let Vec's first growth
+            // reserve four entries for each of 10,000 players.
+            commands.reserve_exact(1);
+        }
+        commands.push(Entry {
             id,
             action: spec.action,
             priority: spec.priority,
@@ -906,6 +914,7 @@ impl CommandServer {
         let slot = &mut self.slots[idx as usize];
         let player = slot.player;
         let mut result_acks = Vec::new();
+        let mut hello = false;
         for frame in frames {
             match frame {
                 Frame::Ack(ids) => {
@@ -952,8 +961,20 @@ impl CommandServer {
                     self.events
                         .push_back(ServerEvent::StateChanged { player, id, state });
                 }
-                Frame::Hello | Frame::Command(_) | Frame::ResultAck(_) => {}
+                Frame::Hello => hello = true,
+                Frame::Command(_) | Frame::ResultAck(_) | Frame::HelloAck => {}
             }
+        }
+        if hello && from.is_some() && result_acks.is_empty() {
+            // The same size as the Hello that caused it.
+            self.stats.hello_acks += 1;
+            let mut plaintext = Vec::new();
+            Frame::HelloAck.encode(&mut plaintext);
+            self.out.push_back(Out {
+                slot: idx,
+                to: from,
+                plaintext,
+            });
         }
         if !result_acks.is_empty() {
             // A reply never larger than what caused it: each Result frame is at least as long

@@ -34,6 +34,7 @@ mod code {
     pub(super) const RESULT: u8 = 0x03;
     pub(super) const RESULT_ACK: u8 = 0x04;
     pub(super) const HELLO: u8 = 0x05;
+    pub(super) const HELLO_ACK: u8 = 0x06;
 }
 
 /// The clear header of a datagram.
@@ -119,13 +120,16 @@ pub enum Frame {
     /// Player → server: I am here, at this address (type 0x05). Sent at start, after a new
     /// login and as a keepalive, so the server learns the player's UDP port through NAT.
     Hello,
+    /// Server → player: your Hello arrived (type 0x06); the same size as the Hello, so never
+    /// an amplifier. Until it comes, the player repeats its Hello with backoff.
+    HelloAck,
 }
 
 impl Frame {
     /// The direction this frame may travel in.
     pub fn direction(&self) -> Direction {
         match self {
-            Self::Command(_) | Self::ResultAck(_) => Direction::ToPlayer,
+            Self::Command(_) | Self::ResultAck(_) | Self::HelloAck => Direction::ToPlayer,
             Self::Ack(_) | Self::Result { .. } | Self::Hello => Direction::ToServer,
         }
     }
@@ -162,6 +166,7 @@ impl Frame {
                 encode_ids(&mut w, ids);
             }
             Self::Hello => w.u8(code::HELLO),
+            Self::HelloAck => w.u8(code::HELLO_ACK),
         }
     }
 
@@ -267,6 +272,7 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
         }
         code::RESULT_ACK => Frame::ResultAck(decode_ids(r)?),
         code::HELLO => Frame::Hello,
+        code::HELLO_ACK => Frame::HelloAck,
         msg_type => return Err(DecodeError::UnknownMessageType { msg_type }),
     })
 }
@@ -405,6 +411,7 @@ mod tests {
             }),
             ids.prop_map(Frame::ResultAck),
             Just(Frame::Hello),
+            Just(Frame::HelloAck),
         ]
     }
 

@@ -74,6 +74,7 @@ fn datagrams() -> Vec<(&'static str, Direction, u64, Vec<Frame>)> {
             4,
             vec![Frame::ResultAck(vec![CommandId(42), CommandId(300)])],
         ),
+        ("hello ack", Direction::ToPlayer, 5, vec![Frame::HelloAck]),
         ("hello", Direction::ToServer, 0, vec![Frame::Hello]),
         (
             "ack",
@@ -132,6 +133,7 @@ fn frame_json(f: &Frame) -> Value {
             json!({"type": "result_ack", "code": 4, "ids": ids.iter().map(|i| i.0).collect::<Vec<_>>()})
         }
         Frame::Hello => json!({"type": "hello", "code": 5}),
+        Frame::HelloAck => json!({"type": "hello_ack", "code": 6}),
         _ => unreachable!(),
     }
 }
@@ -230,7 +232,7 @@ fn build() -> Value {
     }
     .encode_frame(&mut frame);
     json!({
-        "description": "fleetwire-command v1 datagrams (UDP 4700). Layout: version:u8=1 | direction:u8 (1 to player, 2 to server) | key_id[8] | seq:u64be | ChaCha20-Poly1305 ciphertext of the frames | tag[16]. AAD = the 18 header bytes; nonce = 00000000 || seq (big-endian). The key for direction 1 is to_player_key, for direction 2 to_server_key. Frames (varint = LEB128): 0x01 command id:varint created_ms:varint ttl_remaining_ms:varint priority:u8 action:u8 [0x05 volume:u8 | 0x06 on:u8 | 0x08 payload:varint-length bytes]; 0x02 ack count:u8 id:varint*count; 0x03 result id:varint outcome:u8 (0 ok, 1 failed + message:str8); 0x04 result_ack count:u8 id:varint*count; 0x05 hello.",
+        "description": "fleetwire-command v1 datagrams (UDP 4700). Layout: version:u8=1 | direction:u8 (1 to player, 2 to server) | key_id[8] | seq:u64be | ChaCha20-Poly1305 ciphertext of the frames | tag[16]. AAD = the 18 header bytes; nonce = 00000000 || seq (big-endian). The key for direction 1 is to_player_key, for direction 2 to_server_key. Frames (varint = LEB128): 0x01 command id:varint created_ms:varint ttl_remaining_ms:varint priority:u8 action:u8 [0x05 volume:u8 | 0x06 on:u8 | 0x08 payload:varint-length bytes]; 0x02 ack count:u8 id:varint*count; 0x03 result id:varint outcome:u8 (0 ok, 1 failed + message:str8); 0x04 result_ack count:u8 id:varint*count; 0x05 hello (player, at start and as keepalive); 0x06 hello_ack (server, answers a hello; same size).",
         "key_derivation": {
             "algorithm": "HKDF-SHA256, salt = login_nonce, ikm = channel_binding, info = label || player_id (16 bytes), 72 bytes out = to_player_key[32] || to_server_key[32] || key_id[8]",
             "channel_binding": hex::encode(BINDING),

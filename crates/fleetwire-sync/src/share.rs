@@ -50,11 +50,11 @@ pub struct ShareConfig {
     pub max_chunks: u32,
     /// Pieces in flight per fetch. Default 256 (256 KiB).
     pub window: u32,
-    /// Chunks being assembled at once per fetch (memory: this × chunk size). Default 4.
+    /// Chunks being assembled at once per fetch (memory: this × chunk size). Default 8.
     pub max_assembling: usize,
     /// First retransmission timeout of a piece. Default 50 ms.
     pub initial_rto: Duration,
-    /// Floor of the piece retransmission timeout. Default 10 ms.
+    /// Floor of the piece retransmission timeout. Default 2 ms.
     pub min_rto: Duration,
     /// Ceiling of the piece retransmission timeout. Default 1 s.
     pub max_rto: Duration,
@@ -65,7 +65,8 @@ pub struct ShareConfig {
     pub max_bad_chunks: u32,
     /// Fetches at once. Default 4.
     pub max_fetches: usize,
-    /// Pieces a seeder sends each requester (GCRA). Default 50,000/s, burst 1,024.
+    /// Pieces a seeder sends each requester (GCRA): a cap on what one peer can make it send.
+    /// Default 125,000/s (about 1 Gbit/s), burst 2,048.
     pub seed_rate: Rate,
     /// Chunks a seeder keeps in memory. Default 8.
     pub cache_chunks: usize,
@@ -82,16 +83,16 @@ impl ShareConfig {
             trusted_keys,
             max_chunks: DEFAULT_MAX_CHUNKS,
             window: 256,
-            max_assembling: 4,
+            max_assembling: 8,
             initial_rto: Duration::from_millis(50),
-            min_rto: Duration::from_millis(10),
+            min_rto: Duration::from_millis(2),
             max_rto: Duration::from_secs(1),
             peer_timeout: Duration::from_secs(2),
             max_bad_chunks: 1,
             max_fetches: 4,
             seed_rate: Rate {
-                burst: 1024,
-                per_period: 50_000,
+                burst: 2048,
+                per_period: 125_000,
                 period_ms: 1000,
             },
             cache_chunks: 8,
@@ -793,6 +794,16 @@ impl Share {
                 Some(s) => (s * 7 + sample) / 8,
             });
         }
+        // Pieces of a chunk are served in order: three later pieces of the same request having
+        // arrived, an earlier one still missing is lost. Ask again now, not after a timeout.
+        let mut lost = Vec::new();
+        if let Some((asked_at, _)) = asked {
+            for (&(c, q), &(at, _)) in f.in_flight.range((chunk, 0)..(chunk, piece)) {
+                if c == chunk && q + 3 <= piece && at <= asked_at {
+                    lost.push((c, q));
+                }
+            }
+        }
         if a.missing == 0 {
             // INVARIANT: looked up just above.
             let a = f
@@ -820,6 +831,10 @@ impl Share {
                     return;
                 }
             }
+        }
+        if !lost.is_empty() {
+            self.stats.pieces_rerequested += lost.len() as u64;
+            self.request(now, id, &lost);
         }
         self.fill(now, id);
     }
@@ -991,6 +1006,6 @@ impl Share {
 }
 
 fn rto(config: &ShareConfig, srtt: Option<Duration>) -> Duration {
-    srtt.map_or(config.initial_rto, |s| s * 2 + Duration::from_millis(5))
+    srtt.map_or(config.initial_rto, |s| s * 2 + Duration::from_millis(1))
         .clamp(config.min_rto, config.max_rto.max(config.min_rto))
 }
