@@ -764,7 +764,7 @@ impl SyncMember {
     fn become_leader(&mut self, now: Instant) {
         let local = self.local(now);
         self.role = Role::Leader;
-        self.term = self.max_term.max(self.term) + 1;
+        self.term = self.max_term.max(self.term).saturating_add(1);
         self.max_term = self.term;
         self.leader = Some(self.config.me);
         self.stats.took_over += 1;
@@ -886,7 +886,7 @@ impl SyncMember {
         let boundary = match self.playing_until.filter(|_| self.pending_step.is_some()) {
             Some(end) => end,
             None => {
-                t.next_at_or_after(self.last_played.map_or(0, |s| s + 1))
+                t.next_at_or_after(self.last_played.map_or(0, |s| s.saturating_add(1)))
                     .start
             }
         };
@@ -913,17 +913,20 @@ impl SyncMember {
             };
             let g = m.group_at(self.local(now));
             let lead = self.config.lead_time.as_nanos() as u64;
-            let after = self.last_played.map_or(0, |s| s + 1);
+            let after = self.last_played.map_or(0, |s| s.saturating_add(1));
             let slot = t.next_at_or_after(after);
-            if slot.start < g + lead / 2 {
+            if slot.start < g.saturating_add(lead / 2) {
                 // Too late to start it in step (joined mid-item, or the machine was starved):
                 // catch up at the next boundary instead.
-                let next = t.next_at_or_after(g + lead / 2);
+                let next = t.next_at_or_after(g.saturating_add(lead / 2));
                 self.last_played = Some(next.start.saturating_sub(1));
                 continue;
             }
             self.last_played = Some(slot.start);
-            self.playing_until = Some(slot.start + u64::from(slot.item.duration_ms) * 1_000_000);
+            self.playing_until = Some(
+                slot.start
+                    .saturating_add(u64::from(slot.item.duration_ms) * 1_000_000),
+            );
             let at = self.origin + Duration::from_nanos(m.local_for(slot.start));
             self.events.push_back(SyncEvent::Play {
                 item: slot.item.id,

@@ -76,10 +76,10 @@ impl Timeline {
         }
         let cycle = self.cycle_ns();
         let elapsed = group - self.anchor_start;
-        let mut start = self.anchor_start + (elapsed / cycle) * cycle;
+        let mut start = self.anchor_start.saturating_add((elapsed / cycle) * cycle);
         let mut index = self.anchor_index;
         while start < group {
-            start += self.duration_ns(index);
+            start = start.saturating_add(self.duration_ns(index));
             index = (index + 1) % n;
         }
         self.slot(index, start)
@@ -93,11 +93,13 @@ impl Timeline {
         }
         let n = self.items.len() as u16;
         let cycle = self.cycle_ns();
-        let mut start = self.anchor_start + ((group - self.anchor_start) / cycle) * cycle;
+        let mut start = self
+            .anchor_start
+            .saturating_add(((group - self.anchor_start) / cycle) * cycle);
         let mut index = self.anchor_index;
         loop {
-            let end = start + self.duration_ns(index);
-            if end > group {
+            let end = start.saturating_add(self.duration_ns(index));
+            if end > group || end == u64::MAX {
                 return Some(self.slot(index, start));
             }
             start = end;

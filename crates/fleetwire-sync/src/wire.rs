@@ -27,6 +27,9 @@ pub const MAX_ITEMS: usize = 64;
 pub const MAX_RANGES: usize = 16;
 /// Bytes of padding in a ping, so the pong that answers it is never larger.
 pub const PING_PAD: usize = 24;
+/// The latest group-clock time a message may carry (2⁶² ns, 146 years): far beyond any real
+/// group, and far enough below `u64::MAX` that no arithmetic on it overflows.
+pub const MAX_GROUP_TIME: u64 = 1 << 62;
 
 /// Message type codes.
 pub mod code {
@@ -386,8 +389,8 @@ pub fn decode_body<'a>(header: &Header, signed: &'a [u8]) -> Result<Message<'a>,
         }
         code::PONG => Message::Pong {
             t1: r.u64("t1")?,
-            t2: r.u64("t2")?,
-            t3: r.u64("t3")?,
+            t2: group_time(&mut r, "t2")?,
+            t3: group_time(&mut r, "t3")?,
             term: r.u64("term")?,
         },
         code::BEACON => {
@@ -445,10 +448,10 @@ pub fn decode_body<'a>(header: &Header, signed: &'a [u8]) -> Result<Message<'a>,
 
 fn decode_timeline(r: &mut Reader<'_>) -> Result<Message<'static>, DecodeError> {
     let term = r.u64("term")?;
-    let group_now = r.u64("group now")?;
+    let group_now = group_time(r, "group now")?;
     let playlist = r.u64("playlist")?;
     let anchor_index = r.u16("anchor index")?;
-    let anchor_start = r.u64("anchor start")?;
+    let anchor_start = group_time(r, "anchor start")?;
     let count = usize::from(r.u8("item count")?);
     if count == 0 || count > MAX_ITEMS || usize::from(anchor_index) >= count {
         return Err(DecodeError::InvalidValue {
@@ -507,6 +510,17 @@ fn decode_request(r: &mut Reader<'_>) -> Result<Message<'static>, DecodeError> {
         chunk,
         ranges,
     })
+}
+
+fn group_time(r: &mut Reader<'_>, field: &'static str) -> Result<u64, DecodeError> {
+    let t = r.u64(field)?;
+    if t > MAX_GROUP_TIME {
+        return Err(DecodeError::InvalidValue {
+            field,
+            reason: "group time beyond 2^62 ns",
+        });
+    }
+    Ok(t)
 }
 
 fn flag(r: &mut Reader<'_>, field: &'static str) -> Result<bool, DecodeError> {
