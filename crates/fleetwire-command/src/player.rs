@@ -19,7 +19,8 @@ use crate::wire::{self, Frame, HEADER_LEN, Header, MAX_PLAINTEXT_LEN};
 /// How a player receives commands.
 #[derive(Debug, Clone)]
 pub struct PlayerConfig {
-    /// The server's command address (UDP 4700). Datagrams from anywhere else are dropped.
+    /// The server's command address (UDP 4700). Datagrams from anywhere else are dropped (a
+    /// server on a multi-homed host must answer from the address players send to).
     pub server: SocketAddr,
     /// How often the player says Hello over UDP when otherwise silent, so the server learns
     /// its address and a NAT keeps the mapping open. Default 25 s.
@@ -137,6 +138,10 @@ struct PendingResult {
 impl CommandPlayer {
     /// A player machine under the key of its current login. The first datagram it sends is a
     /// Hello, so the server learns its address at once. `seed` drives retransmission jitter.
+    ///
+    /// Sequence numbers start at zero for each key, so never start a second machine under a
+    /// key the first one used (the server would take its datagrams for replays): after a
+    /// restart of the player application, log in again and use the new login's key.
     pub fn new(config: Arc<PlayerConfig>, now: UnixTime, key: CommandKey, seed: u64) -> Self {
         Self {
             config,
