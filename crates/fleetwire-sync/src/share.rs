@@ -230,7 +230,7 @@ pub struct Share {
 struct Waiting {
     to: SocketAddr,
     key: ChunkKey,
-    ranges: Vec<(u16, u16)>,
+    pieces: Vec<u16>,
 }
 
 #[derive(Debug)]
@@ -353,7 +353,7 @@ impl Share {
         }
         self.cache.push_back((key, data.clone()));
         for w in self.take_waiting(key) {
-            self.serve(w.to, key, &w.ranges, &data);
+            self.serve(w.to, key, &w.pieces, &data);
         }
         Ok(())
     }
@@ -638,7 +638,7 @@ impl Share {
                 chunk,
                 ranges,
             } => {
-                self.on_request(now, h.sender, from, (file, version, chunk), ranges);
+                self.on_request(now, h.sender, from, (file, version, chunk), &ranges);
                 Ok(())
             }
             Message::SharePiece {
@@ -679,7 +679,7 @@ impl Share {
         sender: PlayerId,
         from: SocketAddr,
         key: ChunkKey,
-        ranges: Vec<(u16, u16)>,
+        ranges: &[(u16, u16)],
     ) {
         let (file, version, chunk) = key;
         let Some(m) = self.seeding.get(&(file, version)) else {
@@ -694,11 +694,24 @@ impl Share {
         if chunk >= m.chunk_count() {
             return;
         }
-        let pieces: u64 = ranges.iter().map(|&(_, n)| u64::from(n)).sum();
+        // Each piece of the chunk at most once, however the ranges overlap: a request never
+        // makes the seeder send more than one chunk.
+        let count = m.chunk_len(chunk).div_ceil(PIECE_LEN);
+        let mut wanted = vec![false; count];
+        for &(first, n) in ranges {
+            let end = (usize::from(first) + usize::from(n)).min(count);
+            for w in wanted.iter_mut().take(end).skip(usize::from(first)) {
+                *w = true;
+            }
+        }
+        let pieces: Vec<u16> = (0..count)
+            .filter(|&p| wanted[p])
+            .map(|p| p as u16)
+            .collect();
         let now_us = u64::try_from(now.saturating_duration_since(self.origin).as_micros())
             .unwrap_or(u64::MAX);
         let mut tat = self.tats.get(&sender).copied().unwrap_or(0);
-        for _ in 0..pieces.min(u64::from(u16::MAX)) {
+        for _ in 0..pieces.len() {
             if let Ok(t) = gcra(self.config.seed_rate, tat, now_us) {
                 tat = t;
             } else {
@@ -710,7 +723,7 @@ impl Share {
         self.tats.insert(sender, tat);
         if let Some((_, data)) = self.cache.iter().find(|(k, _)| *k == key) {
             let data = data.clone();
-            self.serve(from, key, &ranges, &data);
+            self.serve(from, key, &pieces, &data);
             return;
         }
         if self.waiting.len() >= self.config.max_waiting {
@@ -720,7 +733,7 @@ impl Share {
         self.waiting.push(Waiting {
             to: from,
             key,
-            ranges,
+            pieces,
         });
         if first {
             self.events.push_back(ShareEvent::ChunkNeeded {
@@ -731,18 +744,15 @@ impl Share {
         }
     }
 
-    fn serve(&mut self, to: SocketAddr, key: ChunkKey, ranges: &[(u16, u16)], data: &Arc<Vec<u8>>) {
-        let pieces = data.len().div_ceil(PIECE_LEN);
-        for &(first, n) in ranges.iter().take(MAX_RANGES) {
-            let end = (usize::from(first) + usize::from(n)).min(pieces);
-            for piece in usize::from(first)..end {
-                self.out.push_back(Out::Piece {
-                    to,
-                    key,
-                    piece: piece as u16,
-                    data: data.clone(),
-                });
-            }
+    fn serve(&mut self, to: SocketAddr, key: ChunkKey, pieces: &[u16], data: &Arc<Vec<u8>>) {
+        let count = data.len().div_ceil(PIECE_LEN);
+        for &piece in pieces.iter().filter(|&&p| usize::from(p) < count) {
+            self.out.push_back(Out::Piece {
+                to,
+                key,
+                piece,
+                data: data.clone(),
+            });
         }
     }
 

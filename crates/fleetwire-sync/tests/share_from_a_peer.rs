@@ -100,3 +100,50 @@ fn strangers_get_nothing_and_missing_files_get_a_smaller_no() {
     )));
     assert_eq!(lan.nodes[2].written, data);
 }
+
+#[test]
+fn overlapping_ranges_never_make_a_seeder_send_more_than_the_chunk() {
+    let data = file(64 * 1024, 5);
+    let m = signed(&data, 16 * 1024);
+    let mut lan = ShareLan::new(2, &lan_link(0.0), 10);
+    lan.give(0, &m, &data);
+    let now = lan.now();
+    // 16 copies of "the whole chunk and more" in one request.
+    let msg = wire::Message::ShareRequest {
+        file: 42,
+        version: 3,
+        chunk: 1,
+        ranges: vec![(0, u16::MAX); 16],
+    };
+    let mut req = Vec::new();
+    wire::seal(
+        &key(),
+        GROUP,
+        fleetwire_session::PlayerId::from_bytes([2; 16]),
+        1,
+        &msg,
+        &mut req,
+    );
+    lan.nodes[0].share.handle_input(now, addr(1), &req).unwrap();
+    // The seeder reads the chunk, then sends each of its 16 pieces once.
+    let ev = lan.nodes[0].share.poll_event().unwrap();
+    assert_eq!(
+        ev,
+        ShareEvent::ChunkNeeded {
+            file_id: 42,
+            version: 3,
+            index: 1
+        }
+    );
+    lan.nodes[0]
+        .share
+        .provide_chunk(now, 42, 3, 1, &data[16 * 1024..32 * 1024])
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut n = 0;
+    while lan.nodes[0].share.poll_transmit(&mut buf).is_some() {
+        n += 1;
+        buf.clear();
+    }
+    assert_eq!(n, 16);
+}
