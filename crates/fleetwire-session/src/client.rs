@@ -78,6 +78,12 @@ pub enum ClientEvent {
         /// The server's configuration hash.
         hash: ConfigHash,
     },
+    /// A sealed command datagram arrived over the session (the UDP fallback): hand it to the
+    /// fleetwire-command player machine.
+    CommandDatagram {
+        /// The datagram, opaque to the session.
+        datagram: Vec<u8>,
+    },
     /// The session ended. Always the last event, exactly once.
     Closed {
         /// Why.
@@ -99,6 +105,7 @@ pub struct Client {
     outstanding: Option<(u64, Instant)>,
     status: PlayerStatus,
     announced: Option<ConfigHash>,
+    login_nonce: Option<[u8; 32]>,
     events: VecDeque<ClientEvent>,
 }
 
@@ -125,6 +132,7 @@ impl Client {
             outstanding: None,
             status: PlayerStatus::default(),
             announced: None,
+            login_nonce: None,
             events: VecDeque::new(),
         }
     }
@@ -261,6 +269,42 @@ impl Client {
         self.interval
     }
 
+    /// The server's login nonce, once logged in (`None` before): with
+    /// [`Client::channel_binding`] it keys the per-login command key (fleetwire-command's
+    /// `CommandKey::derive`), so every new login rotates that key.
+    pub fn login_nonce(&self) -> Option<[u8; 32]> {
+        self.login_nonce
+            .filter(|_| self.state == ClientState::Online)
+    }
+
+    /// The channel binding this session was created with.
+    pub fn channel_binding(&self) -> ChannelBinding {
+        self.binding
+    }
+
+    /// Sends one sealed command datagram over the session (the UDP fallback; at most
+    /// [`crate::MAX_COMMAND_DATAGRAM_LEN`] bytes).
+    pub fn send_command_datagram(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+    ) -> Result<(), ApiMisuse> {
+        check_datagram(datagram)?;
+        match self.state {
+            ClientState::Online => {
+                self.link.send(
+                    now,
+                    &Message::CommandDatagram {
+                        datagram: datagram.to_vec(),
+                    },
+                );
+                Ok(())
+            }
+            ClientState::Closed => Err(ApiMisuse::Closed),
+            _ => Err(ApiMisuse::NotOnline),
+        }
+    }
+
     fn silence_limit(&self) -> Duration {
         self.interval * 3 / 2 + self.config.silence_grace
     }
@@ -279,6 +323,7 @@ impl Client {
                     self.config
                         .secret
                         .sign_login(&self.config.player_id, &nonce, &self.binding);
+                self.login_nonce = Some(nonce);
                 self.link.send(now, &Message::Proof { signature });
                 self.state = ClientState::AwaitingWelcome;
                 Ok(())
@@ -320,6 +365,11 @@ impl Client {
                 self.note_config(config_hash);
                 Ok(())
             }
+            (ClientState::Online, Message::CommandDatagram { datagram }) => {
+                self.events
+                    .push_back(ClientEvent::CommandDatagram { datagram });
+                Ok(())
+            }
             (ClientState::AwaitingChallenge, _) => Err(SessionError::Unexpected(
                 "expected a challenge before anything else",
             )),
@@ -356,6 +406,17 @@ impl Client {
             self.events.push_back(ClientEvent::Closed { reason });
         }
     }
+}
+
+pub(crate) fn check_datagram(datagram: &[u8]) -> Result<(), ApiMisuse> {
+    if datagram.len() > crate::MAX_COMMAND_DATAGRAM_LEN {
+        return Err(ApiMisuse::TooLong {
+            field: "command datagram",
+            len: datagram.len(),
+            max: crate::MAX_COMMAND_DATAGRAM_LEN,
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn check_text(field: &'static str, s: &str) -> Result<(), ApiMisuse> {

@@ -78,7 +78,8 @@ pub use identity::{
 };
 pub use link::{Stats, Transmit};
 pub use message::{
-    CloseCode, MAX_CLOSE_MESSAGE_LEN, MAX_TEXT_LEN, Message, PROTOCOL_VERSION, PlayerStatus,
+    CloseCode, MAX_CLOSE_MESSAGE_LEN, MAX_COMMAND_DATAGRAM_LEN, MAX_TEXT_LEN, Message,
+    PROTOCOL_VERSION, PlayerStatus,
 };
 pub use presence::{Presence, PresenceConfig, PresenceEvent};
 pub use server::{PlayerLookup, ServerConfig, ServerConnection, ServerEvent, ServerState};

@@ -15,6 +15,10 @@ pub const MAX_TEXT_LEN: usize = 64;
 /// Longest explanation in a close message, in bytes.
 pub const MAX_CLOSE_MESSAGE_LEN: usize = 255;
 
+/// Longest sealed command datagram a `CommandDatagram` message carries, in bytes (the command
+/// crate's datagrams are at most 1200; the slack is for later versions).
+pub const MAX_COMMAND_DATAGRAM_LEN: usize = 2048;
+
 /// Why a side closed the session, sent in a `Close` message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -106,6 +110,13 @@ pub enum Message {
         /// The configuration hash, present only when it differs from the player's.
         config_hash: Option<ConfigHash>,
     },
+    /// Either way, after login: one sealed fleetwire-command datagram, carried opaquely when
+    /// UDP 4700 does not get through (type 0x08). The body is the datagram itself, at most
+    /// [`MAX_COMMAND_DATAGRAM_LEN`] bytes.
+    CommandDatagram {
+        /// The sealed datagram, exactly as it would travel over UDP.
+        datagram: Vec<u8>,
+    },
 }
 
 impl Message {
@@ -119,6 +130,7 @@ impl Message {
             Message::Close { .. } => 0x05,
             Message::Heartbeat { .. } => 0x06,
             Message::HeartbeatAck { .. } => 0x07,
+            Message::CommandDatagram { .. } => 0x08,
         }
     }
 
@@ -164,6 +176,7 @@ impl Message {
                 w.varint(*seq);
                 write_hash(&mut w, config_hash.as_ref());
             }
+            Message::CommandDatagram { datagram } => w.bytes(datagram),
         }
     }
 
@@ -210,6 +223,17 @@ impl Message {
                 seq: r.varint_named("seq")?,
                 config_hash: read_hash(&mut r)?,
             },
+            0x08 => {
+                if r.remaining() > MAX_COMMAND_DATAGRAM_LEN {
+                    return Err(DecodeError::InvalidValue {
+                        field: "command datagram",
+                        reason: "longer than 2048 bytes",
+                    });
+                }
+                Message::CommandDatagram {
+                    datagram: r.take(r.remaining(), "command datagram")?.to_vec(),
+                }
+            }
             msg_type => return Err(DecodeError::UnknownMessageType { msg_type }),
         };
         r.finish()?;
@@ -371,6 +395,8 @@ mod tests {
                 }),
             (any::<u64>(), hash_strategy())
                 .prop_map(|(seq, config_hash)| Message::HeartbeatAck { seq, config_hash }),
+            prop::collection::vec(any::<u8>(), 0..300)
+                .prop_map(|datagram| Message::CommandDatagram { datagram }),
         ]
     }
 

@@ -99,6 +99,14 @@ pub enum ServerEvent {
         /// The player.
         player_id: PlayerId,
     },
+    /// A sealed command datagram arrived over the session (the UDP fallback): hand it to the
+    /// fleetwire-command server machine.
+    CommandDatagram {
+        /// The player.
+        player_id: PlayerId,
+        /// The datagram, opaque to the session.
+        datagram: Vec<u8>,
+    },
     /// A heartbeat arrived (it has been acknowledged).
     Heartbeat {
         /// The player.
@@ -289,6 +297,41 @@ impl ServerConnection {
         self.state == ServerState::Online
     }
 
+    /// The login nonce this connection sent, once the player is logged in (`None` before):
+    /// with [`ServerConnection::channel_binding`] it keys the per-login command key
+    /// (fleetwire-command's `CommandKey::derive`), so every new login rotates that key.
+    pub fn login_nonce(&self) -> Option<[u8; 32]> {
+        self.is_authenticated().then_some(self.nonce)
+    }
+
+    /// The channel binding this connection was created with.
+    pub fn channel_binding(&self) -> ChannelBinding {
+        self.binding
+    }
+
+    /// Sends one sealed command datagram over the session (the UDP fallback; at most
+    /// [`crate::MAX_COMMAND_DATAGRAM_LEN`] bytes).
+    pub fn send_command_datagram(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+    ) -> Result<(), ApiMisuse> {
+        crate::client::check_datagram(datagram)?;
+        match self.state {
+            ServerState::Online => {
+                self.link.send(
+                    now,
+                    &Message::CommandDatagram {
+                        datagram: datagram.to_vec(),
+                    },
+                );
+                Ok(())
+            }
+            ServerState::Closed => Err(ApiMisuse::Closed),
+            _ => Err(ApiMisuse::NotOnline),
+        }
+    }
+
     fn on_message(&mut self, now: Instant, msg: Message) -> Result<(), SessionError> {
         match (self.state, msg) {
             (_, Message::Close { code, message }) => {
@@ -334,6 +377,15 @@ impl ServerConnection {
                     player_id,
                     seq,
                     status,
+                });
+                Ok(())
+            }
+            (ServerState::Online, Message::CommandDatagram { datagram }) => {
+                // INVARIANT: Online is only reached with a player set.
+                let player_id = self.player.expect("INVARIANT: online implies a player");
+                self.events.push_back(ServerEvent::CommandDatagram {
+                    player_id,
+                    datagram,
                 });
                 Ok(())
             }

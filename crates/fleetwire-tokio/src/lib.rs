@@ -25,6 +25,13 @@
 //!   through [`sensor::LoggerStore`], one deadline from accept through TLS and the exchange) and
 //!   the logger side ([`sensor::upload`]: connect, one flight, acks, close).
 //!
+//! - [`command`] (feature `command`): remote commands on UDP 4700 — the server task
+//!   ([`command::CommandServerTask`]) and the player task ([`command::CommandPlayerTask`]), each
+//!   owning its socket and machine behind a handle; datagrams routed into the TCP session
+//!   fallback are handed out as events for the session owner to carry.
+//! - [`sync`] (feature `sync`): multi-screen sync on UDP 16732/16733 — one task per member
+//!   ([`sync::MemberTask`]) with the clock and timeline sockets and, optionally, LAN sharing.
+//!
 //! - [`source`]: [`source::Source`], the one key of every per-source limit (an IPv4 address or
 //!   an IPv6 /64).
 //!
@@ -49,3 +56,9 @@ pub mod transfer;
 
 #[cfg(all(feature = "session", feature = "transfer"))]
 pub mod framed;
+
+#[cfg(feature = "command")]
+pub mod command;
+
+#[cfg(feature = "sync")]
+pub mod sync;
