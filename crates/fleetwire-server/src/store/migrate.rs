@@ -47,6 +47,7 @@ const POSTGRES: &[Migration] = &[Migration {
     sql: &[
         super::players::postgres::SCHEMA,
         super::audit::postgres::SCHEMA,
+        super::keys::postgres::SCHEMA,
     ],
     code: None,
 }];

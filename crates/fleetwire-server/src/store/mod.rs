@@ -13,6 +13,7 @@
 
 pub(crate) mod audit;
 mod backend;
+pub(crate) mod keys;
 mod migrate;
 pub(crate) mod players;
 #[cfg(test)]
@@ -99,6 +100,11 @@ impl Store {
     /// Players: provisioning, lookup at login, presence.
     pub(crate) fn players(&self) -> players::Players<'_> {
         players::Players(self)
+    }
+
+    /// Keys shared by the nodes of a fleet (PostgreSQL).
+    pub(crate) fn keys(&self) -> keys::Keys<'_> {
+        keys::Keys(self)
     }
 
     /// The security events and the hash-chained audit log.

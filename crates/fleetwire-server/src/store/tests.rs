@@ -272,3 +272,30 @@ async fn several_writers_keep_one_chain() {
         );
     }
 }
+
+#[tokio::test]
+async fn nodes_racing_for_a_new_key_all_get_the_first_one() {
+    for (kind, store) in backends("keys").await {
+        if kind == "sqlite" {
+            // One node: its keys are files in the data directory.
+            assert!(store.keys().get_or_insert("k", vec![1]).await.is_err());
+            continue;
+        }
+        let mut tasks = Vec::new();
+        for n in 0..8u8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .keys()
+                    .get_or_insert("content.key", vec![n; 32])
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for t in tasks {
+            seen.insert(t.await.unwrap());
+        }
+        assert_eq!(seen.len(), 1, "{kind}: every node holds the same key");
+    }
+}
