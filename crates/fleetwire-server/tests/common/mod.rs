@@ -51,13 +51,19 @@ pub fn postgres_database(data: &Path) -> Option<String> {
         Ok("sqlite") | Err(_) => return None,
         Ok(other) => panic!("FLEETWIRE_TEST_STORE={other}: sqlite or postgres"),
     }
+    Some(shared_postgres(
+        &data.file_name().unwrap().to_string_lossy(),
+    ))
+}
+
+/// A fresh PostgreSQL database named after `tag`, for a test of its own or for several server
+/// nodes of one test sharing it (`[store] url = "<this>"` in each node's `fleetwire.toml`).
+/// Needs the cluster of `FLEETWIRE_TEST_PG` (`eval "$(scripts/pg.sh start)"`).
+pub fn shared_postgres(tag: &str) -> String {
     let base = std::env::var("FLEETWIRE_TEST_PG").expect(
-        "FLEETWIRE_TEST_STORE=postgres needs FLEETWIRE_TEST_PG: eval \"$(scripts/pg.sh start)\"",
+        "this test runs on PostgreSQL: set FLEETWIRE_TEST_PG with eval \"$(scripts/pg.sh start)\"",
     );
-    let name: String = data
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
+    let name: String = tag
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
@@ -83,7 +89,7 @@ pub fn postgres_database(data: &Path) -> Option<String> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Some(format!("{base} dbname={name}"))
+    format!("{base} dbname={name}")
 }
 
 pub mod api;
