@@ -97,9 +97,17 @@ fn engine_snapshots_written_before_load_and_serialize_back_identically() {
         reset_token: stored["reset_token"].as_str().unwrap().to_owned(),
         captcha,
     };
-    assert_eq!(to_json(&loaded), stored, "a reloaded snapshot serializes differently");
+    assert_eq!(
+        to_json(&loaded),
+        stored,
+        "a reloaded snapshot serializes differently"
+    );
     // And this build, doing the same, writes the same file.
-    assert_eq!(to_json(&build()), stored, "this build writes another snapshot");
+    assert_eq!(
+        to_json(&build()),
+        stored,
+        "this build writes another snapshot"
+    );
 
     // The loaded engines keep their times: the lock, the throttle, the session and the token
     // all still hold at the instants the old build recorded.
@@ -116,5 +124,8 @@ fn engine_snapshots_written_before_load_and_serialize_back_identically() {
         .unwrap();
     assert_eq!(info.user, "erin");
     assert_eq!(info.created_at, now);
-    assert_eq!(reset.redeem(&loaded.reset_token, 2, now.plus_secs(1)), Ok("frank".into()));
+    assert_eq!(
+        reset.redeem(&loaded.reset_token, 2, now.plus_secs(1)),
+        Ok("frank".into())
+    );
 }

@@ -74,6 +74,58 @@ fn the_guard_and_the_throttle_admit_and_refuse_alike() {
     for (burst, period_ms, seed) in [(1, 1000, 1), (3, 1000, 2), (5, 250, 3), (10, 6000, 4)] {
         let refused = agree(burst, period_ms, seed);
         // The schedule really exercises both answers.
-        assert!(refused > 20 && refused < 3900, "{burst} {period_ms}: {refused}");
+        assert!(
+            refused > 20 && refused < 3900,
+            "{burst} {period_ms}: {refused}"
+        );
     }
+}
+
+/// Before the move the two disagreed here: the guard reported the whole wait after a clock step
+/// back, the throttle one interval. Now both are the one GCRA and agree on that too.
+#[test]
+fn they_also_agree_when_the_clock_steps_back() {
+    let burst = 3;
+    let period_ms = 1000;
+    let mut guard = GcraGuard::new(burst, period_ms, 1000);
+    let mut throttle = Throttle::new(
+        ThrottleConfig {
+            per_source: Rate {
+                burst,
+                per_period: 1,
+                period_ms,
+            },
+            global: Rate {
+                burst: u32::MAX,
+                per_period: u32::MAX,
+                period_ms: 1,
+            },
+            max_sources: 1000,
+        },
+        [9; 16],
+    );
+    let mut rng = Lcg(77);
+    let mut now = 1_700_000_000_000u64;
+    let mut refused = 0;
+    for i in 0..4000 {
+        now = match rng.next(10) {
+            0 => now - rng.next(10_000),
+            1 | 2 => now + rng.next(8_000),
+            _ => now,
+        };
+        let t = UnixTime::from_millis(now);
+        let codes = guard.begin("198.51.100.1", t).map(|ticket| {
+            guard.finish(ticket, false, t);
+        });
+        let auth = throttle.check("thing-code", b"198.51.100.1", t);
+        match (codes, auth) {
+            (Ok(()), Ok(())) => {}
+            (Err(Throttled::TooManyAttempts { retry_after_ms }), Err(th)) => {
+                assert_eq!(retry_after_ms, th.retry_after_ms, "attempt {i} at {now}");
+                refused += 1;
+            }
+            (codes, auth) => panic!("attempt {i} at {now}: codes {codes:?}, auth {auth:?}"),
+        }
+    }
+    assert!(refused > 20 && refused < 3900, "{refused}");
 }
