@@ -417,7 +417,7 @@ impl ThingAccess {
                 .unwrap_or_default()
                 .to_owned();
             AuditEvent {
-                at_ms: e.at.0,
+                at_ms: e.at.as_millis(),
                 actor: e.actor.0,
                 kind,
                 description,

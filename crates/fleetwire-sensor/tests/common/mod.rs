@@ -361,7 +361,7 @@ pub fn connect(mem: &mut Memory, store: &mut Store, link: &Link) -> Outcome {
             let _ = cl.handle_input(now, &up);
         }
         if cut_now {
-            cl.handle_peer_closed(now);
+            cl.handle_close(now);
         }
         drain_cloud(
             &mut cl,
@@ -371,7 +371,7 @@ pub fn connect(mem: &mut Memory, store: &mut Store, link: &Link) -> Outcome {
             !cut_now || link.store_after_cut,
         );
         if cut_now {
-            lg.handle_peer_closed(now);
+            lg.handle_close(now);
             drain_logger(&mut lg, mem, &mut out);
             out.cut = true;
             return out;
@@ -393,11 +393,11 @@ pub fn connect(mem: &mut Memory, store: &mut Store, link: &Link) -> Outcome {
             let _ = lg.handle_input(now, &down);
         }
         if cut_now {
-            lg.handle_peer_closed(now);
+            lg.handle_close(now);
         }
         drain_logger(&mut lg, mem, &mut out);
         if cut_now {
-            cl.handle_peer_closed(now);
+            cl.handle_close(now);
             drain_cloud(&mut cl, store, &mut out, now, link.store_after_cut);
             out.cut = true;
             return out;
@@ -407,8 +407,8 @@ pub fn connect(mem: &mut Memory, store: &mut Store, link: &Link) -> Outcome {
         }
         if out.logger_close.is_some() || out.cloud_close.is_some() {
             // One side is done: the socket closes.
-            lg.handle_peer_closed(now);
-            cl.handle_peer_closed(now);
+            lg.handle_close(now);
+            cl.handle_close(now);
             drain_logger(&mut lg, mem, &mut out);
             drain_cloud(&mut cl, store, &mut out, now, true);
             return out;

@@ -118,8 +118,12 @@ impl Endpoint for SenderApp {
         let Some(t) = self.sender.poll_transmit(buf) else {
             return false;
         };
-        if let Ok(Message::Chunk { index, .. }) = Message::decode(buf) {
-            self.sent_chunks.push((t.transfer, index));
+        let message = &buf[buf.len() - t.len..];
+        if let Ok(Message::Chunk {
+            transfer, index, ..
+        }) = Message::decode(message)
+        {
+            self.sent_chunks.push((TransferId(transfer), index));
         }
         true
     }
