@@ -81,6 +81,9 @@ impl Endpoint for SenderApp {
     fn handle_timeout(&mut self, now: Instant) {
         self.sender.handle_timeout(now);
     }
+    fn handle_close(&mut self, now: Instant) {
+        self.sender.handle_close(now);
+    }
     fn process_events(&mut self, now: Instant) {
         while let Some(ev) = self.sender.poll_event() {
             match ev {
@@ -181,6 +184,9 @@ impl Endpoint for ReceiverApp {
     }
     fn handle_timeout(&mut self, now: Instant) {
         self.receiver.handle_timeout(now);
+    }
+    fn handle_close(&mut self, now: Instant) {
+        self.receiver.handle_close(now);
     }
     fn process_events(&mut self, now: Instant) {
         while let Some(ev) = self.receiver.poll_event() {
