@@ -25,8 +25,9 @@
 //!   `handle_close(now)` when the transport ended (the peer closed it or it broke), and
 //!   application calls.
 //! - Outputs, drained after every input until each returns `None`: `poll_transmit(&mut buf)`
-//!   (appends the bytes to send to `buf`, never clears it, and returns a
-//!   [`Transmit`](fleetwire_core::Transmit) with their length), `poll_timeout()`, `poll_event()`.
+//!   (appends the bytes to send to `buf`, never clears it, and returns a [`Transmit`] with
+//!   their length: the suite's one `fleetwire_core::Transmit`), `poll_timeout()`,
+//!   `poll_event()`.
 //! - A fatal condition ends in exactly one `Closed { reason }` event; later inputs are ignored.
 //! - Reconnect after a [`Backoff`] delay (exponential, full jitter) with a new machine.
 //!
