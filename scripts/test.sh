@@ -17,10 +17,15 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tools the tests need"
 # strace: the sensor durability test traces the server's fsyncs against its acks.
-if ! command -v strace >/dev/null 2>&1; then
+# pebble (+ pebble-challtestsrv): the local ACME server the certificate test orders from.
+need=()
+command -v strace >/dev/null 2>&1 || need+=(strace)
+command -v pebble >/dev/null 2>&1 || need+=(pebble)
+if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
-  $SUDO apt-get install -y strace || { $SUDO apt-get update && $SUDO apt-get install -y strace; }
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y "${need[@]}" || { $SUDO apt-get update && $SUDO apt-get install -y "${need[@]}"; }
 fi
 
 step "a throwaway PostgreSQL"

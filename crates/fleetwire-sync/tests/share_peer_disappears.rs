@@ -73,8 +73,10 @@ fn with_no_peer_left_the_server_sends_only_what_is_missing() {
     let mut buf = Vec::new();
     let mut done = false;
     for _ in 0..10_000 {
+        // Transmit appends to the buffer: one message at a time.
         while sender.poll_transmit(&mut buf).is_some() {
             let _ = receiver.handle_input(t0, &buf);
+            buf.clear();
         }
         while let Some(ev) = receiver.poll_event() {
             match ev {
@@ -93,6 +95,7 @@ fn with_no_peer_left_the_server_sends_only_what_is_missing() {
         }
         while receiver.poll_transmit(&mut buf).is_some() {
             let _ = sender.handle_input(t0, &buf);
+            buf.clear();
         }
         while sender.poll_event().is_some() {}
         if done {

@@ -47,15 +47,6 @@ impl Resolver {
         *self.public.write().unwrap_or_else(PoisonError::into_inner) =
             Some(Public { domains, key });
     }
-
-    /// The public certificate's chain, if one is installed.
-    pub(crate) fn public_chain(&self) -> Option<Vec<CertificateDer<'static>>> {
-        self.public
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(|p| p.key.cert.clone())
-    }
 }
 
 impl ResolvesServerCert for Resolver {
