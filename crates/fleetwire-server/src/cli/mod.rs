@@ -12,6 +12,7 @@ use crate::store::Store;
 mod audit;
 mod player;
 mod serve;
+mod store;
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +46,9 @@ enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Move the embedded store into PostgreSQL (for several nodes sharing one fleet).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Publish content to players (signed manifests, served over HTTP and HTTPS).
     #[command(subcommand)]
     Content(crate::content::ContentCommand),
@@ -128,6 +132,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Command::Readings(args) => crate::loggers::readings(&args, &store),
             Command::User(cmd) => crate::accounts::user_cli(cmd, &store, &cli.data_dir),
             Command::Audit(cmd) => audit::run(cmd, &store).await,
+            Command::Store(cmd) => store::run(cmd, &store, &cli.data_dir).await,
             Command::Content(cmd) => crate::content::cli(cmd, &cli.data_dir, &store),
             Command::Thing(cmd) => crate::things::cli(cmd, &store, &cli.data_dir),
         }

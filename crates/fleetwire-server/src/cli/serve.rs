@@ -47,6 +47,10 @@ fn node_id() -> Result<String, String> {
 
 pub(crate) async fn serve(data_dir: &Path, config: Config, store: Store) -> Result<(), String> {
     let identity = certs::load_or_create(&data_dir.join("tls"))?;
+    // Every node of a fleet presents one device identity (players pin its fingerprint).
+    let identity = crate::service::keys::tls_identity(&store, identity)
+        .await
+        .map_err(|e| format!("TLS identity: {e}"))?;
     if identity.created {
         println!(
             "created a self-signed certificate in {}",

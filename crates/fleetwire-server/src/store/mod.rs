@@ -13,6 +13,7 @@
 
 pub(crate) mod audit;
 mod backend;
+pub(crate) mod copy;
 pub(crate) mod keys;
 mod migrate;
 pub(crate) mod players;

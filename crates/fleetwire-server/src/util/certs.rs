@@ -79,6 +79,49 @@ pub(crate) struct Identity {
     pub(crate) created: bool,
 }
 
+impl Identity {
+    /// The chain then the key, PEM.
+    pub(crate) fn to_pem(&self) -> String {
+        let mut pem = String::new();
+        for cert in &self.chain {
+            pem.push_str(&pem_block("CERTIFICATE", cert.as_ref()));
+        }
+        let label = match &self.key {
+            PrivateKeyDer::Pkcs1(_) => "RSA PRIVATE KEY",
+            PrivateKeyDer::Sec1(_) => "EC PRIVATE KEY",
+            _ => "PRIVATE KEY",
+        };
+        pem.push_str(&pem_block(label, self.key.secret_der()));
+        pem
+    }
+
+    /// Reads what [`Self::to_pem`] wrote.
+    pub(crate) fn from_pem(pem: &str) -> Result<Self, String> {
+        let chain = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("certificate: {e}"))?;
+        if chain.is_empty() {
+            return Err("no certificate".into());
+        }
+        let key = PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| format!("key: {e}"))?;
+        Ok(Self {
+            chain,
+            key,
+            created: false,
+        })
+    }
+}
+
+fn pem_block(label: &str, der: &[u8]) -> String {
+    let body = data_encoding::BASE64.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in body.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out + &format!("-----END {label}-----\n")
+}
+
 /// Loads `cert.pem` and `key.pem` from `dir`, creating them if absent.
 pub(crate) fn load_or_create(dir: &Path) -> Result<Identity, String> {
     let cert_path = dir.join("cert.pem");
