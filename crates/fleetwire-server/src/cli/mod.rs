@@ -12,6 +12,7 @@ use crate::store::Store;
 mod audit;
 mod player;
 mod serve;
+mod thing;
 
 #[derive(Parser)]
 #[command(
@@ -50,7 +51,7 @@ enum Command {
     Content(crate::content::ContentCommand),
     /// Things end users subscribe to: create (prints the code), list, show, revoke a user, rotate the code.
     #[command(subcommand)]
-    Thing(crate::things::ThingCommand),
+    Thing(thing::ThingCommand),
 }
 
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
@@ -129,7 +130,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Command::User(cmd) => crate::accounts::user_cli(cmd, &store, &cli.data_dir),
             Command::Audit(cmd) => audit::run(cmd, &store).await,
             Command::Content(cmd) => crate::content::cli(cmd, &cli.data_dir, &store),
-            Command::Thing(cmd) => crate::things::cli(cmd, &store, &cli.data_dir),
+            Command::Thing(cmd) => thing::run(cmd, &config, &store).await,
         }
     })
 }
