@@ -2,6 +2,8 @@
 //! the answer. Every row is `Access::Member`: the one permission check names the caller (a
 //! signed-in account, or a trusted gateway's user) before a handler runs.
 
+#![allow(clippy::result_large_err)] // handlers' errors are finished responses
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -522,14 +522,12 @@ impl Things {
                     .members()
                     .find(|&(_, r)| r == Role::Administrator)
                     .map(|(u, _)| u);
-                match admin {
-                    Some(admin) => a
-                        .rotate_code(at, admin, code, None)
-                        .map_err(OpError::Access),
-                    None => {
-                        *a = ThingAccess::new(code, a.mode());
-                        Ok(())
-                    }
+                if let Some(admin) = admin {
+                    a.rotate_code(at, admin, code, None)
+                        .map_err(OpError::Access)
+                } else {
+                    *a = ThingAccess::new(code, a.mode());
+                    Ok(())
                 }
             })
             .await?

@@ -235,7 +235,7 @@ impl Things<'_> {
     /// Every thing, oldest first.
     pub(crate) async fn all(&self) -> Result<Vec<ThingRow>, StoreError> {
         match self.0.backend() {
-            Backend::Sqlite(_) => self.0.sqlite(|c| sqlite::all(c)).await,
+            Backend::Sqlite(_) => self.0.sqlite(sqlite::all).await,
             Backend::Postgres(_) => postgres::all(&self.0.postgres().await?).await,
         }
     }

@@ -121,7 +121,7 @@ pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-/// The account (id, created_at) that has `name` as its name or e-mail, as the accounts table
+/// The account (`id`, `created_at`) that has `name` as its name or e-mail, as the accounts table
 /// of this baseline stores it (names are kept lower-case). The migration reads it directly so
 /// the store does not depend on the accounts code above it.
 fn account_by_name(conn: &Connection, name: &str) -> rusqlite::Result<Option<(String, i64)>> {
