@@ -59,40 +59,35 @@ pub(crate) const CREATE_RIGHT: &str = "thing.create";
 const GATEWAY: &str = "ext:";
 
 /// Why an operation on a thing did not happen.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub(crate) enum OpError {
     /// No thing with this id or code (or none the caller may know about).
+    #[error("no such thing")]
     NoSuchThing,
     /// No account of this name (and gateway users are not trusted).
+    #[error("no account named {0:?}")]
     NoSuchUser(String),
     /// The caller lacks a right or is over a quota.
+    #[error("{0}")]
     Forbidden(String),
     /// The access machine refused.
+    #[error("{0}")]
     Access(AccessError),
     /// Too many wrong codes from this source (or from everybody).
+    #[error("{0}")]
     Throttled(Throttled),
     /// Input the operation cannot use.
+    #[error("{0}")]
     Bad(String),
     /// The store or the generator failed.
+    #[error("{0}")]
     Internal(String),
 }
 
 impl From<StoreError> for OpError {
     fn from(e: StoreError) -> Self {
         Self::Internal(e.to_string())
-    }
-}
-
-impl std::fmt::Display for OpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::NoSuchThing => f.write_str("no such thing"),
-            Self::NoSuchUser(name) => write!(f, "no account named {name:?}"),
-            Self::Forbidden(why) => f.write_str(why),
-            Self::Access(e) => write!(f, "{e}"),
-            Self::Throttled(t) => write!(f, "{t}"),
-            Self::Bad(e) | Self::Internal(e) => f.write_str(e),
-        }
     }
 }
 
