@@ -986,6 +986,187 @@ mod tests {
         assert!(long.spec().is_err());
     }
 
+    fn gateway(name: &str) -> Caller {
+        Caller::Gateway(name.into())
+    }
+
+    fn at(ms: u64) -> UnixTime {
+        UnixTime::from_millis(1_700_000_000_000 + ms)
+    }
+
+    /// The service's policy on both backends, with gateway users (no accounts needed).
+    #[tokio::test]
+    async fn policy_on_both_backends() {
+        let settings = ThingsSettings {
+            danger_trust_user_header: true,
+            ..ThingsSettings::default()
+        };
+        for (kind, store) in crate::store::testing::backends("things_service").await {
+            let t = Things::new(&settings, &AccountsSettings::default(), store).unwrap();
+            let made = t
+                .operator_create(at(0), AccessMode::Open, "lamp".into())
+                .await
+                .unwrap();
+            let id = made.id.clone();
+            let joined = t
+                .connect(at(1), "192.0.2.1", &gateway("alice"), made.code)
+                .await
+                .unwrap();
+            assert_eq!(joined.connected, Connected::BecameAdministrator, "{kind}");
+            let joined = t
+                .connect(at(2), "192.0.2.1", &gateway("bob"), made.code)
+                .await
+                .unwrap();
+            assert_eq!(joined.connected, Connected::Joined, "{kind}");
+            // Strangers learn nothing; members see their role; administrators everything.
+            let e = t.show(&gateway("eve"), id.clone()).await.unwrap_err();
+            assert_eq!(e, OpError::NoSuchThing, "{kind}");
+            let v = t.show(&gateway("bob"), id.clone()).await.unwrap();
+            assert!(v.full.is_none() && v.role == Some(Role::Member), "{kind}");
+            let v = t.show(&gateway("alice"), id.clone()).await.unwrap();
+            let members: Vec<String> = v
+                .full
+                .unwrap()
+                .members
+                .into_iter()
+                .map(|m| m.user)
+                .collect();
+            assert_eq!(members, ["alice", "bob"], "{kind}");
+            let e = t
+                .admin_op(
+                    at(3),
+                    &gateway("eve"),
+                    id.clone(),
+                    "bob",
+                    ThingAccess::remove,
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(e, OpError::NoSuchThing, "{kind}");
+            let e = t
+                .rotate(at(3), &gateway("bob"), id.clone())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(e, OpError::Access(AccessError::NotAdministrator { .. })),
+                "{kind}"
+            );
+            // Revocation: refused at once, and the code leads nowhere for them.
+            t.admin_op(
+                at(4),
+                &gateway("alice"),
+                id.clone(),
+                "bob",
+                ThingAccess::remove,
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                t.show(&gateway("bob"), id.clone()).await.unwrap_err(),
+                OpError::NoSuchThing,
+                "{kind}"
+            );
+            assert!(t.mine(&gateway("bob")).await.unwrap().is_empty(), "{kind}");
+            assert_eq!(
+                t.connect(at(5), "192.0.2.2", &gateway("bob"), made.code)
+                    .await
+                    .unwrap_err(),
+                OpError::NoSuchThing,
+                "{kind}"
+            );
+            // Invite-only: the invitee joins once; others find nothing.
+            t.set_mode(at(6), &gateway("alice"), id.clone(), AccessMode::InviteOnly)
+                .await
+                .unwrap();
+            t.invite(at(7), &gateway("alice"), id.clone(), "carol", Some(60))
+                .await
+                .unwrap();
+            assert_eq!(
+                t.connect(at(8), "192.0.2.3", &gateway("dave"), made.code)
+                    .await
+                    .unwrap_err(),
+                OpError::NoSuchThing,
+                "{kind}"
+            );
+            let joined = t
+                .connect(at(9), "192.0.2.3", &gateway("carol"), made.code)
+                .await
+                .unwrap();
+            assert_eq!(joined.connected, Connected::Joined, "{kind}");
+            let v = t.subscribers(&gateway("alice"), id.clone()).await.unwrap();
+            assert!(
+                v.full.unwrap().invites.is_empty(),
+                "{kind}: the invite is used up"
+            );
+            // Rotation: the old code leads nowhere, the new one works.
+            let new = t
+                .rotate(at(10), &gateway("alice"), id.clone())
+                .await
+                .unwrap();
+            assert_ne!(new, made.code);
+            assert!(t.resolve(&made.code.to_string()).await.is_err(), "{kind}");
+            assert_eq!(t.resolve(&new.to_string()).await.unwrap(), id, "{kind}");
+            // The operator: revoke, rotate, list.
+            t.operator_revoke(at(11), &new.to_string(), "carol")
+                .await
+                .unwrap();
+            let (_, newer) = t.operator_rotate(at(12), &id).await.unwrap();
+            let list = t.operator_list().await.unwrap();
+            assert_eq!(
+                (list.len(), list[0].code, list[0].members),
+                (1, newer, 1),
+                "{kind}"
+            );
+            // A gateway user without an account holds no rights.
+            let e = t
+                .create(at(13), &gateway("alice"), AccessMode::Open, String::new())
+                .await
+                .unwrap_err();
+            assert_eq!(
+                e,
+                OpError::Forbidden("permission denied: thing.create".into()),
+                "{kind}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn wrong_codes_are_throttled_per_source() {
+        let settings = ThingsSettings {
+            danger_trust_user_header: true,
+            source_burst: 2,
+            max_failures: 100,
+            ..ThingsSettings::default()
+        };
+        for (kind, store) in crate::store::testing::backends("things_throttle").await {
+            let t = Things::new(&settings, &AccountsSettings::default(), store).unwrap();
+            let made = t
+                .operator_create(at(0), AccessMode::Open, String::new())
+                .await
+                .unwrap();
+            let wrong = t.spec().parse(&made.code.to_string()).unwrap();
+            let rotated = t.operator_rotate(at(1), &made.id).await.unwrap().1;
+            for _ in 0..2 {
+                assert_eq!(
+                    t.connect(at(2), "192.0.2.9", &gateway("m"), wrong)
+                        .await
+                        .unwrap_err(),
+                    OpError::NoSuchThing,
+                    "{kind}"
+                );
+            }
+            let e = t
+                .connect(at(2), "192.0.2.9", &gateway("m"), rotated)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, OpError::Throttled(_)), "{kind}: {e:?}");
+            // Another source is not held back.
+            t.connect(at(2), "192.0.2.10", &gateway("n"), rotated)
+                .await
+                .unwrap();
+        }
+    }
+
     #[test]
     fn user_names_are_bounded_and_plain() {
         assert!(valid_user("alice@example.com").is_ok());
