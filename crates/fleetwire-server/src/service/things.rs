@@ -995,6 +995,7 @@ mod tests {
     }
 
     /// The service's policy on both backends, with gateway users (no accounts needed).
+    #[allow(clippy::too_many_lines)] // one story
     #[tokio::test]
     async fn policy_on_both_backends() {
         let settings = ThingsSettings {
