@@ -8,6 +8,10 @@
 //! Callers are gateway users (`X-Fleetwire-User`, `[things] danger_trust_user_header = true`);
 //! things are made with the operator's `thing create` on node A's data directory.
 //! Needs the cluster of `FLEETWIRE_TEST_PG` (`eval "$(scripts/pg.sh start)"`).
+//! It also needs every service `serve` starts to run on PostgreSQL: until the loggers,
+//! accounts, content and framed-transfer domains leave `Store::conn()`, `serve` stops on
+//! PostgreSQL before its API listens (the things code itself was checked with those services
+//! left out).
 #![allow(clippy::disallowed_methods, clippy::too_many_lines)] // a real clock; one story per test
 
 use std::io::{BufRead, BufReader};
