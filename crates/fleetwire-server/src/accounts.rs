@@ -520,7 +520,7 @@ pub(crate) struct Removed {
     pub(crate) group_memberships: usize,
     pub(crate) audit_entries_kept: usize,
     /// Its places on things (members, requests, invites, blocks, events, creator).
-    pub(crate) things: crate::things::ThingsForgotten,
+    pub(crate) things: crate::store::things::ThingsForgotten,
 }
 
 /// Deletes a user and every row that belongs to it (C5), in one transaction.
@@ -547,7 +547,8 @@ pub(crate) fn delete_user(
         .and_then(|r| serde_json::from_str::<RecoveryCodes>(&r).ok())
         .map_or(0, |r| r.remaining());
     let run = |sql: &str| tx.execute(sql, [&user.id]).map_err(|e| e.to_string());
-    let things = crate::things::forget_account(&tx, &user.id)?;
+    let things = crate::store::things::sqlite::forget_account(&tx, &user.id, now())
+        .map_err(|e| e.to_string())?;
     let removed = Removed {
         things,
         session_rows: run("DELETE FROM auth_sessions WHERE user_id = ?1")?,

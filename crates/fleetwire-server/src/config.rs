@@ -19,7 +19,7 @@ pub(crate) struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) smtp: Option<crate::accounts::SmtpSettings>,
     pub(crate) content: crate::content::ContentSettings,
-    pub(crate) things: crate::things::ThingsSettings,
+    pub(crate) things: ThingsSettings,
     pub(crate) transfer: crate::framed::TransferSettings,
     pub(crate) store: StoreSettings,
     /// Automatic certificates for the public domain names (ACME, e.g. Let's Encrypt); without
@@ -66,6 +66,72 @@ fn two_thirds() -> f64 {
 
 fn sixty() -> u64 {
     60
+}
+
+/// `[things]`: codes, code-attempt limits and caller identity for the things API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ThingsSettings {
+    /// Random symbols per code, 6 to 10.
+    pub(crate) code_length: usize,
+    /// Append a check character (catches every typo and every swap of neighbours).
+    pub(crate) check_character: bool,
+    /// `alphanumeric` (0-9A-Z), `crockford` (base 32 without I L O U) or the symbols themselves.
+    pub(crate) alphabet: String,
+    /// Wrong codes from everybody together per minute (0: no global cap). Per node: with
+    /// several nodes the fleet's cap is this times the number of nodes (SECURITY.md).
+    pub(crate) global_failures_per_minute: u32,
+    /// Wrong codes one source may send at once before the per-source rate applies (per node).
+    pub(crate) source_burst: u32,
+    /// After the burst, one wrong code per this many seconds per source (per node).
+    pub(crate) source_period_secs: u64,
+    /// Consecutive wrong codes from one source before the lockout engine blocks it.
+    pub(crate) max_failures: u16,
+    /// The first block; each further wrong code doubles it.
+    pub(crate) base_block_secs: u32,
+    /// The longest block.
+    pub(crate) max_block_secs: u32,
+    /// Consecutive wrong codes that lock a source until the server restarts (at most 100).
+    pub(crate) hard_limit: u16,
+    /// Things one account may create over the API (`POST /v1/things` also needs the right
+    /// `thing.create`); the operator's `thing create` is not limited.
+    pub(crate) max_things_per_user: usize,
+    /// Take the caller's user name from the `X-Fleetwire-User` header. Anyone who can reach the
+    /// API can then act as anyone: only for tests or behind a gateway that sets the header.
+    pub(crate) danger_trust_user_header: bool,
+}
+
+impl Default for ThingsSettings {
+    fn default() -> Self {
+        Self {
+            code_length: fleetwire_codes::DEFAULT_LENGTH,
+            check_character: true,
+            alphabet: "alphanumeric".into(),
+            global_failures_per_minute: 600,
+            source_burst: 10,
+            source_period_secs: 60,
+            max_failures: 5,
+            base_block_secs: 60,
+            max_block_secs: 3600,
+            hard_limit: 100,
+            max_things_per_user: 100,
+            danger_trust_user_header: false,
+        }
+    }
+}
+
+impl ThingsSettings {
+    /// The code format these settings describe, or why they describe none.
+    pub(crate) fn spec(&self) -> Result<fleetwire_codes::CodeSpec, String> {
+        use fleetwire_codes::{Alphabet, CodeSpec};
+        let alphabet = match self.alphabet.to_ascii_lowercase().as_str() {
+            "alphanumeric" => Alphabet::alphanumeric(),
+            "crockford" => Alphabet::crockford(),
+            _ => Alphabet::new(&self.alphabet).map_err(|e| format!("[things] alphabet: {e}"))?,
+        };
+        CodeSpec::new(alphabet, self.code_length, self.check_character)
+            .map_err(|e| format!("[things] code settings: {e}"))
+    }
 }
 
 /// `[store]`: where the data lives.

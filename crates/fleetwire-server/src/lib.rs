@@ -41,7 +41,6 @@ mod listeners;
 mod loggers;
 mod service;
 mod store;
-mod things;
 mod util;
 
 pub(crate) use util::clock::unix_now;

@@ -9,6 +9,7 @@
 //! unsigned request. The table is served as JSON at `GET /v1/api` for that test and for clients.
 
 mod status;
+pub(crate) mod things;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -128,7 +129,7 @@ pub(crate) fn table(app: &Arc<App>, content: &Arc<crate::content::Shared>) -> Ve
         .plain_only(),
     );
     routes.extend(crate::accounts::api::routes(app));
-    routes.extend(crate::things::routes(app));
+    routes.extend(things::routes(app));
     routes.extend(crate::content::routes(app, content));
     routes
 }
@@ -264,7 +265,7 @@ async fn guard(State(g): State<Guard>, mut request: Request, next: Next) -> Resp
 async fn principal(g: &Guard, headers: &axum::http::HeaderMap) -> Result<Principal, Response> {
     if g.access == Access::Member && !headers.contains_key(header::AUTHORIZATION) {
         return if g.app.config.things.danger_trust_user_header {
-            crate::things::gateway_user(headers).map(Principal::Gateway)
+            things::gateway_user(headers).map(Principal::Gateway)
         } else {
             Err(error(
                 StatusCode::UNAUTHORIZED,

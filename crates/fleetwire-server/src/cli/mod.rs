@@ -13,6 +13,7 @@ mod audit;
 mod player;
 mod serve;
 mod store;
+mod thing;
 
 #[derive(Parser)]
 #[command(
@@ -54,7 +55,7 @@ enum Command {
     Content(crate::content::ContentCommand),
     /// Things end users subscribe to: create (prints the code), list, show, revoke a user, rotate the code.
     #[command(subcommand)]
-    Thing(crate::things::ThingCommand),
+    Thing(thing::ThingCommand),
 }
 
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
@@ -134,7 +135,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Command::Audit(cmd) => audit::run(cmd, &store).await,
             Command::Store(cmd) => store::run(cmd, &store, &cli.data_dir).await,
             Command::Content(cmd) => crate::content::cli(cmd, &cli.data_dir, &store),
-            Command::Thing(cmd) => crate::things::cli(cmd, &store, &cli.data_dir),
+            Command::Thing(cmd) => thing::run(cmd, &config, &store).await,
         }
     })
 }

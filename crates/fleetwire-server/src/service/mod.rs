@@ -5,3 +5,4 @@ pub(crate) mod acme;
 #[allow(dead_code)] // the content and accounts services take their keys from it as they move here
 pub(crate) mod keys;
 pub(crate) mod players;
+pub(crate) mod things;

@@ -28,9 +28,9 @@ const SQLITE: &[Migration] = &[
             crate::loggers::SCHEMA,
             crate::accounts::SCHEMA,
             crate::content::SCHEMA,
-            crate::things::SCHEMA,
+            super::things::sqlite::SCHEMA,
         ],
-        code: Some(crate::things::migrate),
+        code: Some(super::things::sqlite::migrate),
     },
     Migration {
         version: 2,
@@ -48,6 +48,7 @@ const POSTGRES: &[Migration] = &[Migration {
         super::players::postgres::SCHEMA,
         super::audit::postgres::SCHEMA,
         super::keys::postgres::SCHEMA,
+        super::things::postgres::SCHEMA,
     ],
     code: None,
 }];

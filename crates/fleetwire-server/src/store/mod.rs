@@ -21,6 +21,7 @@ pub(crate) mod players;
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+pub(crate) mod things;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -111,6 +112,11 @@ impl Store {
     /// The security events and the hash-chained audit log.
     pub(crate) fn audit(&self) -> audit::Audit<'_> {
         audit::Audit(self)
+    }
+
+    /// Things: codes, access, principals, events.
+    pub(crate) fn things(&self) -> things::Things<'_> {
+        things::Things(self)
     }
 
     pub(crate) fn backend(&self) -> &Backend {
