@@ -22,6 +22,7 @@ pub(crate) struct Config {
     pub(crate) things: ThingsSettings,
     pub(crate) transfer: crate::framed::TransferSettings,
     pub(crate) store: StoreSettings,
+    pub(crate) backup: BackupSettings,
     /// Automatic certificates for the public domain names (ACME, e.g. Let's Encrypt); without
     /// it only the self-signed device certificate is served.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -131,6 +132,29 @@ impl ThingsSettings {
         };
         CodeSpec::new(alphabet, self.code_length, self.check_character)
             .map_err(|e| format!("[things] code settings: {e}"))
+    }
+}
+
+/// `[backup]`: backups of the embedded store, taken while serving (see `backup --help`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct BackupSettings {
+    /// Where backups go (default: `backups/` in the data directory). Put it on another disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) dir: Option<std::path::PathBuf>,
+    /// Seconds between scheduled backups while serving (default a day); 0 turns them off.
+    pub(crate) interval_secs: u64,
+    /// Days a backup is kept (default 14); the newest is always kept.
+    pub(crate) keep_days: u64,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            interval_secs: 86_400,
+            keep_days: 14,
+        }
     }
 }
 

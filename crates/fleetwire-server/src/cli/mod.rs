@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::store::Store;
 
 mod audit;
+mod backup;
 mod player;
 mod serve;
 mod store;
@@ -47,6 +48,9 @@ enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Backups of the embedded store: take, list, restore.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
     /// Move the embedded store into PostgreSQL (for several nodes sharing one fleet).
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -123,16 +127,23 @@ fn run(cli: Cli) -> Result<(), String> {
     }
     .map_err(|e| e.to_string())?;
     runtime.block_on(async move {
+        let command = match cli.command {
+            Command::Backup(cmd) if cmd.needs_closed_store() => {
+                return backup::run(cmd, &config, None, &cli.data_dir).await;
+            }
+            other => other,
+        };
         let store = Store::open(&config.store, &cli.data_dir)
             .await
             .map_err(|e| e.to_string())?;
-        match cli.command {
+        match command {
             Command::Serve => serve::serve(&cli.data_dir, config, store).await,
             Command::Player(cmd) => player::run(cmd, &store).await,
             Command::Logger(cmd) => crate::loggers::cli(cmd, &store),
             Command::Readings(args) => crate::loggers::readings(&args, &store),
             Command::User(cmd) => crate::accounts::user_cli(cmd, &store, &cli.data_dir),
             Command::Audit(cmd) => audit::run(cmd, &store).await,
+            Command::Backup(cmd) => backup::run(cmd, &config, Some(&store), &cli.data_dir).await,
             Command::Store(cmd) => store::run(cmd, &store, &cli.data_dir).await,
             Command::Content(cmd) => crate::content::cli(cmd, &cli.data_dir, &store),
             Command::Thing(cmd) => thing::run(cmd, &config, &store).await,

@@ -46,6 +46,8 @@ fn node_id() -> Result<String, String> {
 }
 
 pub(crate) async fn serve(data_dir: &Path, config: Config, store: Store) -> Result<(), String> {
+    // One server per data directory (and `backup restore` waits for it to stop).
+    let _lock = crate::util::lock::exclusive(data_dir)?;
     let identity = certs::load_or_create(&data_dir.join("tls"))?;
     // Every node of a fleet presents one device identity (players pin its fingerprint).
     let identity = crate::service::keys::tls_identity(&store, identity)
@@ -102,6 +104,13 @@ pub(crate) async fn serve(data_dir: &Path, config: Config, store: Store) -> Resu
             app.shutdown.clone(),
         ));
     }
+    if app.store.kind() == "sqlite" && app.config.backup.interval_secs > 0 {
+        tokio::spawn(backup_schedule(
+            app.config.backup.clone(),
+            app.data_dir.clone(),
+            app.shutdown.clone(),
+        ));
+    }
     println!("data directory: {}", app.data_dir.display());
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!("Ctrl-C: closing every session");
@@ -116,4 +125,35 @@ pub(crate) async fn serve(data_dir: &Path, config: Config, store: Store) -> Resu
     }
     println!("stopped");
     result
+}
+
+/// Scheduled backups of the embedded store: one every `interval_secs`, then the old ones pruned.
+async fn backup_schedule(
+    settings: crate::config::BackupSettings,
+    data_dir: std::path::PathBuf,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let dir = crate::service::backup::dir(&settings, &data_dir);
+    let db = data_dir.join(crate::store::SQLITE_FILE);
+    let every = std::time::Duration::from_secs(settings.interval_secs);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = crate::unix_now();
+        let (db, dir2) = (db.clone(), dir.clone());
+        match tokio::task::spawn_blocking(move || crate::service::backup::take(&db, &dir2, now))
+            .await
+        {
+            Ok(Ok(info)) => {
+                tracing::info!(id = %info.id, bytes = info.bytes, "backup taken and verified");
+                for id in crate::service::backup::prune(&dir, settings.keep_days, now) {
+                    tracing::info!(%id, "old backup removed");
+                }
+            }
+            Ok(Err(e)) => tracing::error!("scheduled backup failed: {e}"),
+            Err(e) => tracing::error!("scheduled backup task failed: {e}"),
+        }
+    }
 }

@@ -13,6 +13,7 @@
 
 pub(crate) mod audit;
 mod backend;
+pub(crate) mod backup;
 pub(crate) mod copy;
 pub(crate) mod keys;
 mod migrate;
@@ -30,6 +31,9 @@ pub(crate) use backend::Backend;
 use backend::{postgres, sqlite};
 
 use crate::config::StoreSettings;
+
+/// The embedded store's file in the data directory.
+pub(crate) const SQLITE_FILE: &str = "fleetwire.db";
 
 /// A handle on the store; cheap to clone.
 #[derive(Clone)]
@@ -79,7 +83,7 @@ impl Store {
         data_dir: &Path,
     ) -> Result<Self, StoreError> {
         let backend = match &settings.url {
-            None => Backend::Sqlite(sqlite::Db::open(&data_dir.join("fleetwire.db")).await?),
+            None => Backend::Sqlite(sqlite::Db::open(&data_dir.join(SQLITE_FILE)).await?),
             Some(url) => Backend::Postgres(
                 postgres::Db::open(url, settings.pool_size, settings.ca_file.as_deref()).await?,
             ),

@@ -3,8 +3,10 @@
 //! domain.
 
 pub(crate) mod certs;
+pub(crate) mod civil;
 pub(crate) mod clock;
 pub(crate) mod datadir;
+pub(crate) mod lock;
 pub(crate) mod logging;
 pub(crate) mod secret_file;
 pub(crate) mod term;
