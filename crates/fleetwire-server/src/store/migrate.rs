@@ -27,7 +27,7 @@ const SQLITE: &[Migration] = &[
             super::audit::sqlite::SCHEMA,
             crate::loggers::SCHEMA,
             crate::accounts::SCHEMA,
-            crate::content::SCHEMA,
+            super::content::sqlite::SCHEMA,
             crate::things::SCHEMA,
         ],
         code: Some(crate::things::migrate),
@@ -48,6 +48,7 @@ const POSTGRES: &[Migration] = &[Migration {
         super::players::postgres::SCHEMA,
         super::audit::postgres::SCHEMA,
         super::keys::postgres::SCHEMA,
+        super::content::postgres::SCHEMA,
     ],
     code: None,
 }];
