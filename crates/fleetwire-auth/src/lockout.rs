@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys::TagKey;
 use crate::table::KeyTable;
-use crate::time::UnixTime;
+use crate::time::{UnixTime, secs_u32};
 
 /// How many keys [`LockoutEngine::begin_attempts`] and [`LockoutEngine::statuses`] look up
 /// ahead of deciding them.
@@ -386,7 +386,7 @@ impl LockoutEngine {
             Outcome::Success => self.table.remove(idx),
             Outcome::Failure => {
                 let mut s = self.table.get(idx);
-                s.last = s.last.max(now.secs_u32());
+                s.last = s.last.max(secs_u32(now));
                 self.table.set(idx, s);
             }
         }
@@ -401,7 +401,7 @@ impl LockoutEngine {
     /// Consecutive failures counted for a key at `now` (for example to demand a CAPTCHA).
     pub fn failures(&self, key: &LockoutKey<'_>, now: UnixTime) -> u16 {
         let tag = self.tag(key);
-        let now_s = now.secs_u32();
+        let now_s = secs_u32(now);
         let mut s = match self.table.find(tag) {
             Some(i) => self.table.get(i),
             None => return 0,
@@ -421,7 +421,7 @@ impl LockoutEngine {
     /// Drops every entry whose streak is forgotten by `now` (smaller snapshots).
     pub fn purge(&mut self, now: UnixTime) {
         let cfg = self.config.clone();
-        let now = now.secs_u32();
+        let now = secs_u32(now);
         self.table.retain(|s| !forgotten(&cfg, *s, now));
     }
 
@@ -443,7 +443,7 @@ impl LockoutEngine {
     #[doc(hidden)]
     /// [`Self::begin_attempt`] by precomputed tag (benchmarks).
     pub fn begin_tag(&mut self, tag: u64, now: UnixTime) -> Result<AttemptTicket, Locked> {
-        let now_s = now.secs_u32();
+        let now_s = secs_u32(now);
         let cfg = &self.config;
         let (idx, mut s) = match self.table.find(tag) {
             Some(i) => (Some(i), self.table.get(i)),
@@ -479,7 +479,7 @@ impl LockoutEngine {
     #[doc(hidden)]
     /// [`Self::status`] by precomputed tag (benchmarks).
     pub fn status_tag(&self, tag: u64, now: UnixTime) -> LockStatus {
-        let now_s = now.secs_u32();
+        let now_s = secs_u32(now);
         let cfg = &self.config;
         let mut s = match self.table.find(tag) {
             Some(i) => self.table.get(i),
