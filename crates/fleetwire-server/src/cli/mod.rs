@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::store::Store;
 
 mod audit;
+mod content;
 mod player;
 mod serve;
 
@@ -47,7 +48,7 @@ enum Command {
     Audit(audit::AuditCommand),
     /// Publish content to players (signed manifests, served over HTTP and HTTPS).
     #[command(subcommand)]
-    Content(crate::content::ContentCommand),
+    Content(content::ContentCommand),
     /// Things end users subscribe to: create (prints the code), list, show, revoke a user, rotate the code.
     #[command(subcommand)]
     Thing(crate::things::ThingCommand),
@@ -128,7 +129,9 @@ fn run(cli: Cli) -> Result<(), String> {
             Command::Readings(args) => crate::loggers::readings(&args, &store),
             Command::User(cmd) => crate::accounts::user_cli(cmd, &store, &cli.data_dir),
             Command::Audit(cmd) => audit::run(cmd, &store).await,
-            Command::Content(cmd) => crate::content::cli(cmd, &cli.data_dir, &store),
+            Command::Content(cmd) => {
+                content::run(cmd, &cli.data_dir, &config.content, &store).await
+            }
             Command::Thing(cmd) => crate::things::cli(cmd, &store, &cli.data_dir),
         }
     })

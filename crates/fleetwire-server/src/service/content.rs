@@ -41,7 +41,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::ContentSettings;
 use crate::service::keys::{self, KeyError};
-use crate::store::content::{Admission, Assignee, BytesSent, Item, NewItem, Nonce, Published, Served};
+use crate::store::content::{
+    Admission, Assignee, BytesSent, Item, NewItem, Nonce, Published, Served,
+};
 use crate::store::{Store, StoreError};
 
 /// Bytes per row of `content_blobs` (PostgreSQL): what one fetch or upload step holds.
@@ -85,7 +87,10 @@ pub(crate) enum ContentError {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Refused {
     /// No signature header.
-    #[error("missing {} header (a player's signed request)", fleetwire_tokio::transfer::AUTH_HEADER)]
+    #[error(
+        "missing {} header (a player's signed request)",
+        fleetwire_tokio::transfer::AUTH_HEADER
+    )]
     Unsigned,
     /// The header is not a signed request, or its time is outside the tolerance.
     #[error("{0}")]
@@ -387,9 +392,15 @@ impl ContentService {
 
     /// The path of file `sha256` (of `length` bytes) on this node's disk: there already, or
     /// fetched from the store and verified (PostgreSQL).
-    pub(crate) async fn local_file(&self, sha256: &str, length: i64) -> Result<PathBuf, ContentError> {
+    pub(crate) async fn local_file(
+        &self,
+        sha256: &str,
+        length: i64,
+    ) -> Result<PathBuf, ContentError> {
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StoreError::Invalid(format!("content name {sha256:?} is not a SHA-256")).into());
+            return Err(
+                StoreError::Invalid(format!("content name {sha256:?} is not a SHA-256")).into(),
+            );
         }
         let path = self.dir.join(sha256);
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
@@ -409,7 +420,8 @@ impl ContentService {
         let fetched = if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             Ok(()) // another request fetched it meanwhile
         } else {
-            self.fetch(sha256, u64::try_from(length).unwrap_or(0), &path).await
+            self.fetch(sha256, u64::try_from(length).unwrap_or(0), &path)
+                .await
         };
         self.fetching.lock().await.remove(sha256);
         fetched.map(|()| path)
@@ -659,7 +671,8 @@ fn copy_in(
                 break;
             }
             builder.update(&buf[..n]);
-            copy.write_all(&buf[..n]).map_err(|e| file_error(&tmp, &e))?;
+            copy.write_all(&buf[..n])
+                .map_err(|e| file_error(&tmp, &e))?;
         }
         copy.sync_all().map_err(|e| file_error(&tmp, &e))
     })();
@@ -764,15 +777,24 @@ mod tests {
     #[test]
     fn a_nonce_is_accepted_once_until_its_time_leaves_the_window() {
         let mut cache = ReplayCache::new(8, 100);
-        assert_eq!(cache.admit(player(1), [1; 16], 1300, 1000), Admission::Fresh);
+        assert_eq!(
+            cache.admit(player(1), [1; 16], 1300, 1000),
+            Admission::Fresh
+        );
         assert_eq!(
             cache.admit(player(1), [1; 16], 1300, 1100),
             Admission::Replayed
         );
         // Another player may use the same nonce: the key is (player, nonce).
-        assert_eq!(cache.admit(player(2), [1; 16], 1300, 1100), Admission::Fresh);
+        assert_eq!(
+            cache.admit(player(2), [1; 16], 1300, 1100),
+            Admission::Fresh
+        );
         // Once expired it is forgotten (the header itself is then stale and refused upstream).
-        assert_eq!(cache.admit(player(1), [1; 16], 1600, 1301), Admission::Fresh);
+        assert_eq!(
+            cache.admit(player(1), [1; 16], 1600, 1301),
+            Admission::Fresh
+        );
         assert_eq!(cache.total, 2);
     }
 
@@ -780,22 +802,37 @@ mod tests {
     fn a_player_at_its_cap_is_refused_and_others_are_not() {
         let mut cache = ReplayCache::new(3, 100);
         for n in 0..3 {
-            assert_eq!(cache.admit(player(1), [n; 16], 2000, 1000), Admission::Fresh);
+            assert_eq!(
+                cache.admit(player(1), [n; 16], 2000, 1000),
+                Admission::Fresh
+            );
         }
         assert_eq!(cache.admit(player(1), [9; 16], 2000, 1000), Admission::Full);
-        assert_eq!(cache.admit(player(2), [9; 16], 2000, 1000), Admission::Fresh);
+        assert_eq!(
+            cache.admit(player(2), [9; 16], 2000, 1000),
+            Admission::Fresh
+        );
         // Room again once the old ones expire.
-        assert_eq!(cache.admit(player(1), [9; 16], 3000, 2001), Admission::Fresh);
+        assert_eq!(
+            cache.admit(player(1), [9; 16], 3000, 2001),
+            Admission::Fresh
+        );
     }
 
     #[test]
     fn the_total_is_bounded_and_expired_players_are_swept() {
         let mut cache = ReplayCache::new(10, 4);
         for n in 0..4 {
-            assert_eq!(cache.admit(player(n), [n; 16], 1100, 1000), Admission::Fresh);
+            assert_eq!(
+                cache.admit(player(n), [n; 16], 1100, 1000),
+                Admission::Fresh
+            );
         }
         assert_eq!(cache.admit(player(9), [9; 16], 1100, 1000), Admission::Full);
-        assert_eq!(cache.admit(player(9), [9; 16], 1300, 1200), Admission::Fresh);
+        assert_eq!(
+            cache.admit(player(9), [9; 16], 1300, 1200),
+            Admission::Fresh
+        );
         assert_eq!(cache.total, 1);
         assert_eq!(cache.players.len(), 1);
     }

@@ -2,6 +2,7 @@
 //! store's), no axum or sockets (the api's and the listeners').
 
 pub(crate) mod acme;
+pub(crate) mod content;
 #[allow(dead_code)] // the content and accounts services take their keys from it as they move here
 pub(crate) mod keys;
 pub(crate) mod players;

@@ -256,7 +256,11 @@ impl Content<'_> {
     }
 
     /// The piece of file `sha256` that starts at byte `pos`, if stored (PostgreSQL).
-    pub(crate) async fn piece(&self, sha256: &str, pos: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(crate) async fn piece(
+        &self,
+        sha256: &str,
+        pos: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         postgres::piece(&self.0.postgres().await?, sha256, pos).await
     }
 

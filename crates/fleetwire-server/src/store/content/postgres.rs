@@ -135,7 +135,10 @@ pub(super) async fn list(client: &Client) -> Result<Vec<Published>, StoreError> 
     Ok(out)
 }
 
-pub(super) async fn for_player(client: &Client, player: &PlayerId) -> Result<Vec<Item>, StoreError> {
+pub(super) async fn for_player(
+    client: &Client,
+    player: &PlayerId,
+) -> Result<Vec<Item>, StoreError> {
     let rows = client
         .query(
             &format!(

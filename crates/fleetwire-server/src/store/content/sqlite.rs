@@ -35,9 +35,11 @@ const ASSIGNED: &str = "EXISTS (SELECT 1 FROM content_assignments a WHERE a.cont
                         AND (a.player = ?1 OR length(a.player) = 0))";
 
 pub(super) fn reserve_id(conn: &mut Connection) -> Result<i64, StoreError> {
-    Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM content", [], |r| {
-        r.get(0)
-    })?)
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM content", [], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 pub(super) fn publish(conn: &mut Connection, item: &NewItem) -> Result<(), StoreError> {
@@ -127,7 +129,10 @@ pub(super) fn list(conn: &mut Connection) -> Result<Vec<Published>, StoreError> 
     Ok(out)
 }
 
-pub(super) fn for_player(conn: &mut Connection, player: &PlayerId) -> Result<Vec<Item>, StoreError> {
+pub(super) fn for_player(
+    conn: &mut Connection,
+    player: &PlayerId,
+) -> Result<Vec<Item>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT c.id, c.name, c.sha256, c.length, c.added_at FROM content c \
          WHERE {ASSIGNED} ORDER BY c.id"
