@@ -321,24 +321,23 @@ impl ContentService {
             return Err(Refused::NotApproved);
         }
         let expires = auth.unix_secs.saturating_add(tolerance);
-        let admission = match &self.replay {
-            Some(cache) => cache
+        let admission = if let Some(cache) = &self.replay {
+            cache
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .admit(player, auth.nonce, expires, now),
-            None => {
-                let nonce = Nonce {
-                    player,
-                    nonce: auth.nonce,
-                    expires: i64::try_from(expires).unwrap_or(i64::MAX),
-                };
-                let cap = i64::try_from(self.settings.max_signed_requests_per_player.max(1))
-                    .unwrap_or(i64::MAX);
-                self.store
-                    .content()
-                    .admit_nonce(nonce, i64::try_from(now).unwrap_or(i64::MAX), cap)
-                    .await?
-            }
+                .admit(player, auth.nonce, expires, now)
+        } else {
+            let nonce = Nonce {
+                player,
+                value: auth.nonce,
+                expires: i64::try_from(expires).unwrap_or(i64::MAX),
+            };
+            let cap = i64::try_from(self.settings.max_signed_requests_per_player.max(1))
+                .unwrap_or(i64::MAX);
+            self.store
+                .content()
+                .admit_nonce(nonce, i64::try_from(now).unwrap_or(i64::MAX), cap)
+                .await?
         };
         match admission {
             Admission::Fresh => Ok(player),

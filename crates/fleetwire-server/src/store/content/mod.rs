@@ -19,6 +19,8 @@
 
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use fleetwire_session::PlayerId;
 
@@ -123,7 +125,8 @@ pub(crate) enum Admission {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Nonce {
     pub(crate) player: PlayerId,
-    pub(crate) nonce: [u8; 16],
+    /// The request's 16 random bytes.
+    pub(crate) value: [u8; 16],
     pub(crate) expires: i64,
 }
 

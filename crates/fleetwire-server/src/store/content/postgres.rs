@@ -304,7 +304,7 @@ pub(super) async fn admit_nonce(
                     EXISTS (SELECT 1 FROM content_nonces WHERE player = $1 AND nonce = $2)",
             &[
                 &&nonce.player.as_bytes()[..],
-                &&nonce.nonce[..],
+                &&nonce.value[..],
                 &nonce.expires,
                 &now,
                 &per_player,
@@ -322,7 +322,7 @@ pub(super) async fn admit_nonce(
         let again = client
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM content_nonces WHERE player = $1 AND nonce = $2)",
-                &[&&nonce.player.as_bytes()[..], &&nonce.nonce[..]],
+                &[&&nonce.player.as_bytes()[..], &&nonce.value[..]],
             )
             .await?;
         if again.get(0) {
