@@ -1,5 +1,6 @@
 //! Content on several nodes sharing one PostgreSQL database: a file published through node A
-//! (after both nodes started) is served whole by node B — over plain HTTP and over the framed
+//! (after both nodes started) is announced to a player logged in on node B (a new
+//! configuration hash in its heartbeat reply) and served whole by node B — over plain HTTP and over the framed
 //! transfer port — though B never had it on its disk; both nodes sign with the one content key;
 //! a signed request accepted by A is refused as a replay by B; bytes B sent show in the totals
 //! A's command line reads.
@@ -14,8 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fleetwire_session::ClientConfig;
+use fleetwire_session::{ClientConfig, ClientEvent, PlayerStatus};
 use fleetwire_tokio::framed::{connect_player, receive_framed_many};
+use fleetwire_tokio::session::{PlayerTransport, run_player};
 use fleetwire_tokio::tls;
 use fleetwire_tokio::transfer::{
     AUTH_HEADER, FetchOptions, HttpEndpoint, ReceiveOptions, RequestSigner, fetch_http,
@@ -23,6 +25,7 @@ use fleetwire_tokio::transfer::{
 use fleetwire_transfer::{PublicKey, ReceiverConfig};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
 
 mod common;
 mod running;
@@ -35,6 +38,7 @@ const CHUNK: usize = 65_536;
 struct Node {
     data: PathBuf,
     child: Child,
+    sessions: SocketAddr,
     http: SocketAddr,
     framed: SocketAddr,
     fingerprint: [u8; 32],
@@ -47,7 +51,8 @@ impl Node {
         std::fs::write(
             data.join("fleetwire.toml"),
             format!(
-                "[session]\nlisten = \"127.0.0.1:0\"\n\
+                "[session]\nlisten = \"127.0.0.1:0\"\nheartbeat_interval_secs = 1\n\
+                 silence_grace_secs = 1\n\
                  [http]\nhttps_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
                  [sensor]\nlisten = \"127.0.0.1:0\"\n[transfer]\nlisten = \"127.0.0.1:0\"\n\
                  [store]\nurl = {db:?}\n"
@@ -67,7 +72,7 @@ impl Node {
             .spawn()
             .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let (mut fingerprint, mut http, mut framed) = (None, None, None);
+        let (mut fingerprint, mut sessions, mut http, mut framed) = (None, None, None, None);
         let after = |text: &str, prefix: &str| -> Option<SocketAddr> {
             text.strip_prefix(prefix)?
                 .split_whitespace()
@@ -85,6 +90,7 @@ impl Node {
             if let Some(fp) = text.strip_prefix("certificate fingerprint (SHA-256): ") {
                 fingerprint = tls::parse_fingerprint(fp.trim());
             }
+            sessions = sessions.or(after(&text, "player sessions on "));
             http = http.or(after(&text, "http on "));
             framed = framed.or(after(&text, "framed transfer on "));
         }
@@ -97,6 +103,7 @@ impl Node {
         Self {
             data,
             child,
+            sessions: sessions.unwrap(),
             http: http.unwrap(),
             framed: framed.unwrap(),
             fingerprint: fingerprint.unwrap(),
@@ -153,11 +160,45 @@ async fn content_published_on_one_node_is_served_by_another_and_requests_are_sin
     let a = Node::start(Node::data_dir("a", &db));
     let b = Node::start(Node::data_dir("b", &db));
 
-    // Provisioned and published through node A's data directory, while both nodes run.
+    // Provisioned through node A's data directory; the player logs in on node B and reports
+    // every configuration hash it hears.
     let players = add_players(&a.data, 1);
     let (id, secret) = players[0].clone();
+    let transport = PlayerTransport::Tls {
+        config: tls::pinned_client_config(b.fingerprint).unwrap(),
+        server_name: ServerName::try_from("fleetwire.local").unwrap(),
+    };
+    let (_status_tx, status) = watch::channel(PlayerStatus::default());
+    let (hash_tx, mut hashes) = mpsc::unbounded_channel();
+    let (sessions, player_secret) = (b.sessions, secret.clone());
+    let player = tokio::spawn(async move {
+        run_player(
+            sessions,
+            &transport,
+            Arc::new(ClientConfig::new(id, player_secret)),
+            status,
+            move |e| {
+                if let ClientEvent::ConfigChanged { hash } = e {
+                    let _ = hash_tx.send(*hash);
+                }
+            },
+            std::future::pending(),
+        )
+        .await
+    });
+    let start = Instant::now();
+    while !cli(&a.data, &["player", "list"]).contains("1 online") {
+        assert!(start.elapsed() < GUARD, "never online");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Published through node A while both nodes run: the player on B hears of it.
     let file = bytes(20 * CHUNK + 123, 11);
     let content = publish(&a.data, "loop.mp4", &file, &id.to_string(), CHUNK as u32);
+    tokio::time::timeout(GUARD, hashes.recv())
+        .await
+        .expect("the player on node B heard no configuration change")
+        .unwrap();
     // Node B has no copy of the file on its disk: it comes from the store.
 
     // One content key for the fleet.
@@ -254,4 +295,5 @@ async fn content_published_on_one_node_is_served_by_another_and_requests_are_sin
         assert!(start.elapsed() < GUARD, "want {want:?}:\n{list}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    player.abort();
 }
