@@ -3,6 +3,5 @@
 
 pub(crate) mod acme;
 pub(crate) mod content;
-#[allow(dead_code)] // the content and accounts services take their keys from it as they move here
 pub(crate) mod keys;
 pub(crate) mod players;
