@@ -1,9 +1,9 @@
 //! Content on several nodes sharing one PostgreSQL database: a file published through node A
-//! (after both nodes started) is announced to a player logged in on node B (a new
-//! configuration hash in its heartbeat reply) and served whole by node B — over plain HTTP and over the framed
-//! transfer port — though B never had it on its disk; both nodes sign with the one content key;
-//! a signed request accepted by A is refused as a replay by B; bytes B sent show in the totals
-//! A's command line reads.
+//! (after both nodes started) is announced to a player logged in on node B (a new configuration
+//! hash in its heartbeat reply) and served whole by node B — over plain HTTP, HTTPS and the
+//! framed transfer port — though B never had it on its disk; both nodes sign with the one
+//! content key; a signed request accepted by A is refused as a replay by B; bytes B sent show in
+//! the totals A's command line reads.
 //!
 //! Runs on PostgreSQL only (`FLEETWIRE_TEST_PG`, see `scripts/pg.sh`).
 #![allow(clippy::disallowed_methods, clippy::too_many_lines)] // a real clock; one end-to-end story
@@ -39,6 +39,7 @@ struct Node {
     data: PathBuf,
     child: Child,
     sessions: SocketAddr,
+    https: SocketAddr,
     http: SocketAddr,
     framed: SocketAddr,
     fingerprint: [u8; 32],
@@ -72,7 +73,8 @@ impl Node {
             .spawn()
             .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let (mut fingerprint, mut sessions, mut http, mut framed) = (None, None, None, None);
+        let (mut fingerprint, mut sessions, mut https, mut http, mut framed) =
+            (None, None, None, None, None);
         let after = |text: &str, prefix: &str| -> Option<SocketAddr> {
             text.strip_prefix(prefix)?
                 .split_whitespace()
@@ -91,6 +93,7 @@ impl Node {
                 fingerprint = tls::parse_fingerprint(fp.trim());
             }
             sessions = sessions.or(after(&text, "player sessions on "));
+            https = https.or(after(&text, "https api on "));
             http = http.or(after(&text, "http on "));
             framed = framed.or(after(&text, "framed transfer on "));
         }
@@ -104,6 +107,7 @@ impl Node {
             data,
             child,
             sessions: sessions.unwrap(),
+            https: https.unwrap(),
             http: http.unwrap(),
             framed: framed.unwrap(),
             fingerprint: fingerprint.unwrap(),
@@ -209,29 +213,41 @@ async fn content_published_on_one_node_is_served_by_another_and_requests_are_sin
     hex::decode_to_slice(key_b.trim(), &mut key).unwrap();
     let trusted = vec![PublicKey(key)];
 
-    // Node B serves the whole file over plain HTTP (the assignment made on A is seen by B).
+    // Node B serves the whole file over plain HTTP and over HTTPS (the assignment made on A is
+    // seen by B).
     let signer = Arc::new(RequestSigner::new(*id.as_bytes(), secret.as_bytes()));
-    let dest = b.data.join("fetched-http.mp4");
-    let report = tokio::time::timeout(
-        GUARD,
-        fetch_http(
-            &HttpEndpoint::http(b.http).with_signer(signer.clone()),
-            &content,
-            &dest,
-            &trusted,
-            &FetchOptions::default(),
-            |_| {},
-        ),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(report.progress.done);
-    assert_eq!(
-        std::fs::read(&dest).unwrap(),
-        file,
-        "B served A's file over HTTP"
-    );
+    let endpoints = [
+        HttpEndpoint::http(b.http).with_signer(signer.clone()),
+        HttpEndpoint::https(
+            b.https,
+            tls::pinned_client_config(b.fingerprint).unwrap(),
+            ServerName::try_from("fleetwire.local").unwrap(),
+        )
+        .with_signer(signer.clone()),
+    ];
+    for (n, endpoint) in endpoints.iter().enumerate() {
+        let dest = b.data.join(format!("fetched-{n}.mp4"));
+        let report = tokio::time::timeout(
+            GUARD,
+            fetch_http(
+                endpoint,
+                &content,
+                &dest,
+                &trusted,
+                &FetchOptions::default(),
+                |_| {},
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(report.progress.done);
+        assert_eq!(
+            std::fs::read(&dest).unwrap(),
+            file,
+            "B served A's file ({n})"
+        );
+    }
 
     // … and over the framed transfer port.
     let mut conn = tokio::time::timeout(
@@ -280,11 +296,11 @@ async fn content_published_on_one_node_is_served_by_another_and_requests_are_sin
     assert_eq!(a.status(&path, &captured).await, 401, "replayed on A");
     assert_eq!(b.status(&path, &sign(&signer, &path)).await, 200);
 
-    // What B sent (HTTP and framed) is in the totals every node reads.
+    // What B sent (HTTP, HTTPS and framed) is in the totals every node reads.
     let want = format!(
         "sent to {}: {} bytes",
         hex::encode(id.as_bytes()),
-        2 * file.len()
+        3 * file.len()
     );
     let start = Instant::now();
     loop {
