@@ -773,6 +773,102 @@ mod tests {
         PlayerId::from_bytes([n; 16])
     }
 
+    /// A published file reaches a second node's disk through the store (PostgreSQL), verified:
+    /// the node that published serves it from its own disk; on SQLite another data directory
+    /// has no copy and says so; bytes that do not match the SHA-256 are never served.
+    #[tokio::test]
+    async fn a_file_published_on_one_node_is_served_by_another_verified() {
+        use crate::store::players::NewPlayer;
+        use fleetwire_session::PlayerSecret;
+        for (kind, store) in crate::store::testing::backends("content_service").await {
+            let base = std::env::temp_dir().join(format!(
+                "fleetwire-content-service-{kind}-{}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&base);
+            let (a_dir, b_dir) = (base.join("a"), base.join("b"));
+            std::fs::create_dir_all(&a_dir).unwrap();
+            std::fs::create_dir_all(&b_dir).unwrap();
+            store
+                .players()
+                .add(
+                    vec![NewPlayer {
+                        id: player(1),
+                        verifier: PlayerSecret::from_bytes([1; 32]).verifier(),
+                        name: "p1".into(),
+                        approved: true,
+                    }],
+                    100,
+                )
+                .await
+                .unwrap();
+            let settings = ContentSettings::default();
+            let a = ContentService::open(&store, &a_dir, &settings)
+                .await
+                .unwrap();
+            let b = ContentService::open(&store, &b_dir, &settings)
+                .await
+                .unwrap();
+            let file: Vec<u8> = (0..(BLOB_PIECE * 2 + 777))
+                .map(|i| u8::try_from(i * 7 % 251).unwrap())
+                .collect();
+            let src = base.join("menu.bin");
+            std::fs::write(&src, &file).unwrap();
+            let published = a
+                .publish(
+                    &src,
+                    Assignee::Player(player(1)),
+                    65_536,
+                    FileKind::Media,
+                    1000,
+                )
+                .await
+                .unwrap();
+            assert_eq!(published.length, file.len() as u64);
+            // Nothing for a player it was not published to.
+            assert!(a.assigned(player(2)).await.unwrap().is_empty(), "{kind}");
+
+            let mine = a.assigned(player(1)).await.unwrap();
+            assert_eq!(mine.len(), 1, "{kind}");
+            assert!(
+                mine[0].file.starts_with(&a_dir),
+                "{kind}: A serves its own copy"
+            );
+            assert!(a.verified_manifest(&mine[0].manifest).is_some(), "{kind}");
+
+            let theirs = b.assigned(player(1)).await.unwrap();
+            if kind == "sqlite" {
+                // One node: another data directory has no copy (and is told so, not served).
+                assert!(theirs.is_empty(), "{kind}");
+                continue;
+            }
+            assert_eq!(theirs.len(), 1, "{kind}");
+            assert!(
+                theirs[0].file.starts_with(&b_dir),
+                "{kind}: fetched to B's disk"
+            );
+            assert_eq!(std::fs::read(&theirs[0].file).unwrap(), file, "{kind}");
+            assert!(
+                b.verified_manifest(&theirs[0].manifest).is_some(),
+                "{kind}: one key"
+            );
+
+            // Bytes in the store that do not match the SHA-256 are refused, and nothing is
+            // left on disk under the file's name.
+            let sha = "cd".repeat(32);
+            store.content().put_piece(&sha, 0, b"not it").await.unwrap();
+            let refused = b.local_file(&sha, 6).await;
+            assert!(
+                matches!(refused, Err(ContentError::Corrupt { .. })),
+                "{kind}: {refused:?}"
+            );
+            assert!(!b_dir.join("content").join(&sha).exists());
+            // A name that is not a SHA-256 never becomes a path.
+            assert!(b.local_file("../fleetwire.toml", 1).await.is_err());
+            let _ = std::fs::remove_dir_all(&base);
+        }
+    }
+
     #[test]
     fn a_nonce_is_accepted_once_until_its_time_leaves_the_window() {
         let mut cache = ReplayCache::new(8, 100);
