@@ -56,6 +56,11 @@ const MAX_SIGNED_REQUESTS: usize = 1 << 20;
 /// How often the notifier runs: flushes bytes sent, tells changed configuration hashes.
 const NOTIFY_PERIOD: Duration = Duration::from_secs(2);
 
+/// Expired nonces leave the store every this many notifier periods (30 s; PostgreSQL). Until
+/// then they only take room: an expired nonce neither counts toward a player's cap nor could
+/// be replayed (its request time is outside the tolerance).
+const PURGE_EVERY_TICKS: u64 = 15;
+
 /// Why content could not be published, listed or served.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ContentError {
@@ -562,7 +567,7 @@ impl ContentService {
                 }
                 ticks += 1;
                 service.flush_sent().await;
-                if service.replay.is_none() && ticks % 15 == 0 {
+                if service.replay.is_none() && ticks % PURGE_EVERY_TICKS == 0 {
                     let now = crate::unix_now();
                     if let Err(e) = service.store.content().purge_nonces(now).await {
                         tracing::error!("forgetting expired request nonces failed: {e}");
