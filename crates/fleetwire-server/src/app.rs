@@ -29,6 +29,8 @@ pub(crate) struct App {
     pub(crate) player_gate: Arc<dyn SourceGate>,
     /// The ACME http-01 answers the plain-HTTP listener serves while an order is open.
     pub(crate) acme: Arc<crate::service::acme::Challenges>,
+    /// Content for players: publishing, signed requests, bytes sent, this node's files.
+    pub(crate) content: Arc<crate::service::content::ContentService>,
 }
 
 /// A running service: ends when `App::shutdown` turns true.

@@ -18,9 +18,9 @@ pub(crate) struct Config {
     /// Mail for password resets; without it messages go to the outbox file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) smtp: Option<crate::accounts::SmtpSettings>,
-    pub(crate) content: crate::content::ContentSettings,
+    pub(crate) content: ContentSettings,
     pub(crate) things: ThingsSettings,
-    pub(crate) transfer: crate::framed::TransferSettings,
+    pub(crate) transfer: TransferSettings,
     pub(crate) store: StoreSettings,
     pub(crate) backup: BackupSettings,
     /// Automatic certificates for the public domain names (ACME, e.g. Let's Encrypt); without
@@ -230,6 +230,72 @@ impl Default for HttpSettings {
             min_bytes_per_sec: 1024,
             max_body_bytes: 64 * 1024,
             public_name: "localhost".into(),
+        }
+    }
+}
+
+/// `[content]`: content published to players and the signed requests that fetch it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ContentSettings {
+    /// Bytes per chunk in new manifests (1 B to 1 MiB).
+    pub(crate) chunk_size: u32,
+    /// How far a player's request time may be from the server's clock, in seconds. Every
+    /// accepted request's nonce is remembered until its time leaves this window (a replay is
+    /// refused, on every node of a fleet), so a smaller window also means a smaller replay cache.
+    pub(crate) request_time_tolerance_secs: u64,
+    /// Signed requests one player may have remembered at once (about 50 bytes each): past it the
+    /// player is answered `429` until older ones leave the time window.
+    pub(crate) max_signed_requests_per_player: usize,
+    /// Chunk responses one player may have in progress at once on this node (over every
+    /// connection and both listeners); the next is answered `429`.
+    pub(crate) max_requests_per_player: usize,
+}
+
+impl Default for ContentSettings {
+    fn default() -> Self {
+        Self {
+            chunk_size: 256 * 1024,
+            request_time_tolerance_secs: 300,
+            max_signed_requests_per_player: 16_384,
+            max_requests_per_player: 8,
+        }
+    }
+}
+
+/// `[transfer]`: the framed transfer listener (TCP 4702).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct TransferSettings {
+    /// Where players connect for the framed transfer stream (TLS).
+    pub(crate) listen: SocketAddr,
+    /// Connections held at once; the next is dropped at accept.
+    pub(crate) max_connections: usize,
+    /// Chunks in flight per connection (the player may lower it; 1 is lock-step).
+    pub(crate) window: u32,
+    /// Bandwidth cap per connection in bytes per second; 0 means none.
+    pub(crate) max_bytes_per_sec: u64,
+    /// Connections held at once from one source (an IPv4 address or an IPv6 /64), logged in
+    /// or not; the next is dropped at accept while other sources are still served.
+    pub(crate) max_connections_per_source: usize,
+    /// Seconds a write may wait on a player that takes fewer than 1 KiB/s of it before the
+    /// connection is cut (a player that stopped reading).
+    pub(crate) write_timeout_secs: u64,
+    /// Chunk bytes sent and not yet acknowledged per connection: `window` is lowered so that
+    /// it fits with the largest chunk size.
+    pub(crate) max_in_flight_bytes: u64,
+}
+
+impl Default for TransferSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], fleetwire_tokio::framed::TRANSFER_PORT)),
+            max_connections: 4096,
+            window: 64,
+            max_bytes_per_sec: 0,
+            max_connections_per_source: 256,
+            write_timeout_secs: 30,
+            max_in_flight_bytes: 16 << 20,
         }
     }
 }

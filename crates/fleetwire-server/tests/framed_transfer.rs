@@ -395,14 +395,38 @@ async fn framed_listener_authenticates_then_pushes_assigned_content() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
-/// Security events by kind, straight from the store (read-only, beside the running server).
+/// Security events by kind, straight from the store (read-only, beside the running server): the
+/// SQLite file, or the PostgreSQL database `fleetwire.toml` names (`FLEETWIRE_TEST_STORE=postgres`).
 fn security_events(db: &Path) -> BTreeMap<String, usize> {
+    const QUERY: &str = "SELECT kind, COUNT(*) FROM security_events GROUP BY kind";
+    let toml = std::fs::read_to_string(db.with_file_name("fleetwire.toml")).unwrap();
+    if let Some(url) = toml.lines().find_map(|l| {
+        l.strip_prefix("url = \"")
+            .and_then(|rest| rest.strip_suffix('"'))
+    }) {
+        let out = Command::new("psql")
+            .arg(url)
+            .args(["-At", "-F", ",", "-c", QUERY])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| {
+                let (kind, n) = l.split_once(',')?;
+                Some((kind.to_owned(), n.parse().ok()?))
+            })
+            .collect();
+    }
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();
-    let mut stmt = conn
-        .prepare("SELECT kind, COUNT(*) FROM security_events GROUP BY kind")
-        .unwrap();
+    let mut stmt = conn.prepare(QUERY).unwrap();
     stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,

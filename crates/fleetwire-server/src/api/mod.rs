@@ -8,6 +8,7 @@
 //! is limited per source (429 while other sources are served), a player's one answers 401 to an
 //! unsigned request. The table is served as JSON at `GET /v1/api` for that test and for clients.
 
+mod content;
 mod status;
 pub(crate) mod things;
 
@@ -112,7 +113,7 @@ pub(crate) enum Principal {
 }
 
 /// Every route of the server.
-pub(crate) fn table(app: &Arc<App>, content: &Arc<crate::content::Shared>) -> Vec<Route> {
+pub(crate) fn table(app: &Arc<App>) -> Vec<Route> {
     let mut routes = vec![Route::new(
         Method::GET,
         "/v1/status",
@@ -130,7 +131,7 @@ pub(crate) fn table(app: &Arc<App>, content: &Arc<crate::content::Shared>) -> Ve
     );
     routes.extend(crate::accounts::api::routes(app));
     routes.extend(things::routes(app));
-    routes.extend(crate::content::routes(app, content));
+    routes.extend(content::routes(app));
     routes
 }
 

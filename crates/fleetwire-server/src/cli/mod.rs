@@ -11,6 +11,7 @@ use crate::store::Store;
 
 mod audit;
 mod backup;
+mod content;
 mod player;
 mod serve;
 mod store;
@@ -56,7 +57,7 @@ enum Command {
     Store(store::StoreCommand),
     /// Publish content to players (signed manifests, served over HTTP and HTTPS).
     #[command(subcommand)]
-    Content(crate::content::ContentCommand),
+    Content(content::ContentCommand),
     /// Things end users subscribe to: create (prints the code), list, show, revoke a user, rotate the code.
     #[command(subcommand)]
     Thing(thing::ThingCommand),
@@ -145,7 +146,9 @@ fn run(cli: Cli) -> Result<(), String> {
             Command::Audit(cmd) => audit::run(cmd, &store).await,
             Command::Backup(cmd) => backup::run(cmd, &config, Some(&store), &cli.data_dir).await,
             Command::Store(cmd) => store::run(cmd, &store, &cli.data_dir).await,
-            Command::Content(cmd) => crate::content::cli(cmd, &cli.data_dir, &store),
+            Command::Content(cmd) => {
+                content::run(cmd, &cli.data_dir, &config.content, &store).await
+            }
             Command::Thing(cmd) => thing::run(cmd, &config, &store).await,
         }
     })

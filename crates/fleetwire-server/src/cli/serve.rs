@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::listeners;
 use crate::service::acme::Challenges;
+use crate::service::content::ContentService;
 use crate::store::Store;
 use crate::util::certs::{self, Resolver};
 
@@ -70,6 +71,9 @@ pub(crate) async fn serve(data_dir: &Path, config: Config, store: Store) -> Resu
     let player_gate = player_gate(&config)?;
     let session_server =
         listeners::session::bind(&config.session, &store, &tls, player_gate.clone()).await?;
+    let content = ContentService::open(&store, data_dir, &config.content)
+        .await
+        .map_err(|e| e.to_string())?;
     let app = Arc::new(App {
         node: node_id()?,
         data_dir: data_dir.to_owned(),
@@ -80,15 +84,17 @@ pub(crate) async fn serve(data_dir: &Path, config: Config, store: Store) -> Resu
         shutdown,
         player_gate,
         acme: Arc::new(Challenges::default()),
+        content,
     });
     println!("store: {} (node {})", app.store.kind(), app.node);
     let services = vec![
         listeners::session::start(&app, session_server).await?,
         crate::loggers::start(&app).await?,
         crate::accounts::start(&app).await?,
-        crate::content::start(&app).await?,
-        crate::framed::start(&app).await?,
-        crate::http::start(&app).await?,
+        app.content
+            .start(app.sessions.clone(), app.shutdown.clone()),
+        listeners::framed::start(&app).await?,
+        listeners::http::start(&app).await?,
     ];
     if let Some(acme) = app.config.acme.clone() {
         println!(

@@ -3,5 +3,9 @@
 //! | port | module |
 //! |---|---|
 //! | TCP 4701 player login and heartbeat | [`session`] |
+//! | TCP 4702 framed content transfer (TLS) | [`framed`] |
+//! | TCP 8443 HTTPS API, TCP 8001 plain HTTP (signed content, redirects) | [`http`] |
 
+pub(crate) mod framed;
+pub(crate) mod http;
 pub(crate) mod session;

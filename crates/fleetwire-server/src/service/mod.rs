@@ -3,7 +3,7 @@
 
 pub(crate) mod acme;
 pub(crate) mod backup;
-#[allow(dead_code)] // the content and accounts services take their keys from it as they move here
+pub(crate) mod content;
 pub(crate) mod keys;
 pub(crate) mod players;
 pub(crate) mod things;

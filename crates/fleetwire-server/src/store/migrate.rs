@@ -27,7 +27,7 @@ const SQLITE: &[Migration] = &[
             super::audit::sqlite::SCHEMA,
             crate::loggers::SCHEMA,
             crate::accounts::SCHEMA,
-            crate::content::SCHEMA,
+            super::content::sqlite::SCHEMA,
             super::things::sqlite::SCHEMA,
         ],
         code: Some(super::things::sqlite::migrate),
@@ -49,6 +49,7 @@ const POSTGRES: &[Migration] = &[Migration {
         super::audit::postgres::SCHEMA,
         super::keys::postgres::SCHEMA,
         super::things::postgres::SCHEMA,
+        super::content::postgres::SCHEMA,
     ],
     code: None,
 }];

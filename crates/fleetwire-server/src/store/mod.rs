@@ -14,6 +14,7 @@
 pub(crate) mod audit;
 mod backend;
 pub(crate) mod backup;
+pub(crate) mod content;
 pub(crate) mod copy;
 pub(crate) mod keys;
 mod migrate;
@@ -111,6 +112,12 @@ impl Store {
     /// Keys shared by the nodes of a fleet (PostgreSQL).
     pub(crate) fn keys(&self) -> keys::Keys<'_> {
         keys::Keys(self)
+    }
+
+    /// Content for players: items, assignments, bytes sent, configuration hashes; with
+    /// PostgreSQL also the file bytes and the signed requests' nonces every node shares.
+    pub(crate) fn content(&self) -> content::Content<'_> {
+        content::Content(self)
     }
 
     /// The security events and the hash-chained audit log.

@@ -1,7 +1,8 @@
 //! The HTTP front: the JSON API over HTTPS, and a plain-HTTP port that serves only what is safe
 //! without TLS (signed content) and redirects everything else to HTTPS (W5).
 //!
-//! Each protocol module adds its routes in [`api`] (HTTPS) or [`plain`] (HTTP) with one line.
+//! Both routers are built from the one route table (`api::table`): its rows say which listener
+//! serves them.
 //!
 //! ## What one peer can hold (both listeners, `[http]` in fleetwire.toml)
 //! - Connections: `max_connections` per listener, and `max_connections_per_source` from one
@@ -60,9 +61,8 @@ pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
     );
     let acceptor = TlsAcceptor::from(ctx.tls.clone());
     let limits = Limits::from_settings(settings);
-    // One content state (replay cache) for both listeners.
-    let content = crate::content::Shared::new(&ctx.config.content)?;
-    let table = crate::api::table(ctx, &content);
+    // One table (and one content service, so one replay cache) for both listeners.
+    let table = crate::api::table(ctx);
     let plain = crate::api::plain(ctx, &table)
         .fallback(move |request: Request| async move { redirect_to_https(&public, &request) });
     let secure = tokio::spawn(accept_loop(

@@ -21,7 +21,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -31,65 +30,27 @@ use fleetwire_tokio::framed::{Outgoing, accept_player, send_framed_many, tls_bin
 use fleetwire_tokio::session::SourceGate;
 use fleetwire_tokio::source::Source;
 use fleetwire_tokio::transfer::SendOptions;
-use fleetwire_transfer::{PublicKey, RateLimit, SenderConfig, SignedManifest};
-use serde::{Deserialize, Serialize};
+use fleetwire_transfer::{RateLimit, SenderConfig};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::app::{App as Ctx, Service};
-use crate::http::PerSource;
+use crate::listeners::http::PerSource;
 use crate::listeners::session::StoreDirectory;
+use crate::service::content::ContentService;
 use crate::store::Store;
-use crate::{content, unix_now};
-
-/// `[transfer]` in fleetwire.toml.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct TransferSettings {
-    /// Where players connect for the framed transfer stream (TLS).
-    pub(crate) listen: SocketAddr,
-    /// Connections held at once; the next is dropped at accept.
-    pub(crate) max_connections: usize,
-    /// Chunks in flight per connection (the player may lower it; 1 is lock-step).
-    pub(crate) window: u32,
-    /// Bandwidth cap per connection in bytes per second; 0 means none.
-    pub(crate) max_bytes_per_sec: u64,
-    /// Connections held at once from one source (an IPv4 address or an IPv6 /64), logged in
-    /// or not; the next is dropped at accept while other sources are still served.
-    pub(crate) max_connections_per_source: usize,
-    /// Seconds a write may wait on a player that takes fewer than 1 KiB/s of it before the
-    /// connection is cut (a player that stopped reading).
-    pub(crate) write_timeout_secs: u64,
-    /// Chunk bytes sent and not yet acknowledged per connection: `window` is lowered so that
-    /// it fits with the largest chunk size.
-    pub(crate) max_in_flight_bytes: u64,
-}
-
-impl Default for TransferSettings {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], fleetwire_tokio::framed::TRANSFER_PORT)),
-            max_connections: 4096,
-            window: 64,
-            max_bytes_per_sec: 0,
-            max_connections_per_source: 256,
-            write_timeout_secs: 30,
-            max_in_flight_bytes: 16 << 20,
-        }
-    }
-}
+use crate::unix_now;
 
 /// Everything a connection task needs.
 struct Listener {
     store: Store,
-    data_dir: PathBuf,
+    content: Arc<ContentService>,
     acceptor: TlsAcceptor,
     login: Arc<ServerConfig>,
     directory: StoreDirectory,
     send: SendOptions,
-    content_key: PublicKey,
     gate: Arc<dyn SourceGate>,
     /// The one framed connection each logged-in player may hold (hole 15: a new login replaces
     /// the old connection, so one credential holds one connection's memory).
@@ -152,11 +113,6 @@ pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("framed transfer on {addr} (TLS)");
-    let data_dir = ctx.data_dir.clone();
-    let content_key = tokio::task::spawn_blocking(move || content::signer(&data_dir))
-        .await
-        .map_err(|e| e.to_string())??
-        .public_key();
     let rate = (settings.max_bytes_per_sec > 0).then(|| RateLimit {
         bytes_per_sec: settings.max_bytes_per_sec,
         // At least one full chunk message must fit.
@@ -164,7 +120,7 @@ pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
     });
     let shared = Arc::new(Listener {
         store: ctx.store.clone(),
-        data_dir: ctx.data_dir.clone(),
+        content: ctx.content.clone(),
         acceptor: TlsAcceptor::from(ctx.tls.clone()),
         login: Arc::new(ctx.config.session.machine_config()),
         directory: StoreDirectory(ctx.store.clone()),
@@ -178,7 +134,6 @@ pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
             max_in_flight_bytes: settings.max_in_flight_bytes.max(1),
             ..SendOptions::default()
         },
-        content_key,
         gate: ctx.player_gate.clone(),
         players: Mutex::default(),
         next_login: AtomicU64::new(0),
@@ -302,7 +257,7 @@ where
     };
     let count = files.len();
     let send = send_framed_many(&mut tls, files, &shared.send, |bytes| {
-        content::record_sent(player, bytes);
+        shared.content.record_sent(player, bytes);
     });
     tokio::select! {
         result = send => match result {
@@ -334,24 +289,22 @@ where
 }
 
 /// The player's content as outgoing files, each manifest checked against the server's own
-/// content key (a store edited behind the server's back sends nothing it did not sign).
+/// content key (a store edited behind the server's back sends nothing it did not sign), each
+/// file on this node's disk (fetched from the store first where needed).
 async fn assigned(shared: &Listener, player: PlayerId) -> Result<Vec<Outgoing>, String> {
-    let (store, data_dir) = (shared.store.clone(), shared.data_dir.clone());
-    let rows = tokio::task::spawn_blocking(move || content::assigned(&store, &data_dir, player))
+    let items = shared
+        .content
+        .assigned(player)
         .await
-        .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let trusted = [shared.content_key];
-    Ok(rows
+    Ok(items
         .into_iter()
-        .filter_map(|(manifest, file)| {
-            match SignedManifest::decode(&manifest, &trusted, u32::MAX) {
-                Ok(manifest) => Some(Outgoing { manifest, file }),
-                Err(e) => {
-                    tracing::error!(file = %file.display(), "stored manifest does not verify: {e}");
-                    None
-                }
-            }
+        .filter_map(|item| {
+            let manifest = shared.content.verified_manifest(&item.manifest)?;
+            Some(Outgoing {
+                manifest,
+                file: item.file,
+            })
         })
         .collect())
 }
