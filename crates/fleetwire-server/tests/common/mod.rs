@@ -43,6 +43,36 @@ pub fn write_config(data: &Path, toml: &str) {
     std::fs::write(data.join("fleetwire.toml"), toml).unwrap();
 }
 
+/// The `[store] url` of `data`'s `fleetwire.toml`, if it names one.
+pub fn store_url(data: &Path) -> Option<String> {
+    let toml = std::fs::read_to_string(data.join("fleetwire.toml")).ok()?;
+    toml.lines().find_map(|l| {
+        l.strip_prefix("url = \"")
+            .and_then(|rest| rest.strip_suffix('"'))
+            .map(str::to_owned)
+    })
+}
+
+/// Everything the store of `data` holds, as bytes to search: the SQLite file, or a data-only
+/// `pg_dump` of its PostgreSQL database (where bytes appear as `\x…` hex).
+pub fn store_bytes(data: &Path) -> Vec<u8> {
+    match store_url(data) {
+        None => std::fs::read(data.join("fleetwire.db")).unwrap(),
+        Some(url) => {
+            let out = Command::new("pg_dump")
+                .args(["--data-only", "--dbname", &url])
+                .output()
+                .expect("pg_dump (install postgresql-client)");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        }
+    }
+}
+
 /// A fresh PostgreSQL database for the test that owns `data`, when the tests run against
 /// PostgreSQL; `None` for SQLite.
 pub fn postgres_database(data: &Path) -> Option<String> {
