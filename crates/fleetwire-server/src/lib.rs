@@ -38,7 +38,6 @@ mod content;
 mod framed;
 mod http;
 mod listeners;
-mod loggers;
 mod service;
 mod store;
 mod things;

@@ -78,7 +78,7 @@ pub(crate) async fn serve(data_dir: &Path, config: Config, store: Store) -> Resu
     println!("store: {} (node {})", app.store.kind(), app.node);
     let services = vec![
         listeners::session::start(&app, session_server).await?,
-        crate::loggers::start(&app).await?,
+        listeners::sensor::start(&app).await?,
         crate::accounts::start(&app).await?,
         crate::content::start(&app).await?,
         crate::framed::start(&app).await?,

@@ -4,4 +4,5 @@
 pub(crate) mod acme;
 #[allow(dead_code)] // the content and accounts services take their keys from it as they move here
 pub(crate) mod keys;
+pub(crate) mod loggers;
 pub(crate) mod players;

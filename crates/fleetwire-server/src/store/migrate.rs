@@ -25,7 +25,7 @@ const SQLITE: &[Migration] = &[
         sql: &[
             super::players::sqlite::SCHEMA,
             super::audit::sqlite::SCHEMA,
-            crate::loggers::SCHEMA,
+            super::loggers::sqlite::SCHEMA,
             crate::accounts::SCHEMA,
             crate::content::SCHEMA,
             crate::things::SCHEMA,
@@ -48,6 +48,7 @@ const POSTGRES: &[Migration] = &[Migration {
         super::players::postgres::SCHEMA,
         super::audit::postgres::SCHEMA,
         super::keys::postgres::SCHEMA,
+        super::loggers::postgres::SCHEMA,
     ],
     code: None,
 }];

@@ -14,6 +14,7 @@
 pub(crate) mod audit;
 mod backend;
 pub(crate) mod keys;
+pub(crate) mod loggers;
 mod migrate;
 pub(crate) mod players;
 #[cfg(test)]
@@ -105,6 +106,11 @@ impl Store {
     /// Keys shared by the nodes of a fleet (PostgreSQL).
     pub(crate) fn keys(&self) -> keys::Keys<'_> {
         keys::Keys(self)
+    }
+
+    /// Sensor loggers: keys, readings, epochs, status.
+    pub(crate) fn loggers(&self) -> loggers::Loggers<'_> {
+        loggers::Loggers(self)
     }
 
     /// The security events and the hash-chained audit log.

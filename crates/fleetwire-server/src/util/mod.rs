@@ -3,6 +3,7 @@
 //! domain.
 
 pub(crate) mod certs;
+pub(crate) mod civil;
 pub(crate) mod clock;
 pub(crate) mod datadir;
 pub(crate) mod logging;
