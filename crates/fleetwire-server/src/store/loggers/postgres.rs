@@ -6,7 +6,8 @@
 //! batches follow the stored mark is decided here, in order (two batches of one logger in one
 //! group chain); then one multi-row insert (`UNNEST` of arrays) per table with `ON CONFLICT DO
 //! NOTHING`, one update of the marks, and the commit. Only after the commit returns (with
-//! `synchronous_commit = on`, the default, once the WAL is flushed) does the caller acknowledge.
+//! `synchronous_commit = on`, set for the transaction whatever the database's default, once the
+//! WAL is flushed) does the caller acknowledge.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -195,6 +196,10 @@ pub(super) async fn commit(
     now: i64,
 ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
     let tx = client.transaction().await?;
+    // The ack follows the commit: the commit must wait for the WAL flush whatever the
+    // database's or role's default says.
+    tx.batch_execute("SET LOCAL synchronous_commit = on")
+        .await?;
     let mut ids: Vec<i64> = writes
         .iter()
         .filter_map(|w| match w {
