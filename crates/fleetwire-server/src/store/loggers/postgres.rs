@@ -4,8 +4,9 @@
 //! batches are locked in id order (`SELECT … FOR UPDATE`, so two nodes committing groups that
 //! share loggers wait for each other instead of deadlocking) and their marks read; which
 //! batches follow the stored mark is decided here, in order (two batches of one logger in one
-//! group chain); then one multi-row insert (`UNNEST` of arrays) per table with `ON CONFLICT DO
-//! NOTHING`, one update of the marks, and the commit. Only after the commit returns (with
+//! group chain); then one multi-row insert (`UNNEST` of arrays) per table (readings: plain, and
+//! again with `ON CONFLICT DO NOTHING` should one already be there; the others with it), one
+//! update of the marks, and the commit. Only after the commit returns (with
 //! `synchronous_commit = on`, set for the transaction whatever the database's default, once the
 //! WAL is flushed) does the caller acknowledge.
 
@@ -195,7 +196,7 @@ pub(super) async fn commit(
     writes: &[Write],
     now: i64,
 ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
-    let tx = client.transaction().await?;
+    let mut tx = client.transaction().await?;
     // The ack follows the commit: the commit must wait for the WAL flush whatever the
     // database's or role's default says.
     tx.batch_execute("SET LOCAL synchronous_commit = on")
@@ -306,25 +307,42 @@ pub(super) async fn commit(
     if !cols.r_logger.is_empty() {
         let set_ids = channel_sets(&tx, &specs).await?;
         let sets: Vec<i32> = cols.r_spec.iter().map(|&i| set_ids[i]).collect();
-        let insert = tx
+        // Plain insert first: `ON CONFLICT DO NOTHING` makes PostgreSQL insert each row
+        // speculatively, about twice the CPU (500,000 rows: 5.8 s against 2.8 s here). The
+        // locked marks already keep a slot from being written twice, so a duplicate means a
+        // bug or a hand-made row: the savepoint then takes the insert back and the same rows go
+        // in again with `ON CONFLICT DO NOTHING`, so the group still commits each slot once.
+        let plain = tx
+            .prepare_cached(
+                "INSERT INTO sensor_readings (logger, epoch, seq, at, channel_set, vals) \
+                 SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], \
+                 $5::int4[], $6::text[])",
+            )
+            .await?;
+        let idempotent = tx
             .prepare_cached(
                 "INSERT INTO sensor_readings (logger, epoch, seq, at, channel_set, vals) \
                  SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], \
                  $5::int4[], $6::text[]) ON CONFLICT DO NOTHING",
             )
             .await?;
-        tx.execute(
-            &insert,
-            &[
-                &cols.r_logger,
-                &cols.r_epoch,
-                &cols.r_seq,
-                &cols.r_at,
-                &sets,
-                &cols.r_vals,
-            ],
-        )
-        .await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+            &cols.r_logger,
+            &cols.r_epoch,
+            &cols.r_seq,
+            &cols.r_at,
+            &sets,
+            &cols.r_vals,
+        ];
+        let sp = tx.savepoint("readings").await?;
+        match sp.execute(&plain, &params).await {
+            Ok(_) => sp.commit().await?,
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                sp.rollback().await?;
+                tx.execute(&idempotent, &params).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     if !cols.e_logger.is_empty() {
         tx.execute(

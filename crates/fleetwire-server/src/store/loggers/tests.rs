@@ -292,3 +292,52 @@ async fn concurrent_groups_of_the_same_logger_store_each_slot_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_reading_already_there_is_kept_once_on_postgresql() {
+    for (kind, store) in backends("loggers_dup").await {
+        if kind != "postgresql" {
+            continue; // SQLite fails that one write (its savepoint), tested by the legacy suite
+        }
+        let l = store.loggers();
+        l.add(vec![new(1)], 0).await.unwrap();
+        let first = vec![Write::Batch {
+            after: None,
+            closes: None,
+            batch: batch(1001, 0, 0, 5),
+        }];
+        assert_eq!(
+            l.commit(first.clone(), 1).await.unwrap()[0]
+                .as_ref()
+                .unwrap(),
+            &Outcome::Stored
+        );
+        // The mark forgotten by hand: the same slots arrive again and pass the mark check.
+        store
+            .postgres()
+            .await
+            .unwrap()
+            .execute("UPDATE loggers SET mark_epoch = NULL, mark_seq = NULL", &[])
+            .await
+            .unwrap();
+        let more = batch(1001, 0, 0, 7);
+        let again = vec![Write::Batch {
+            after: None,
+            closes: None,
+            batch: more,
+        }];
+        assert_eq!(
+            l.commit(again, 2).await.unwrap()[0].as_ref().unwrap(),
+            &Outcome::Stored
+        );
+        assert_eq!(
+            l.readings(LoggerId(1001), 0).await.unwrap().len(),
+            7,
+            "each slot once"
+        );
+        assert_eq!(
+            l.lookup(LoggerId(1001), 64).await.unwrap().unwrap().stored,
+            Some(Mark { epoch: 0, seq: 6 })
+        );
+    }
+}
