@@ -55,7 +55,7 @@ run() {
   before_pg=0
   [ "$backend" = postgresql ] && before_pg=$(ticks $(pg_pids))
   "$B/fleetwire-sensor-sim" --server "127.0.0.1:$PORT" --fingerprint "$fp" --loggers "$dir/loggers.csv" \
-    --backlog-days "$DAYS" --duration "$DURATION" --wake-secs 1 --cut-prob 0 > "$dir/sim.out"
+    --backlog-days "$DAYS" --duration "$DURATION" --wake-secs 1 --cut-prob 0 --stop-when-drained > "$dir/sim.out"
   after_s=$(ticks "$pid")
   after_pg=0
   [ "$backend" = postgresql ] && after_pg=$(ticks $(pg_pids))
@@ -63,7 +63,7 @@ run() {
   kill -INT "$pid"; wait "$pid" || true
   out=$(grep -E '^initial backlog' "$dir/sim.out" || echo "backlog not drained within ${DURATION} s")
   awk -v b="$backend" -v s="$((after_s - before_s))" -v p="$((after_pg - before_pg))" -v t="$TCK" -v n="$stored" -v o="$out" 'BEGIN {
-    printf "| %s | %s | %d | %.2f | %.2f | %.3f |\n", b, o, n, s / t, p / t, 1000 * (s + p) / t / n }'
+    printf "| %s | %s | %d | %.2f | %.2f | %.5f |\n", b, o, n, s / t, p / t, 1000 * (s + p) / t / n }'
   [ "$backend" = postgresql ] && psql "$FLEETWIRE_TEST_PG dbname=postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
   rm -rf "$dir"
 }
