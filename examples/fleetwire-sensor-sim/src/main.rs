@@ -175,7 +175,7 @@ async fn main() -> Result<(), String> {
         while Instant::now() < report_at {
             tokio::time::sleep(Duration::from_millis(50).min(report_at - Instant::now())).await;
             if drained_at.is_none() && tally.backlogs_done.load(Ordering::Relaxed) == n as u64 {
-                drained_at = Some(Instant::now() - started);
+                drained_at = Some(started.elapsed());
                 if args.stop_when_drained {
                     break 'run;
                 }
