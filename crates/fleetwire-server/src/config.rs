@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) struct Config {
     pub(crate) session: SessionSettings,
     pub(crate) http: HttpSettings,
-    pub(crate) sensor: crate::loggers::SensorSettings,
+    pub(crate) sensor: SensorSettings,
     pub(crate) accounts: crate::accounts::AccountsSettings,
     /// Mail for password resets; without it messages go to the outbox file.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -368,6 +368,48 @@ impl Config {
             std::fs::write(path, text)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             Ok(config)
+        }
+    }
+}
+
+/// `[sensor]` in fleetwire.toml: sensor uploads (TCP 14354).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct SensorSettings {
+    /// Where loggers connect.
+    pub(crate) listen: std::net::SocketAddr,
+    /// Connections held at once.
+    pub(crate) max_connections: usize,
+    /// Connections held at once from one address (IPv4, or IPv6 /64); loggers behind one NAT
+    /// share it.
+    pub(crate) max_connections_per_source: usize,
+    /// How long one connection may take, TLS handshake included, in seconds.
+    pub(crate) deadline_secs: u64,
+    /// Consecutive connections from one address (IPv4, or IPv6 /64) that fail to authenticate
+    /// (unknown logger, bad MAC, malformed, silent) before it is refused at accept for 1 minute,
+    /// then 2, 4 … 60 for each further failure; an authenticated upload from the address ends
+    /// the streak. 0 turns the gate off.
+    pub(crate) failed_uploads_per_source: u16,
+    /// Most addresses the gate tracks (about 21 bytes each).
+    pub(crate) max_tracked_sources: u32,
+    /// Rejected connections are written as one counted security event per address per this
+    /// many seconds.
+    pub(crate) rejection_report_secs: u64,
+    /// Serve without TLS. Readings still carry their MAC, but anyone on the path can read them.
+    pub(crate) danger_plaintext: bool,
+}
+
+impl Default for SensorSettings {
+    fn default() -> Self {
+        Self {
+            listen: std::net::SocketAddr::from(([0, 0, 0, 0], 14354)),
+            max_connections: 10_000,
+            max_connections_per_source: 256,
+            deadline_secs: 30,
+            failed_uploads_per_source: 20,
+            max_tracked_sources: 100_000,
+            rejection_report_secs: 60,
+            danger_plaintext: false,
         }
     }
 }

@@ -35,7 +35,6 @@ mod app;
 pub mod cli;
 mod config;
 mod listeners;
-mod loggers;
 mod service;
 mod store;
 mod util;

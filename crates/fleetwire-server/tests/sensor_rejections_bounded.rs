@@ -59,21 +59,16 @@ async fn unauthenticated_failures_from_one_source_write_a_bounded_number_of_even
 
     // Stop (the server writes what it aggregated), then count what the failures wrote.
     interrupt(server.id(), &mut server);
-    let db = rusqlite::Connection::open(data.join("fleetwire.db")).unwrap();
-    let events: Vec<String> = db
-        .prepare("SELECT detail FROM security_events WHERE kind = 'logger_rejected'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let audited: i64 = db
-        .query_row(
-            "SELECT count(*) FROM auth_audit WHERE instr(event, 'logger_rejected') > 0",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let events = query(
+        &data,
+        "SELECT detail FROM security_events WHERE kind = 'logger_rejected'",
+    );
+    let audited: i64 = query(
+        &data,
+        "SELECT count(*) FROM auth_audit WHERE event LIKE '%logger_rejected%'",
+    )[0]
+    .parse()
+    .unwrap();
     assert!(
         (1..=2).contains(&events.len()),
         "one counted event per source and minute, got {}: {events:?}",
@@ -100,4 +95,38 @@ async fn unauthenticated_failures_from_one_source_write_a_bounded_number_of_even
 fn cli_readings(data: &std::path::Path, logger: u64) -> usize {
     let out = common::cli(data, &["readings", &logger.to_string()]);
     out.lines().count() - 1
+}
+
+/// One text column of `sql`'s rows, from the store of `data`: the SQLite file, or the
+/// PostgreSQL database its fleetwire.toml names (`FLEETWIRE_TEST_STORE=postgres`).
+fn query(data: &std::path::Path, sql: &str) -> Vec<String> {
+    let toml = std::fs::read_to_string(data.join("fleetwire.toml")).unwrap();
+    if let Some(url) = toml.lines().find_map(|l| l.strip_prefix("url = ")) {
+        let out = std::process::Command::new("psql")
+            .arg(url.trim_matches('"'))
+            .args(["-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+    }
+    let db = rusqlite::Connection::open(data.join("fleetwire.db")).unwrap();
+    let mut stmt = db.prepare(sql).unwrap();
+    stmt.query_map([], |r| {
+        Ok(match r.get_ref(0)? {
+            rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+            v => v.as_str()?.to_owned(),
+        })
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
 }

@@ -12,6 +12,7 @@ use crate::store::Store;
 mod audit;
 mod backup;
 mod content;
+mod logger;
 mod player;
 mod serve;
 mod store;
@@ -40,9 +41,9 @@ enum Command {
     Player(player::PlayerCommand),
     /// Provision and list sensor loggers.
     #[command(subcommand)]
-    Logger(crate::loggers::LoggerCommand),
+    Logger(logger::LoggerCommand),
     /// Print a logger's readings in real units (CSV or JSON).
-    Readings(crate::loggers::ReadingsArgs),
+    Readings(logger::ReadingsArgs),
     /// Manage user accounts (read a new password from standard input).
     #[command(subcommand)]
     User(crate::accounts::UserCommand),
@@ -140,8 +141,8 @@ fn run(cli: Cli) -> Result<(), String> {
         match command {
             Command::Serve => serve::serve(&cli.data_dir, config, store).await,
             Command::Player(cmd) => player::run(cmd, &store).await,
-            Command::Logger(cmd) => crate::loggers::cli(cmd, &store),
-            Command::Readings(args) => crate::loggers::readings(&args, &store),
+            Command::Logger(cmd) => logger::run(cmd, &store).await,
+            Command::Readings(args) => logger::readings(&args, &store).await,
             Command::User(cmd) => crate::accounts::user_cli(cmd, &store, &cli.data_dir),
             Command::Audit(cmd) => audit::run(cmd, &store).await,
             Command::Backup(cmd) => backup::run(cmd, &config, Some(&store), &cli.data_dir).await,

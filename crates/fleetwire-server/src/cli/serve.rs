@@ -89,7 +89,7 @@ pub(crate) async fn serve(data_dir: &Path, config: Config, store: Store) -> Resu
     println!("store: {} (node {})", app.store.kind(), app.node);
     let services = vec![
         listeners::session::start(&app, session_server).await?,
-        crate::loggers::start(&app).await?,
+        listeners::sensor::start(&app).await?,
         crate::accounts::start(&app).await?,
         app.content
             .start(app.sessions.clone(), app.shutdown.clone()),

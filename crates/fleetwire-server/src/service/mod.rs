@@ -5,5 +5,6 @@ pub(crate) mod acme;
 pub(crate) mod backup;
 pub(crate) mod content;
 pub(crate) mod keys;
+pub(crate) mod loggers;
 pub(crate) mod players;
 pub(crate) mod things;

@@ -25,7 +25,7 @@ const SQLITE: &[Migration] = &[
         sql: &[
             super::players::sqlite::SCHEMA,
             super::audit::sqlite::SCHEMA,
-            crate::loggers::SCHEMA,
+            super::loggers::sqlite::SCHEMA,
             crate::accounts::SCHEMA,
             super::content::sqlite::SCHEMA,
             super::things::sqlite::SCHEMA,
@@ -50,6 +50,7 @@ const POSTGRES: &[Migration] = &[Migration {
         super::keys::postgres::SCHEMA,
         super::things::postgres::SCHEMA,
         super::content::postgres::SCHEMA,
+        super::loggers::postgres::SCHEMA,
     ],
     code: None,
 }];

@@ -17,6 +17,7 @@ pub(crate) mod backup;
 pub(crate) mod content;
 pub(crate) mod copy;
 pub(crate) mod keys;
+pub(crate) mod loggers;
 mod migrate;
 pub(crate) mod players;
 #[cfg(test)]
@@ -118,6 +119,11 @@ impl Store {
     /// PostgreSQL also the file bytes and the signed requests' nonces every node shares.
     pub(crate) fn content(&self) -> content::Content<'_> {
         content::Content(self)
+    }
+
+    /// Sensor loggers: keys, readings, epochs, status.
+    pub(crate) fn loggers(&self) -> loggers::Loggers<'_> {
+        loggers::Loggers(self)
     }
 
     /// The security events and the hash-chained audit log.
