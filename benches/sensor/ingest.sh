@@ -61,6 +61,15 @@ run() {
   [ "$backend" = postgresql ] && after_pg=$(ticks $(pg_pids))
   stored=$("$B/fleetwire-server" --data-dir "$dir" logger list | awk '$1 ~ /^[0-9]+$/ {s += $4} END {print s}')
   kill -INT "$pid"; wait "$pid" || true
+  # Storage per reading: the readings' tables with their indexes (PostgreSQL: every monthly
+  # partition), or the whole SQLite file.
+  local bytes
+  if [ "$backend" = postgresql ]; then
+    bytes=$(psql "$url" -tAc "SELECT COALESCE(SUM(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits WHERE inhparent = 'sensor_readings'::regclass")
+  else
+    bytes=$(stat -c %s "$dir/fleetwire.db")
+  fi
+  echo "$backend: $bytes bytes of readings storage = $((bytes / stored)) bytes per reading" >&2
   out=$(grep -E '^initial backlog' "$dir/sim.out" || echo "backlog not drained within ${DURATION} s")
   awk -v b="$backend" -v s="$((after_s - before_s))" -v p="$((after_pg - before_pg))" -v t="$TCK" -v n="$stored" -v o="$out" 'BEGIN {
     printf "| %s | %s | %d | %.2f | %.2f | %.5f |\n", b, o, n, s / t, p / t, 1000 * (s + p) / t / n }'
