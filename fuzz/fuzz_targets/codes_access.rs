@@ -91,7 +91,7 @@ fuzz_target!(|input: Input| {
         .map(|s| spec.parse(s).unwrap())
         .collect();
     let code = |c: u8| codes[usize::from(c % 4)];
-    let mut now = UnixTime(1_700_000_000_000);
+    let mut now = UnixTime::from_millis(1_700_000_000_000);
     let mut t = ThingAccess::new(codes[0], mode(input.mode));
     for op in input.ops.into_iter().take(256) {
         let before = t.clone();

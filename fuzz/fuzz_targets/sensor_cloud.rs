@@ -321,7 +321,7 @@ impl World<'_> {
         for closing in [false, true] {
             if closing {
                 for cl in &mut sessions {
-                    cl.handle_peer_closed(now);
+                    cl.handle_close(now);
                     cl.handle_timeout(now + Duration::from_secs(3600));
                 }
             }
@@ -422,7 +422,7 @@ impl World<'_> {
             rest = &rest[n..];
             self.drain_logger(&mut lg);
         }
-        lg.handle_peer_closed(self.now);
+        lg.handle_close(self.now);
         self.drain_logger(&mut lg);
     }
 
@@ -438,7 +438,7 @@ impl World<'_> {
         self.p.bytes = saved;
         let _ = lg.handle_input(self.now, &outputs[0]);
         self.drain_logger(&mut lg);
-        lg.handle_peer_closed(self.now);
+        lg.handle_close(self.now);
         self.drain_logger(&mut lg);
     }
 

@@ -14,6 +14,8 @@ enum Step {
     Advance(u16),
     Heartbeat,
     Status(String),
+    /// The transport ended (`handle_close`).
+    Close,
 }
 
 fuzz_target!(|steps: Vec<Step>| {
@@ -37,6 +39,7 @@ fuzz_target!(|steps: Vec<Step>| {
             Step::Status(content) => {
                 let _ = c.set_status(PlayerStatus { content, ..PlayerStatus::default() });
             }
+            Step::Close => c.handle_close(now),
         }
         while c.poll_transmit(&mut out).is_some() {}
         while let Some(e) = c.poll_event() {

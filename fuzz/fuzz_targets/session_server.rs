@@ -140,7 +140,7 @@ fuzz_target!(|data: &[u8]| {
             10 => {
                 let _ = s.close(now, CloseCode::from_byte(ops.u8()), "bye");
             }
-            11 => s.connection_lost(now),
+            11 => s.handle_close(now),
             _ => {
                 let _ = client.close(now, "player closing");
                 while client.poll_transmit(&mut to_server).is_some() {}

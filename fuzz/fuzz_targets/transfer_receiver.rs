@@ -5,17 +5,17 @@
 //! key), so the program can send real offers and chunks whose bytes match the signed digests
 //! (or corrupted ones), store verified chunks late or out of order, answer delta copies with
 //! the right or wrong bytes, restart the player from its saved partials (resume) and from a raw
-//! partial record, cancel from either side, and let time pass. Completion, resume and delta are
-//! reached, not only decoding.
+//! partial record, cancel from either side, end the transport (`handle_close`), and let time
+//! pass. Completion, resume and delta are reached, not only decoding.
 //!
 //! Checked: no panic; every verified chunk is the file's bytes at its offset; `Completed` only
 //! when the application stored every chunk; every acknowledgement (index, cumulative point,
 //! selective ranges) and every accept's `have` covers only chunks the application stored; only
 //! trusted manifests are offered to the application; at most one terminal event per transfer
-//! and no event for a transfer after it; at most one `Closed` and nothing after it; a saved
-//! partial decodes again.
+//! and no event for a transfer after it; at most one `Closed`, every offered transfer ended
+//! before it and nothing after it; a saved partial decodes again (also after the close).
 //!
-//! Program: two set-up bytes (chunk size, file length), then operations, one byte each (mod 11)
+//! Program: two set-up bytes (chunk size, file length), then operations, one byte each (mod 12)
 //! with their operands; see the match below. Past the end of the input every read is 0.
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -121,7 +121,7 @@ fuzz_target!(|data: &[u8]| {
     while !ops.is_empty() && steps < 512 {
         steps += 1;
         msg.clear();
-        let op = ops.u8() % 11;
+        let op = ops.u8() % 12;
         coverage::trace(|| format!("op {op}"));
         match op {
             // The sender offers one of the files (or the untrusted one).
@@ -209,6 +209,8 @@ fuzz_target!(|data: &[u8]| {
             9 => {
                 let _ = r.cancel(now, TransferId(u32::from(ops.u8() % 4)));
             }
+            // The transport ends.
+            11 => r.handle_close(now),
             // The application answers delta copies: the held bytes, wrong bytes or nothing.
             _ => {
                 let how = ops.u8();
@@ -291,12 +293,21 @@ fn drain(r: &mut Receiver, app: &mut App, files: &Files, by_key: &HashMap<(u64, 
                 }
                 app.ended.insert(transfer.0);
             }
-            ReceiverEvent::Closed { .. } => app.closed += 1,
+            ReceiverEvent::Closed { .. } => {
+                for t in app.transfers.keys() {
+                    assert!(app.ended.contains(t), "Closed before transfer {t} ended");
+                }
+                app.closed += 1;
+            }
             _ => {}
         }
     }
     let mut buf = Vec::new();
-    while r.poll_transmit(&mut buf).is_some() {
+    loop {
+        buf.clear(); // poll_transmit appends
+        if r.poll_transmit(&mut buf).is_none() {
+            break;
+        }
         let m = Message::decode(&buf).expect("the receiver sent an undecodable message");
         coverage::trace(|| format!("sent {m:?}"));
         coverage::note(|| format!("sent:{}", coverage::kind(&m)));

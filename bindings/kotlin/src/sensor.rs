@@ -723,11 +723,16 @@ impl LoggerSession {
         g.machine.handle_timeout(now);
     }
 
-    /// The cloud closed the connection.
-    pub fn handle_peer_closed(&self, now_ms: u64) {
+    /// The transport ended (the cloud closed the connection or it broke).
+    pub fn handle_close(&self, now_ms: u64) {
         let mut g = lock(&self.inner);
         let now = g.clock.at(now_ms);
-        g.machine.handle_peer_closed(now);
+        g.machine.handle_close(now);
+    }
+
+    /// Deprecated: the old name of `handleClose`, kept so existing callers build.
+    pub fn handle_peer_closed(&self, now_ms: u64) {
+        self.handle_close(now_ms);
     }
 
     /// Bytes to send, or null.
@@ -915,10 +920,16 @@ impl CloudSession {
         g.machine.handle_timeout(now);
     }
 
-    pub fn handle_peer_closed(&self, now_ms: u64) {
+    /// The transport ended (the logger closed the connection or it broke).
+    pub fn handle_close(&self, now_ms: u64) {
         let mut g = lock(&self.inner);
         let now = g.clock.at(now_ms);
-        g.machine.handle_peer_closed(now);
+        g.machine.handle_close(now);
+    }
+
+    /// Deprecated: the old name of `handleClose`, kept so existing callers build.
+    pub fn handle_peer_closed(&self, now_ms: u64) {
+        self.handle_close(now_ms);
     }
 
     /// Answers `KeyNeeded`; null means unknown logger (the upload is rejected).

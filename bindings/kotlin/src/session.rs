@@ -33,6 +33,9 @@ pub enum SessionError {
     /// Nothing arrived from the peer for too long.
     #[error("{0}")]
     PeerSilent(String),
+    /// The transport ended (the peer closed it or it broke) without a close message.
+    #[error("{0}")]
+    ConnectionLost(String),
     /// The peer closed the session.
     #[error("{0}")]
     PeerClosed(String),
@@ -54,6 +57,7 @@ pub enum CloseKind {
     NotApproved,
     LoginTimeout,
     PeerSilent,
+    ConnectionLost,
     PeerClosed,
     LocalClose,
     Other,
@@ -81,6 +85,7 @@ fn close_reason(e: &fs::SessionError) -> CloseReason {
         fs::SessionError::NotApproved(_) => (CloseKind::NotApproved, None),
         fs::SessionError::LoginTimeout(_) => (CloseKind::LoginTimeout, None),
         fs::SessionError::PeerSilent(_) => (CloseKind::PeerSilent, None),
+        fs::SessionError::ConnectionLost => (CloseKind::ConnectionLost, None),
         fs::SessionError::PeerClosed { code, .. } => (CloseKind::PeerClosed, Some(code.to_byte())),
         fs::SessionError::LocalClose { code, .. } => (CloseKind::LocalClose, Some(code.to_byte())),
         _ => (CloseKind::Other, None),
@@ -104,6 +109,7 @@ impl From<fs::SessionError> for SessionError {
             CloseKind::NotApproved => Self::NotApproved(m),
             CloseKind::LoginTimeout => Self::LoginTimeout(m),
             CloseKind::PeerSilent => Self::PeerSilent(m),
+            CloseKind::ConnectionLost => Self::ConnectionLost(m),
             CloseKind::PeerClosed => Self::PeerClosed(m),
             CloseKind::LocalClose => Self::LocalClose(m),
             CloseKind::Other => Self::Other(m),
@@ -627,6 +633,14 @@ impl Client {
         g.machine.handle_timeout(now);
     }
 
+    /// The transport ended (the peer closed it or it broke) without a close message: the
+    /// session closes with `ConnectionLost` (no-op if already closed).
+    pub fn handle_close(&self, now_ms: u64) {
+        let mut g = lock(&self.inner);
+        let now = g.clock.at(now_ms);
+        g.machine.handle_close(now);
+    }
+
     /// Sets the status carried by the next heartbeat.
     pub fn set_status(&self, status: PlayerStatus) -> Result<(), ApiMisuseError> {
         let status = status
@@ -786,6 +800,14 @@ impl ServerConnection {
         let mut g = lock(&self.inner);
         let now = g.clock.at(now_ms);
         g.machine.handle_timeout(now);
+    }
+
+    /// The transport ended (the peer closed it or it broke) without a close message: the
+    /// session closes with `ConnectionLost` (no-op if already closed).
+    pub fn handle_close(&self, now_ms: u64) {
+        let mut g = lock(&self.inner);
+        let now = g.clock.at(now_ms);
+        g.machine.handle_close(now);
     }
 
     /// Answers a `LookupPlayer` event; a null verifier means unknown player (the login then

@@ -42,6 +42,9 @@ pub enum TransferError {
     /// A chunk was sent too often without an acknowledgement.
     #[error("{0}")]
     TooManyRetransmits(String),
+    /// The connection ended before the transfer finished (a new connection resumes it).
+    #[error("{0}")]
+    ConnectionLost(String),
     /// Nothing useful arrived from the peer for too long.
     #[error("{0}")]
     IdleTimeout(String),
@@ -83,6 +86,7 @@ pub enum TransferErrorKind {
     PeerCancelled,
     Cancelled,
     TooManyRetransmits,
+    ConnectionLost,
     IdleTimeout,
     SourceMismatch,
     Protocol,
@@ -109,6 +113,7 @@ fn reason(e: &ft::TransferError) -> TransferReason {
         E::PeerCancelled => TransferErrorKind::PeerCancelled,
         E::Cancelled => TransferErrorKind::Cancelled,
         E::TooManyRetransmits { .. } => TransferErrorKind::TooManyRetransmits,
+        E::ConnectionLost => TransferErrorKind::ConnectionLost,
         E::IdleTimeout { .. } => TransferErrorKind::IdleTimeout,
         E::SourceMismatch { .. } => TransferErrorKind::SourceMismatch,
         E::Protocol(_) => TransferErrorKind::Protocol,
@@ -133,6 +138,7 @@ impl From<ft::TransferError> for TransferError {
             TransferErrorKind::PeerCancelled => Self::PeerCancelled(m),
             TransferErrorKind::Cancelled => Self::Cancelled(m),
             TransferErrorKind::TooManyRetransmits => Self::TooManyRetransmits(m),
+            TransferErrorKind::ConnectionLost => Self::ConnectionLost(m),
             TransferErrorKind::IdleTimeout => Self::IdleTimeout(m),
             TransferErrorKind::SourceMismatch => Self::SourceMismatch(m),
             TransferErrorKind::Protocol => Self::Protocol(m),
@@ -703,7 +709,8 @@ impl Receiver {
         Ok(())
     }
 
-    /// The resume record of an open transfer (persist it after storing chunks), or null.
+    /// The resume record of a transfer of this connection (persist it after storing chunks),
+    /// or null. It stays available after the connection closed.
     pub fn partial(&self, transfer: u32) -> Option<Vec<u8>> {
         lock(&self.inner)
             .machine
@@ -758,6 +765,14 @@ impl Receiver {
         let mut g = lock(&self.inner);
         let now = g.clock.at(now_ms);
         g.machine.handle_timeout(now);
+    }
+
+    /// The transport ended (the peer closed it or it broke): every open transfer ends with one
+    /// `Failed` event (`ConnectionLost`), then one `Closed`. No-op if already closed.
+    pub fn handle_close(&self, now_ms: u64) {
+        let mut g = lock(&self.inner);
+        let now = g.clock.at(now_ms);
+        g.machine.handle_close(now);
     }
 
     /// The next message to send, or null.
@@ -1006,6 +1021,14 @@ impl Sender {
         let mut g = lock(&self.inner);
         let now = g.clock.at(now_ms);
         g.machine.handle_timeout(now);
+    }
+
+    /// The transport ended (the peer closed it or it broke): every open transfer ends with one
+    /// `Failed` event (`ConnectionLost`), then one `Closed`. No-op if already closed.
+    pub fn handle_close(&self, now_ms: u64) {
+        let mut g = lock(&self.inner);
+        let now = g.clock.at(now_ms);
+        g.machine.handle_close(now);
     }
 
     /// The next message to send, or null.

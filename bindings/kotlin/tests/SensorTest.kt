@@ -158,6 +158,31 @@ internal fun sensorTests(dir: File) {
         }
     }
 
+    test("sensor: handleClose ends both sides once (handlePeerClosed is its old name)") {
+        val sensor = LoggerSession(logger, key, ST0, listOf(firstBatch))
+        val cloud = CloudSession(ST0)
+        cloud.handleInput(ST0, sensor.pollTransmit()!!)
+        eq(cloud.pollEvent(), CloudEvent.KeyNeeded(logger))
+        // The connection breaks before the cloud answers: nothing was acknowledged.
+        sensor.handleClose(ST0 + 1uL)
+        cloud.handleClose(ST0 + 1uL)
+        eq((sensor.pollEvent() as LoggerEvent.Closed).reason.kind, SensorCloseKind.PEER_CLOSED)
+        eq((cloud.pollEvent() as CloudEvent.Closed).reason.kind, SensorCloseKind.PEER_CLOSED)
+        sensor.handleClose(ST0 + 2uL)
+        cloud.handleClose(ST0 + 2uL)
+        eq(sensor.pollEvent(), null)
+        eq(cloud.pollEvent(), null)
+        eq(sensor.stored(), emptyList<SensorMark>(), "nothing freed")
+        eq(sensor.state(), SensorState.CLOSED)
+        eq(cloud.state(), SensorState.CLOSED)
+        val old = LoggerSession(logger, key, ST0, listOf(firstBatch))
+        old.handlePeerClosed(ST0)
+        eq((old.pollEvent() as LoggerEvent.Closed).reason.kind, SensorCloseKind.PEER_CLOSED)
+        sensor.close()
+        cloud.close()
+        old.close()
+    }
+
     test("sensor: LoggerSession uploads to a CloudSession") {
         val batches = listOf(firstBatch, firstBatch.copy(firstSeq = 5uL, start = firstBatch.start + 1500uL))
         val sensor = LoggerSession(logger, key, ST0, batches)

@@ -294,6 +294,26 @@ internal fun sessionTests(dir: File) {
         eq(r.message, "login did not complete within 2000 ms")
     }
 
+    test("handleClose: both sides close once with ConnectionLost") {
+        val pair = newPair()
+        pair.pump(T0)
+        pair.client.handleClose(T0 + 10uL)
+        pair.server.handleClose(T0 + 10uL)
+        val c = (pair.client.pollEvent() as ClientEvent.Closed).reason
+        eq(c.kind, CloseKind.CONNECTION_LOST)
+        eq(c.message, "connection lost without a close message")
+        eq((pair.server.pollEvent() as ServerEvent.Closed).reason.kind, CloseKind.CONNECTION_LOST)
+        pair.client.handleClose(T0 + 20uL)
+        pair.server.handleClose(T0 + 20uL)
+        eq(pair.client.pollEvent(), null)
+        eq(pair.server.pollEvent(), null)
+        eq(pair.client.pollTransmit(), null, "no close message is sent")
+        eq(pair.server.pollTransmit(), null, "no close message is sent")
+        eq(pair.client.state(), SessionState.CLOSED)
+        pair.client.close()
+        pair.server.close()
+    }
+
     test("api misuse and clock clamp") {
         val pair = newPair()
         throws<ApiMisuseException.NotOnline> { pair.client.heartbeatNow(T0) }

@@ -283,6 +283,42 @@ internal fun transferTests(dir: File) {
         }
     }
 
+    test("handleClose: each open transfer fails once with ConnectionLost; the resume record stays") {
+        val link = Link(Sender(TT0), Receiver(listOf(signer.publicKey()), TT0), big.size)
+        link.storeLimit = 8
+        val id = link.sender.offer(TT0, bigManifest, big)
+        repeat(50) { link.step() }
+        eq(link.receiverEvents.any { it is ReceiverEvent.Completed }, false, "still open")
+        // The connection breaks; each side's driver tells its machine.
+        link.sender.handleClose(link.now)
+        link.receiver.handleClose(link.now)
+        val r = generateSequence { link.receiver.pollEvent() }.toList()
+        val s = generateSequence { link.sender.pollEvent() }.toList()
+        expect(r.size >= 2 && s.size >= 2) { "events: $r / $s" }
+        val rf = r[r.size - 2] as ReceiverEvent.Failed
+        eq(rf.transfer, id)
+        eq(rf.reason.kind, TransferErrorKind.CONNECTION_LOST)
+        eq(rf.reason.message, "the connection ended before the transfer finished; a new connection resumes it")
+        eq((r.last() as ReceiverEvent.Closed).reason.kind, TransferErrorKind.CONNECTION_LOST)
+        val sf = s[s.size - 2] as SenderEvent.Failed
+        eq(sf.transfer, id)
+        eq(sf.reason.kind, TransferErrorKind.CONNECTION_LOST)
+        eq((s.last() as SenderEvent.Closed).reason.kind, TransferErrorKind.CONNECTION_LOST)
+        // Once: nothing more is sent or reported.
+        link.sender.handleClose(link.now + 1uL)
+        link.receiver.handleClose(link.now + 1uL)
+        eq(link.receiver.pollEvent(), null)
+        eq(link.sender.pollEvent(), null)
+        eq(link.receiver.pollTransmit(), null)
+        eq(link.sender.pollTransmit(), null)
+        eq(link.receiver.state(), MachineState.CLOSED)
+        // The resume record outlives the connection.
+        val saved = link.receiver.partial(id)!!
+        eq(transferPartialDecode(saved, listOf(signer.publicKey())).stored.size, 8, "stored before the close")
+        link.sender.close()
+        link.receiver.close()
+    }
+
     test("watchdog: verify, fall back to last-known-good, refuse rollback") {
         val v1 = ByteArray(3000) { 1 }
         val v2 = ByteArray(3000) { 2 }

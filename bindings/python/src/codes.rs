@@ -113,11 +113,11 @@ fn role_out(role: fc::Role) -> &'static str {
 }
 
 fn t(ms: u64) -> UnixTime {
-    UnixTime(ms)
+    UnixTime::from_millis(ms)
 }
 
 fn t_opt(ms: Option<u64>) -> Option<UnixTime> {
-    ms.map(UnixTime)
+    ms.map(UnixTime::from_millis)
 }
 
 /// Alphabet, length and check character of a code. Defaults: `0-9A-Z`, 10 symbols, a Damm
@@ -417,7 +417,7 @@ impl ThingAccess {
                 .unwrap_or_default()
                 .to_owned();
             AuditEvent {
-                at_ms: e.at.0,
+                at_ms: e.at.as_millis(),
                 actor: e.actor.0,
                 kind,
                 description,
@@ -439,7 +439,7 @@ impl ThingAccess {
 
     #[getter]
     fn code_expires_at_ms(&self) -> Option<u64> {
-        self.inner.code_expires_at().map(|t| t.0)
+        self.inner.code_expires_at().map(UnixTime::as_millis)
     }
 
     /// `member`, `administrator` or `None`.
@@ -476,7 +476,7 @@ impl ThingAccess {
     fn pending_requests(&self) -> Vec<(u64, u64)> {
         self.inner
             .pending_requests()
-            .map(|(u, at)| (u.0, at.0))
+            .map(|(u, at)| (u.0, at.as_millis()))
             .collect()
     }
 }

@@ -630,11 +630,16 @@ impl LoggerSession {
         Ok(())
     }
 
-    /// The connection closed.
-    fn handle_peer_closed(&mut self, now_ms: u64) -> PyResult<()> {
+    /// The transport ended (the peer closed the connection or it broke).
+    fn handle_close(&mut self, now_ms: u64) -> PyResult<()> {
         let now = self.clock.at(now_ms)?;
-        self.inner.handle_peer_closed(now);
+        self.inner.handle_close(now);
         Ok(())
+    }
+
+    /// Deprecated: the old name of `handle_close`, kept so existing callers work.
+    fn handle_peer_closed(&mut self, now_ms: u64) -> PyResult<()> {
+        self.handle_close(now_ms)
     }
 
     fn poll_transmit<'py>(&mut self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
@@ -764,10 +769,16 @@ impl CloudSession {
         Ok(())
     }
 
-    fn handle_peer_closed(&mut self, now_ms: u64) -> PyResult<()> {
+    /// The transport ended (the logger closed the connection or it broke).
+    fn handle_close(&mut self, now_ms: u64) -> PyResult<()> {
         let now = self.clock.at(now_ms)?;
-        self.inner.handle_peer_closed(now);
+        self.inner.handle_close(now);
         Ok(())
+    }
+
+    /// Deprecated: the old name of `handle_close`, kept so existing callers work.
+    fn handle_peer_closed(&mut self, now_ms: u64) -> PyResult<()> {
+        self.handle_close(now_ms)
     }
 
     /// Answers `key_needed`: `key=None` means the logger is unknown (the upload is rejected).

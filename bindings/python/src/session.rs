@@ -61,6 +61,12 @@ create_exception!(
 );
 create_exception!(
     fleetwire,
+    ConnectionLost,
+    SessionError,
+    "The transport ended (the peer closed it or it broke) without a close message."
+);
+create_exception!(
+    fleetwire,
     PeerClosed,
     SessionError,
     "The peer closed the session; `code` holds its close code."
@@ -82,6 +88,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NotApproved", py.get_type::<NotApproved>())?;
     m.add("LoginTimeout", py.get_type::<LoginTimeout>())?;
     m.add("PeerSilent", py.get_type::<PeerSilent>())?;
+    m.add("ConnectionLost", py.get_type::<ConnectionLost>())?;
     m.add("PeerClosed", py.get_type::<PeerClosed>())?;
     m.add("LocalClose", py.get_type::<LocalClose>())?;
     m.add("PROTOCOL_VERSION", fs::PROTOCOL_VERSION)?;
@@ -128,6 +135,7 @@ fn session_error(py: Python<'_>, e: &fs::SessionError) -> PyErr {
         fs::SessionError::NotApproved(_) => (NotApproved::new_err(msg), None),
         fs::SessionError::LoginTimeout(_) => (LoginTimeout::new_err(msg), None),
         fs::SessionError::PeerSilent(_) => (PeerSilent::new_err(msg), None),
+        fs::SessionError::ConnectionLost => (ConnectionLost::new_err(msg), None),
         fs::SessionError::PeerClosed { code, .. } => (PeerClosed::new_err(msg), Some(*code)),
         fs::SessionError::LocalClose { code, .. } => (LocalClose::new_err(msg), Some(*code)),
         _ => (SessionError::new_err(msg), None),
@@ -887,6 +895,15 @@ impl Client {
         Ok(())
     }
 
+    /// The transport ended (the peer closed it or it broke) without a close message: the
+    /// session closes, with a `Closed` event whose reason is `ConnectionLost`. No-op if already
+    /// closed.
+    fn handle_close(&mut self, now_ms: u64) -> PyResult<()> {
+        let now = self.clock.at(now_ms)?;
+        self.inner.handle_close(now);
+        Ok(())
+    }
+
     /// Sets the status carried by the next heartbeat.
     fn set_status(&mut self, status: PlayerStatus) -> PyResult<()> {
         self.inner
@@ -1033,6 +1050,15 @@ impl ServerConnection {
     fn handle_timeout(&mut self, now_ms: u64) -> PyResult<()> {
         let now = self.clock.at(now_ms)?;
         self.inner.handle_timeout(now);
+        Ok(())
+    }
+
+    /// The transport ended (the peer closed it or it broke) without a close message: the
+    /// session closes, with a `Closed` event whose reason is `ConnectionLost`. No-op if already
+    /// closed.
+    fn handle_close(&mut self, now_ms: u64) -> PyResult<()> {
+        let now = self.clock.at(now_ms)?;
+        self.inner.handle_close(now);
         Ok(())
     }
 

@@ -263,6 +263,31 @@ def test_unknown_logger_deadline_and_misuse():
         s.Batch(LOGGER, 0, 0, 0, 1, [], [], alarms=[(0, 0, "hot", 1)]).validate()
 
 
+def test_handle_close_ends_both_sides_once_and_the_old_name_still_works():
+    logger_s = s.LoggerSession(LOGGER, KEY, T0, [day(0, 3)])
+    cloud = s.CloudSession(T0)
+    data = logger_s.poll_transmit()
+    assert data is not None
+    cloud.handle_input(T0, data)
+    [needed] = drain(cloud)
+    assert needed.kind == "key_needed"
+    # The connection breaks before the cloud answers: nothing was acknowledged.
+    logger_s.handle_close(T0 + 1)
+    cloud.handle_close(T0 + 1)
+    for machine in (logger_s, cloud):
+        [closed] = drain(machine)
+        assert closed.kind == "closed" and closed.reason.kind == "peer_closed"
+        assert machine.state == "closed" and machine.poll_timeout() is None
+        machine.handle_close(T0 + 2)
+        assert drain(machine) == []
+    assert logger_s.stored == []
+    # `handle_peer_closed` is the deprecated name of the same input.
+    old = s.LoggerSession(LOGGER, KEY, T0, [day(0, 3)])
+    old.handle_peer_closed(T0)
+    [closed] = drain(old)
+    assert closed.reason.kind == "peer_closed"
+
+
 def test_exception_tree():
     assert issubclass(fleetwire.SensorError, fleetwire.FleetwireError)
     assert fleetwire.SensorError.__module__ == "fleetwire"

@@ -233,6 +233,7 @@ def test_exception_tree():
         fleetwire.NotApproved,
         fleetwire.LoginTimeout,
         fleetwire.PeerSilent,
+        fleetwire.ConnectionLost,
         fleetwire.PeerClosed,
         fleetwire.LocalClose,
     ]:
@@ -376,6 +377,24 @@ def test_client_gives_up_on_a_silent_server_and_login_timeout():
     [closed] = drain(lonely)
     assert isinstance(closed.reason, fleetwire.LoginTimeout)
     assert str(closed.reason) == "login did not complete within 2000 ms"
+
+
+def test_handle_close_ends_both_sides_once_without_a_close_message():
+    client, server = new_pair()
+    pump(T0, client, server, known())
+    drain(client), drain(server)
+    # The TCP connection drops: each side's driver tells its machine, nothing is sent.
+    client.handle_close(T0 + 10)
+    server.handle_close(T0 + 10)
+    for machine in (client, server):
+        [closed] = drain(machine)
+        assert closed.kind == "closed"
+        assert isinstance(closed.reason, fleetwire.ConnectionLost)
+        assert str(closed.reason) == "connection lost without a close message"
+        assert machine.state == "closed"
+        assert machine.poll_transmit() is None and machine.poll_timeout() is None
+        machine.handle_close(T0 + 20)  # once only
+        assert drain(machine) == []
 
 
 def test_api_misuse_and_clock_clamp():

@@ -2,8 +2,11 @@
 //!
 //! Account security for the fleetwire device cloud, as sans-IO building blocks: no clock, no
 //! randomness source, no storage of its own. Time comes in as [`UnixTime`] (wall-clock
-//! milliseconds from the caller), randomness as `&mut impl CryptoRngCore` or explicit bytes, and
-//! every engine's state is serde-serializable so it survives restarts and can live in any store.
+//! milliseconds from the caller; the suite's one wall-clock type, `fleetwire_core::UnixTime`,
+//! re-exported here and shared with `fleetwire-codes`), rate limits are the suite's one GCRA
+//! ([`throttle::Rate`] is `fleetwire_core::Rate`), randomness comes as `&mut impl
+//! CryptoRngCore` or explicit bytes, and every engine's state is serde-serializable so it
+//! survives restarts and can live in any store.
 //! Plain data goes in and out: no callbacks, no async, no traits to implement, so the same API
 //! crosses to Python and Kotlin unchanged.
 //!

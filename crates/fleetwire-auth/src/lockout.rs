@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys::TagKey;
 use crate::table::KeyTable;
-use crate::time::UnixTime;
+use crate::time::{UnixTime, secs_u32};
 
 /// How many keys [`LockoutEngine::begin_attempts`] and [`LockoutEngine::statuses`] look up
 /// ahead of deciding them.
@@ -322,7 +322,7 @@ impl LockoutConfig {
     /// derived from it; the engine passes its tag). The state is normalized in place either way
     /// (a forgotten streak is cleared, a backward clock step re-anchored): store it back.
     pub fn reserve(&self, state: &mut KeyState, seed: u64, now: UnixTime) -> Result<u16, Locked> {
-        let now_s = now.secs_u32();
+        let now_s = secs_u32(now);
         normalize(self, state, now_s);
         if let Some(locked) = blocked(self, *state, seed, now_s) {
             return Err(locked);
@@ -346,7 +346,7 @@ impl LockoutConfig {
         match outcome {
             Outcome::Success => None,
             Outcome::Failure => Some(KeyState {
-                last: state.last.max(now.secs_u32()),
+                last: state.last.max(secs_u32(now)),
                 ..state
             }),
         }
@@ -355,7 +355,7 @@ impl LockoutConfig {
     /// The status of one key's state, without counting anything (`seed` as for
     /// [`Self::reserve`]).
     pub fn state_status(&self, state: KeyState, seed: u64, now: UnixTime) -> LockStatus {
-        let now_s = now.secs_u32();
+        let now_s = secs_u32(now);
         let mut s = state;
         normalize(self, &mut s, now_s);
         match blocked(self, s, seed, now_s) {
@@ -369,13 +369,13 @@ impl LockoutConfig {
     /// Consecutive failures counted in one key's state at `now`.
     pub fn state_failures(&self, state: KeyState, now: UnixTime) -> u16 {
         let mut s = state;
-        normalize(self, &mut s, now.secs_u32());
+        normalize(self, &mut s, secs_u32(now));
         s.failures
     }
 
     /// Whether one key's state is forgotten by `now` (its entry may be dropped).
     pub fn forgets(&self, state: KeyState, now: UnixTime) -> bool {
-        forgotten(self, state, now.secs_u32())
+        forgotten(self, state, secs_u32(now))
     }
 }
 
@@ -553,7 +553,7 @@ impl LockoutEngine {
                     self.table.set(i, s);
                 } else {
                     let cfg = self.config.clone();
-                    let now_s = now.secs_u32();
+                    let now_s = secs_u32(now);
                     self.table.insert(tag, s, |e| value(&cfg, *e, now_s));
                 }
                 Ok(AttemptTicket { tag, failures })
@@ -898,8 +898,8 @@ mod tests {
             assert_eq!(e.failures(&k, t), cfg.state_failures(row, t));
             t = t.plus_secs(if i % 3 == 0 { 400 } else { 1 });
         }
-        let (a, b, c) = (row.last_secs(), row.failures(), row.flags());
-        assert_eq!(KeyState::from_parts(a, b, c), row);
+        let (last, failures, flags) = (row.last_secs(), row.failures(), row.flags());
+        assert_eq!(KeyState::from_parts(last, failures, flags), row);
         assert!(cfg.forgets(row, t.plus_secs(10 * 24 * 3600)));
     }
 

@@ -3,36 +3,21 @@
 //!
 //! The generic cell rate algorithm keeps one "theoretical arrival time" (TAT) per key: 16 bytes
 //! per source in the same compact table as the lockout engine. A source is refused while its TAT
-//! is more than the burst tolerance ahead of `now`. A clock that steps back cannot push a TAT
-//! further than one full burst ahead, so a refusal never outlasts one burst's refill time.
+//! is more than the burst tolerance ahead of `now`. A clock that steps back never buys requests;
+//! the wait a refusal reports is capped at one interval, but a source that had spent its burst
+//! stays refused until the clock is back where its TAT allows it (see [`fleetwire_core::gcra`]).
+//!
+//! The step itself is the suite's one GCRA, [`fleetwire_core::gcra`]; [`Rate`] is
+//! `fleetwire_core::Rate`, re-exported here (same fields, same serde form as before).
 
+pub use fleetwire_core::Rate;
+use fleetwire_core::gcra;
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::TagKey;
 use crate::table::KeyTable;
 use crate::time::UnixTime;
-
-/// A rate: `burst` requests at once, refilled at `per_period` requests per `period_ms`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rate {
-    /// Requests allowed back to back.
-    pub burst: u32,
-    /// Requests refilled per period.
-    pub per_period: u32,
-    /// The period in milliseconds.
-    pub period_ms: u64,
-}
-
-impl Rate {
-    fn interval_us(self) -> u64 {
-        self.period_ms.saturating_mul(1000) / u64::from(self.per_period.max(1))
-    }
-    fn tolerance_us(self) -> u64 {
-        self.interval_us()
-            .saturating_mul(u64::from(self.burst.max(1) - 1))
-    }
-}
 
 /// Throttle parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,19 +149,6 @@ impl Throttle {
     /// Sources tracked now.
     pub fn tracked_sources(&self) -> usize {
         self.sources.len()
-    }
-}
-
-/// One GCRA step: the new TAT, or the microseconds to wait.
-fn gcra(rate: Rate, tat: u64, now: u64) -> Result<u64, u64> {
-    let t = rate.interval_us();
-    let tau = rate.tolerance_us();
-    // A TAT further ahead than one burst can only come from a clock that stepped back.
-    let tat = tat.min(now.saturating_add(tau).saturating_add(t)).max(now);
-    if tat - now > tau {
-        Err(tat - now - tau)
-    } else {
-        Ok(tat.saturating_add(t))
     }
 }
 

@@ -1,61 +1,14 @@
-//! Wall-clock time passed in by the caller.
+//! Wall-clock time passed in by the caller: the suite's one [`UnixTime`], from
+//! `fleetwire-core` (re-exported as `fleetwire_auth::UnixTime`).
+//!
+//! It serializes as a bare integer of milliseconds (`#[serde(transparent)]`), exactly as this
+//! crate's own type did before it moved to the core crate, so persisted engines keep loading
+//! (`tests/snapshot_from_before_loads.rs` pins a snapshot written by the old type).
 
-use serde::{Deserialize, Serialize};
+pub use fleetwire_core::UnixTime;
 
-/// A wall-clock instant: milliseconds since the Unix epoch, supplied by the caller.
-///
-/// Engines whose state must survive a restart (lockout, sessions, tokens, captchas) take this
-/// instead of a monotonic `Instant`. They tolerate a clock that steps backwards: they never panic,
-/// never unlock early and never lock forever because of it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
-#[serde(transparent)]
-pub struct UnixTime(u64);
-
-impl UnixTime {
-    /// The Unix epoch.
-    pub const EPOCH: Self = Self(0);
-
-    /// An instant `millis` milliseconds after the Unix epoch.
-    pub const fn from_millis(millis: u64) -> Self {
-        Self(millis)
-    }
-
-    /// An instant `secs` seconds after the Unix epoch (saturating).
-    pub const fn from_secs(secs: u64) -> Self {
-        Self(secs.saturating_mul(1000))
-    }
-
-    /// Milliseconds since the Unix epoch.
-    pub const fn as_millis(self) -> u64 {
-        self.0
-    }
-
-    /// Whole seconds since the Unix epoch.
-    pub const fn as_secs(self) -> u64 {
-        self.0 / 1000
-    }
-
-    /// Seconds since the Unix epoch as `u32`, saturating (valid until the year 2106).
-    pub(crate) fn secs_u32(self) -> u32 {
-        u32::try_from(self.as_secs()).unwrap_or(u32::MAX)
-    }
-
-    /// This instant plus `millis`, saturating.
-    #[must_use]
-    pub const fn plus_millis(self, millis: u64) -> Self {
-        Self(self.0.saturating_add(millis))
-    }
-
-    /// This instant plus `secs` seconds, saturating.
-    #[must_use]
-    pub const fn plus_secs(self, secs: u64) -> Self {
-        Self(self.0.saturating_add(secs.saturating_mul(1000)))
-    }
-
-    /// Milliseconds from `earlier` to `self`, or 0 if `earlier` is later (the clock stepped back).
-    pub const fn millis_since(self, earlier: Self) -> u64 {
-        self.0.saturating_sub(earlier.0)
-    }
+/// Seconds since the Unix epoch as `u32`, saturating (valid until the year 2106): the lockout
+/// table's compact time.
+pub(crate) fn secs_u32(t: UnixTime) -> u32 {
+    u32::try_from(t.as_secs()).unwrap_or(u32::MAX)
 }

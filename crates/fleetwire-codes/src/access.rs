@@ -873,7 +873,7 @@ mod tests {
     use super::*;
     use crate::CodeSpec;
 
-    const T0: UnixTime = UnixTime(1_700_000_000_000);
+    const T0: UnixTime = UnixTime::from_millis(1_700_000_000_000);
     const A: UserId = UserId(1);
     const B: UserId = UserId(2);
     const C: UserId = UserId(3);

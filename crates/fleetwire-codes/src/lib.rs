@@ -9,7 +9,9 @@
 //!
 //! Sans-IO like every fleetwire core crate: no sockets, files, threads, clock or global random
 //! generator. Randomness is injected (any `rand_core::CryptoRngCore`), time is a parameter
-//! ([`UnixTime`], wall-clock milliseconds), and every outcome is a return value or an event to
+//! ([`UnixTime`], wall-clock milliseconds: the suite's one wall-clock type from
+//! `fleetwire-core`, the same as `fleetwire_auth::UnixTime`), guessing is throttled by the
+//! suite's one GCRA ([`GcraGuard`]), and every outcome is a return value or an event to
 //! drain. The access machine takes and returns plain data only (integers, enums, strings), so the
 //! Python (pyo3) and Kotlin (uniffi) bindings can expose it unchanged.
 //!
@@ -40,7 +42,7 @@
 //! let printed = code.to_string(); // "XXXX-XXXX-XXX"
 //! assert_eq!(printed.len(), 13);
 //!
-//! let now = UnixTime(1_700_000_000_000);
+//! let now = UnixTime::from_millis(1_700_000_000_000);
 //! let mut thing = ThingAccess::new(code, AccessMode::AdminConfirm);
 //! let mut guard = GcraGuard::new(5, 600_000, 100_000); // 5 wrong codes, then one per 10 min
 //!

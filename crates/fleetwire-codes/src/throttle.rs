@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use fleetwire_core::{Rate, gcra};
 use thiserror::Error;
 
 use crate::UnixTime;
@@ -55,15 +56,18 @@ pub trait AttemptGuard {
 ///
 /// Each source keeps one number, its theoretical arrival time `tat`: an attempt is allowed while
 /// `tat − now ≤ (burst − 1)·period`, and reserving it sets `tat = max(tat, now) + period`; a found
-/// code takes its own period back, but not those of earlier wrong codes. A clock stepping
-/// backwards only delays the next allowed attempt.
+/// code takes its own period back, but not those of earlier wrong codes. The step is the suite's
+/// one GCRA ([`fleetwire_core::gcra`], the same as the accounts crate's throttle): a clock
+/// stepping backwards only delays the next allowed attempt, and never by more than one burst's
+/// refill time.
 #[derive(Debug, Clone)]
 pub struct GcraGuard {
+    rate: Rate,
     period_ms: u64,
-    tolerance_ms: u64,
     max_sources: usize,
+    /// Per source, the theoretical arrival time in microseconds (the unit of [`gcra`]).
     tat: HashMap<String, u64>,
-    /// No sweep for idle sources before this time after a sweep found none.
+    /// No sweep for idle sources before this time (ms) after a sweep found none.
     next_sweep: u64,
 }
 
@@ -79,8 +83,12 @@ impl GcraGuard {
     pub fn new(burst: u32, period_ms: u64, max_sources: usize) -> Self {
         let period_ms = period_ms.max(1);
         Self {
+            rate: Rate {
+                burst: burst.max(1),
+                per_period: 1,
+                period_ms,
+            },
             period_ms,
-            tolerance_ms: period_ms.saturating_mul(u64::from(burst.max(1) - 1)),
             max_sources: max_sources.max(1),
             tat: HashMap::new(),
             next_sweep: 0,
@@ -92,40 +100,48 @@ impl GcraGuard {
         self.tat.len()
     }
 
-    fn admit_new_source(&mut self, now: u64) -> Result<(), Throttled> {
+    fn admit_new_source(&mut self, now_ms: u64) -> Result<(), Throttled> {
         if self.tat.len() < self.max_sources {
             return Ok(());
         }
-        if now >= self.next_sweep {
-            self.tat.retain(|_, &mut tat| tat > now);
+        if now_ms >= self.next_sweep {
+            let now_us = micros(now_ms);
+            self.tat.retain(|_, &mut tat| tat > now_us);
             if self.tat.len() < self.max_sources {
                 return Ok(());
             }
-            self.next_sweep = now.saturating_add(self.period_ms);
+            self.next_sweep = now_ms.saturating_add(self.period_ms);
         }
         Err(Throttled::Saturated {
-            retry_after_ms: self.next_sweep.saturating_sub(now).max(1),
+            retry_after_ms: self.next_sweep.saturating_sub(now_ms).max(1),
         })
     }
+}
+
+fn micros(ms: u64) -> u64 {
+    ms.saturating_mul(1000)
 }
 
 impl AttemptGuard for GcraGuard {
     type Ticket = GcraTicket;
 
     fn begin(&mut self, source: &str, now: UnixTime) -> Result<GcraTicket, Throttled> {
-        let now = now.as_millis();
-        if let Some(tat) = self.tat.get_mut(source) {
-            let allowed_at = tat.saturating_sub(self.tolerance_ms);
-            if now < allowed_at {
-                return Err(Throttled::TooManyAttempts {
-                    retry_after_ms: allowed_at - now,
-                });
+        let now_ms = now.as_millis();
+        let now_us = micros(now_ms);
+        let known = self.tat.get(source).copied();
+        if known.is_none() {
+            self.admit_new_source(now_ms)?;
+        }
+        let tat = gcra(self.rate, known.unwrap_or(0), now_us).map_err(|wait_us| {
+            Throttled::TooManyAttempts {
+                retry_after_ms: wait_us.div_ceil(1000),
             }
-            *tat = (*tat).max(now).saturating_add(self.period_ms);
-        } else {
-            self.admit_new_source(now)?;
-            self.tat
-                .insert(source.to_owned(), now.saturating_add(self.period_ms));
+        })?;
+        match self.tat.get_mut(source) {
+            Some(t) => *t = tat,
+            None => {
+                self.tat.insert(source.to_owned(), tat);
+            }
         }
         Ok(GcraTicket {
             source: source.to_owned(),
@@ -135,7 +151,7 @@ impl AttemptGuard for GcraGuard {
     fn finish(&mut self, ticket: GcraTicket, found: bool, _now: UnixTime) {
         if found {
             if let Some(tat) = self.tat.get_mut(&ticket.source) {
-                *tat = tat.saturating_sub(self.period_ms);
+                *tat = tat.saturating_sub(self.rate.interval_us());
             }
         }
     }
@@ -183,7 +199,7 @@ impl AttemptGuard for LockoutGuard {
         use fleetwire_auth::lockout::LockoutKey;
         let key = LockoutKey::untrusted(&self.namespace, source.as_bytes());
         self.engine
-            .begin_attempt(&key, fleetwire_auth::UnixTime::from_millis(now.as_millis()))
+            .begin_attempt(&key, now)
             .map_err(|locked| match locked.until {
                 Some(until) => Throttled::TooManyAttempts {
                     retry_after_ms: until.as_millis().saturating_sub(now.as_millis()).max(1),
@@ -199,11 +215,7 @@ impl AttemptGuard for LockoutGuard {
         } else {
             Outcome::Failure
         };
-        self.engine.finish(
-            ticket,
-            outcome,
-            fleetwire_auth::UnixTime::from_millis(now.as_millis()),
-        );
+        self.engine.finish(ticket, outcome, now);
     }
 }
 
@@ -212,7 +224,7 @@ mod tests {
     use super::*;
 
     fn t(ms: u64) -> UnixTime {
-        UnixTime(ms)
+        UnixTime::from_millis(ms)
     }
 
     fn fail(g: &mut impl AttemptGuard, source: &str, now: UnixTime) -> Result<(), Throttled> {
@@ -272,12 +284,18 @@ mod tests {
     fn clock_stepping_back_only_delays() {
         let mut g = GcraGuard::new(1, 1000, 10);
         fail(&mut g, "ip", t(10_000)).unwrap();
+        // The clock steps back 5 s: no guess is gained. The suite's GCRA caps the hint at one
+        // period (before the move to `fleetwire_core::gcra` this guard said 6000 ms), but the
+        // source stays refused until the clock is back where the budget allows it.
         assert_eq!(
             g.begin("ip", t(5_000)),
             Err(Throttled::TooManyAttempts {
-                retry_after_ms: 6000
+                retry_after_ms: 1000
             })
         );
+        for ms in [6_000, 8_000, 10_999] {
+            assert!(g.begin("ip", t(ms)).is_err(), "{ms}");
+        }
         assert!(g.begin("ip", t(11_000)).is_ok());
     }
 

@@ -51,7 +51,7 @@ fn typos_are_free_and_wrong_codes_lock_the_source_out() {
         things: HashMap::from([(real, 7)]),
         guard: GcraGuard::new(3, 60_000, 1000),
     };
-    let t0 = UnixTime(1_700_000_000_000);
+    let t0 = UnixTime::from_millis(1_700_000_000_000);
 
     // A swapped pair is caught by the check character and costs no token.
     let mut typo: Vec<char> = real.as_str().chars().collect();

@@ -30,8 +30,11 @@ impl Rate {
 /// the current time in microseconds. Returns the new TAT if the request passes (store it), or
 /// how many microseconds to wait if it is refused (store nothing: a refusal costs nothing).
 ///
-/// A TAT further ahead than one burst plus one interval can only come from a clock that stepped
-/// back; it is clamped, so a refusal never outlasts one burst's refill time.
+/// A TAT further ahead of `now` than one burst plus one interval can only come from a clock that
+/// stepped back. It is clamped before the decision, which caps the wait a refusal *reports* at
+/// one interval. The decision itself is unchanged by the clamp: since a refusal stores nothing,
+/// a key that had spent its burst stays refused until the clock is back where its TAT allows
+/// it. A step back never buys requests; it can hold a saturated key for as long as the step.
 pub fn gcra(rate: Rate, tat: u64, now: u64) -> Result<u64, u64> {
     let t = rate.interval_us();
     let tau = rate.tolerance_us();

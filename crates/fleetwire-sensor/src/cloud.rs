@@ -379,7 +379,7 @@ impl CloudSession {
 
     /// The logger closed the connection (or it broke). Batches already handed out may still be
     /// stored: they are authenticated, and a store keyed on the mark keeps them exactly once.
-    pub fn handle_peer_closed(&mut self, _now: Instant) {
+    pub fn handle_close(&mut self, _now: Instant) {
         if !self.closed {
             let _ = self.fail(SensorError::PeerClosed);
         }
@@ -460,7 +460,7 @@ impl CloudSession {
         let len = self.outgoing.len();
         buf.append(&mut self.outgoing);
         self.stats.bytes_sent += len as u64;
-        Some(Transmit { len })
+        Some(Transmit::stream(len))
     }
 
     /// When to call `handle_timeout` next: the connection deadline.

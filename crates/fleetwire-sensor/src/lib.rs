@@ -27,9 +27,12 @@
 //! ## The contract every machine follows
 //!
 //! - Inputs: `handle_input(now, bytes)`, `handle_timeout(now)` (early calls are no-ops),
-//!   `handle_peer_closed(now)`, and commands (`provide_key`, `confirm_stored`, `storage_failed`).
+//!   `handle_close(now)` when the transport ended (the peer closed it or it broke), and commands
+//!   (`provide_key`, `confirm_stored`, `storage_failed`).
 //! - Outputs, drained after every input until each returns `None`: `poll_transmit(&mut buf)`
-//!   (appends bytes to send), `poll_timeout()`, `poll_event()`.
+//!   (appends the bytes to send to `buf`, never clears it, and returns a [`Transmit`] with
+//!   their length: the suite's one `fleetwire_core::Transmit`), `poll_timeout()`,
+//!   `poll_event()`.
 //! - Time is a parameter (`Instant` for deadlines; wall-clock times are plain unix seconds in
 //!   the data). No clock, no randomness, no threads, no callbacks: plain data in and out, so the
 //!   machines cross into Python and Kotlin unchanged.
@@ -129,15 +132,9 @@ pub mod model;
 
 pub use crypto::{LoggerKey, TAG_LEN, Tag};
 pub use error::{ApiMisuse, CloseReason, RejectReason, SensorError};
+pub use fleetwire_core::Transmit;
 pub use fleetwire_wire::DecodeError;
 pub use model::{
     Alarm, AlarmKind, Batch, Channel, ChannelKind, EpochEnd, Firmware, Gap, LoggerId, Mark,
     Reading, Settings, Status, Threshold, Unit,
 };
-
-/// Bytes appended to the caller's buffer by a `poll_transmit` call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transmit {
-    /// How many bytes were appended.
-    pub len: usize,
-}

@@ -216,7 +216,7 @@ impl LoggerSession {
     }
 
     /// The cloud closed the connection (or it broke). Unacknowledged data stays with the caller.
-    pub fn handle_peer_closed(&mut self, _now: Instant) {
+    pub fn handle_close(&mut self, _now: Instant) {
         if !self.closed {
             let _ = self.fail(SensorError::PeerClosed);
         }
@@ -231,7 +231,7 @@ impl LoggerSession {
         let len = self.outgoing.len();
         buf.append(&mut self.outgoing);
         self.stats.bytes_sent += len as u64;
-        Some(Transmit { len })
+        Some(Transmit::stream(len))
     }
 
     /// When to call `handle_timeout` next: the radio-on deadline.

@@ -67,10 +67,7 @@ fn cut_at_10000_random_positions_then_resume_stores_everything_exactly_once() {
         let cut_after = rng.gen_range(0..total);
         let mut mem = mem0.clone();
         let mut store = Store::holding_through(first);
-        let link = Link {
-            cut_after: Some(cut_after),
-            store_after_cut: rng.gen_bool(0.5),
-        };
+        let link = Link::cut_after(cut_after, uplink, rng.gen_bool(0.5));
         let first = connect(&mut mem, &mut store, &link);
         assert!(first.cut, "iteration {iteration}: the cut did not happen");
         if first.up_bytes == uplink {

@@ -2,9 +2,6 @@
 //! an upload that leaves a hole after the stored mark is acknowledged with the old mark and not
 //! stored, a new epoch opens only with the exact end of the current one, and every ack covers
 //! only its own epoch.
-// A driver's clock origin: the machines never read a clock, tests pick an arbitrary `now`.
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 
 use std::sync::Arc;
@@ -13,7 +10,8 @@ use std::time::Instant;
 use common::{Link, Memory, Store, connect, key_of};
 use fleetwire_sensor::cloud::{self, CloudConfig, CloudSession, LoggerRecord};
 use fleetwire_sensor::logger::{self, LoggerConfig, LoggerSession};
-use fleetwire_sensor::{Batch, Channel, CloseReason, EpochEnd, LoggerId, Mark};
+use fleetwire_sensor::{Batch, Channel, CloseReason, EpochEnd, LoggerId, Mark, SensorError};
+use fleetwire_testkit::{Endpoint, LinkConfig, Pair, VirtualClock};
 
 fn batch(first_seq: u64, n: u64) -> Batch {
     batch_in(2, first_seq, n)
@@ -38,47 +36,117 @@ fn run(batches: Vec<Batch>, stored: Option<Mark>) -> (Vec<cloud::Event>, Vec<log
     run_closed(batches, stored, &[])
 }
 
-/// The same, with closed epochs in the store.
+/// The same, with closed epochs in the store: one connection on the suite's harness, the
+/// logger's uploads against a cloud that confirms every batch it hands out. Neither side may
+/// fail on its input.
 fn run_closed(
     batches: Vec<Batch>,
     stored: Option<Mark>,
     closed: &[EpochEnd],
 ) -> (Vec<cloud::Event>, Vec<logger::Event>) {
-    let now = Instant::now();
+    let clock = VirtualClock::new();
+    let now = clock.now();
     let id = LoggerId(3);
-    let mut lg =
-        LoggerSession::new(Arc::new(LoggerConfig::new(id, key_of(id))), now, batches).unwrap();
-    let mut cl = CloudSession::new(Arc::new(CloudConfig::default()), now);
-    let mut wire = Vec::new();
-    while lg.poll_transmit(&mut wire).is_some() {}
-    cl.handle_input(now, &wire).unwrap();
-    let mut cloud_events = Vec::new();
-    while let Some(ev) = cl.poll_event() {
-        match &ev {
-            cloud::Event::KeyNeeded { logger } => {
-                let record = LoggerRecord {
-                    key: key_of(*logger),
-                    stored,
-                    closed: closed.to_vec(),
-                    status: None,
-                    settings: None,
-                    server_time: 0,
-                };
-                cl.provide_key(now, *logger, Some(record)).unwrap();
-            }
-            cloud::Event::Batch { id, .. } => cl.confirm_stored(now, *id).unwrap(),
-            _ => {}
+    let logger = Uploader {
+        lg: LoggerSession::new(Arc::new(LoggerConfig::new(id, key_of(id))), now, batches).unwrap(),
+        events: Vec::new(),
+        errors: Vec::new(),
+    };
+    let cloud = Confirmer {
+        cl: CloudSession::new(Arc::new(CloudConfig::default()), now),
+        stored,
+        closed: closed.to_vec(),
+        events: Vec::new(),
+        errors: Vec::new(),
+    };
+    let wire = || fleetwire_testkit::Link::new(LinkConfig::perfect(), 0);
+    let mut p = Pair::new(logger, cloud, wire(), wire(), clock);
+    p.settle();
+    assert_eq!(p.a.errors, vec![], "the logger failed on the acks");
+    assert_eq!(p.b.errors, vec![], "the cloud failed on the uploads");
+    (p.b.events, p.a.events)
+}
+
+/// The logger side of [`run_closed`].
+struct Uploader {
+    lg: LoggerSession,
+    events: Vec<logger::Event>,
+    errors: Vec<SensorError>,
+}
+
+impl Endpoint for Uploader {
+    fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        if let Err(e) = self.lg.handle_input(now, data) {
+            self.errors.push(e);
         }
-        cloud_events.push(ev);
     }
-    let mut down = Vec::new();
-    while cl.poll_transmit(&mut down).is_some() {}
-    lg.handle_input(now, &down).unwrap();
-    let mut logger_events = Vec::new();
-    while let Some(ev) = lg.poll_event() {
-        logger_events.push(ev);
+    fn handle_timeout(&mut self, now: Instant) {
+        self.lg.handle_timeout(now);
     }
-    (cloud_events, logger_events)
+    fn handle_close(&mut self, now: Instant) {
+        self.lg.handle_close(now);
+    }
+    fn process_events(&mut self, _now: Instant) {
+        while let Some(ev) = self.lg.poll_event() {
+            self.events.push(ev);
+        }
+    }
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
+        self.lg.poll_transmit(buf).is_some()
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.lg.poll_timeout()
+    }
+}
+
+/// The cloud side of [`run_closed`]: the store holds `stored` and `closed`, and confirms every
+/// batch.
+struct Confirmer {
+    cl: CloudSession,
+    stored: Option<Mark>,
+    closed: Vec<EpochEnd>,
+    events: Vec<cloud::Event>,
+    errors: Vec<SensorError>,
+}
+
+impl Endpoint for Confirmer {
+    fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        if let Err(e) = self.cl.handle_input(now, data) {
+            self.errors.push(e);
+        }
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.cl.handle_timeout(now);
+    }
+    fn handle_close(&mut self, now: Instant) {
+        self.cl.handle_close(now);
+    }
+    fn process_events(&mut self, now: Instant) {
+        while let Some(ev) = self.cl.poll_event() {
+            match &ev {
+                cloud::Event::KeyNeeded { logger } => {
+                    let record = LoggerRecord {
+                        key: key_of(*logger),
+                        stored: self.stored,
+                        closed: self.closed.clone(),
+                        status: None,
+                        settings: None,
+                        server_time: 0,
+                    };
+                    self.cl.provide_key(now, *logger, Some(record)).unwrap();
+                }
+                cloud::Event::Batch { id, .. } => self.cl.confirm_stored(now, *id).unwrap(),
+                _ => {}
+            }
+            self.events.push(ev);
+        }
+    }
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
+        self.cl.poll_transmit(buf).is_some()
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.cl.poll_timeout()
+    }
 }
 
 fn stored_marks(events: &[logger::Event]) -> Vec<Option<Mark>> {

@@ -218,7 +218,7 @@ impl World {
             }
             self.drain_logger(&mut lg);
         }
-        lg.handle_peer_closed(now);
+        lg.handle_close(now);
         self.drain_logger(&mut lg);
     }
 
@@ -257,7 +257,7 @@ impl World {
         for closing in [false, true] {
             if closing {
                 for cl in &mut sessions {
-                    cl.handle_peer_closed(now);
+                    cl.handle_close(now);
                 }
             }
             loop {

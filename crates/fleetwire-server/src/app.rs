@@ -27,6 +27,8 @@ pub(crate) struct App {
     pub(crate) sessions: ServerHandle,
     /// Refuses sources that keep failing player logins, on 4701 and 4702 alike.
     pub(crate) player_gate: Arc<dyn SourceGate>,
+    /// The ACME http-01 answers the plain-HTTP listener serves while an order is open.
+    pub(crate) acme: Arc<crate::service::acme::Challenges>,
 }
 
 /// A running service: ends when `App::shutdown` turns true.

@@ -23,6 +23,50 @@ pub(crate) struct Config {
     pub(crate) things: crate::things::ThingsSettings,
     pub(crate) transfer: crate::framed::TransferSettings,
     pub(crate) store: StoreSettings,
+    /// Automatic certificates for the public domain names (ACME, e.g. Let's Encrypt); without
+    /// it only the self-signed device certificate is served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) acme: Option<AcmeSettings>,
+}
+
+/// `[acme]`: obtain and renew a certificate for `domains` by ACME (http-01 on the plain-HTTP
+/// listener, which must be reachable as port 80 of those names). Handshakes that name one of
+/// the domains (SNI) get it; every other one — players, loggers — keeps the pinned device
+/// certificate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AcmeSettings {
+    /// The names the certificate is for.
+    pub(crate) domains: Vec<String>,
+    /// The ACME directory. Default: Let's Encrypt's production directory.
+    #[serde(default = "lets_encrypt")]
+    pub(crate) directory_url: String,
+    /// A contact address for the CA (`mailto:ops@example.com`).
+    #[serde(default)]
+    pub(crate) contact: Vec<String>,
+    /// A CA (PEM) the ACME server's own HTTPS certificate chains to, instead of the system's
+    /// roots (a private ACME server, or pebble in tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ca_file: Option<std::path::PathBuf>,
+    /// Renew when this fraction of the certificate's lifetime has passed: two thirds, so a
+    /// 90-day certificate is renewed with 30 days to spare.
+    #[serde(default = "two_thirds")]
+    pub(crate) renew_after_fraction: f64,
+    /// First wait after a failed attempt, doubling up to an hour.
+    #[serde(default = "sixty")]
+    pub(crate) retry_secs: u64,
+}
+
+fn lets_encrypt() -> String {
+    "https://acme-v02.api.letsencrypt.org/directory".to_owned()
+}
+
+fn two_thirds() -> f64 {
+    2.0 / 3.0
+}
+
+fn sixty() -> u64 {
+    60
 }
 
 /// `[store]`: where the data lives.

@@ -327,7 +327,7 @@ fn now() -> UnixTime {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    UnixTime(ms)
+    UnixTime::from_millis(ms)
 }
 
 fn ms(t: UnixTime) -> i64 {

@@ -19,6 +19,7 @@ fn concrete(path: &str) -> String {
         .replace("{id}", "1")
         .replace("{user}", "x")
         .replace("{index}", "0")
+        .replace("{token}", "no-such-token")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,6 +39,28 @@ async fn every_route_enforces_its_row() {
         let access = row["access"].as_str().unwrap();
         let body = (method != "GET").then(|| json!({}));
         let what = format!("{method} {path} ({access})");
+        if row["https"] == json!(false) {
+            // Plain HTTP only (the ACME challenge answers): absent on HTTPS, public and limited
+            // per source on the plain listener.
+            assert_eq!(method, "GET", "{what}: plain-only rows are GETs");
+            assert_eq!(access, "public", "{what}: plain-only rows are public");
+            let r = served.call(method, &path, None, None).await;
+            assert_eq!(r.status, 404, "{what} over HTTPS: {r:?}");
+            let one = IpAddr::V4(Ipv4Addr::new(127, 0, 5, u8::try_from(i % 250).unwrap() + 1));
+            let mut refused = None;
+            for n in 0..40 {
+                let r = served.get_plain_from(one, &path).await;
+                if r.status == 429 {
+                    refused = Some(n);
+                    break;
+                }
+                assert_eq!(r.status, 404, "{what}: unknown token: {r:?}");
+            }
+            let n = refused.unwrap_or_else(|| panic!("{what}: 40 plain requests, none refused"));
+            assert!(n >= 5, "{what}: refused after only {n}");
+            *checked.entry("plain-only".to_owned()).or_default() += 1;
+            continue;
+        }
         match access {
             "signed_in" | "member" => {
                 let r = served.call(method, &path, None, body.as_ref()).await;
@@ -97,6 +120,10 @@ async fn every_route_enforces_its_row() {
             "no {access} route checked: {checked:?}"
         );
     }
+    assert!(
+        checked.contains_key("plain-only"),
+        "no plain-only route: {checked:?}"
+    );
     let r = served.call("GET", "/v1/no-such-route", None, None).await;
     assert_eq!(r.status, 404, "{r:?}");
 }

@@ -224,9 +224,9 @@ impl Client {
         Ok(())
     }
 
-    /// The transport ended without a `Close` message: ends the session with
-    /// [`SessionError::ConnectionLost`] (no-op if already closed).
-    pub fn connection_lost(&mut self, now: Instant) {
+    /// The transport ended (the peer closed it or it broke) without a `Close` message: ends
+    /// the session with [`SessionError::ConnectionLost`] (no-op if already closed).
+    pub fn handle_close(&mut self, now: Instant) {
         self.close_with(now, SessionError::ConnectionLost);
     }
 

@@ -21,9 +21,13 @@
 //! for 1.5 × interval + grace is offline ([`Presence`]) and its connection closes.
 //!
 //! ## The contract (one shape for every fleetwire machine)
-//! - Inputs: `handle_input(now, bytes)`, `handle_timeout(now)`, and application calls.
-//! - Outputs, drained after every input until each returns `None`: `poll_transmit(&mut buf)`,
-//!   `poll_timeout()`, `poll_event()`.
+//! - Inputs: `handle_input(now, bytes)`, `handle_timeout(now)` (early calls are no-ops),
+//!   `handle_close(now)` when the transport ended (the peer closed it or it broke), and
+//!   application calls.
+//! - Outputs, drained after every input until each returns `None`: `poll_transmit(&mut buf)`
+//!   (appends the bytes to send to `buf`, never clears it, and returns a [`Transmit`] with
+//!   their length: the suite's one `fleetwire_core::Transmit`), `poll_timeout()`,
+//!   `poll_event()`.
 //! - A fatal condition ends in exactly one `Closed { reason }` event; later inputs are ignored.
 //! - Reconnect after a [`Backoff`] delay (exponential, full jitter) with a new machine.
 //!
@@ -72,11 +76,12 @@ mod server;
 pub use backoff::Backoff;
 pub use client::{Client, ClientConfig, ClientEvent, ClientState};
 pub use error::{ApiMisuse, SessionError};
+pub use fleetwire_core::Transmit;
 pub use identity::{
     CHANNEL_BINDING_LABEL, ChannelBinding, ConfigHash, ParseIdError, PlayerId, PlayerSecret,
     PlayerVerifier,
 };
-pub use link::{Stats, Transmit};
+pub use link::Stats;
 pub use message::{
     CloseCode, MAX_CLOSE_MESSAGE_LEN, MAX_COMMAND_DATAGRAM_LEN, MAX_TEXT_LEN, Message,
     PROTOCOL_VERSION, PlayerStatus,

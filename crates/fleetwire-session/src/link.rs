@@ -5,14 +5,7 @@ use std::time::{Duration, Instant};
 
 use fleetwire_wire::FrameDecoder;
 
-use crate::{CloseCode, Message, PROTOCOL_VERSION, SessionError};
-
-/// Bytes the caller must send, appended to its buffer by `poll_transmit`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transmit {
-    /// How many bytes were appended.
-    pub len: usize,
-}
+use crate::{CloseCode, Message, PROTOCOL_VERSION, SessionError, Transmit};
 
 /// Counters for one session.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -120,7 +113,7 @@ impl Link {
             self.out = Vec::new();
         }
         self.stats.bytes_out += len as u64;
-        Some(Transmit { len })
+        Some(Transmit::stream(len))
     }
 }
 

@@ -8,45 +8,50 @@ use fleetwire_session::*;
 
 #[test]
 fn command_datagrams_cross_the_session_both_ways_after_login() {
-    let mut pair = Pair::standard();
-    assert_eq!(pair.client.login_nonce(), None);
-    assert_eq!(pair.server.login_nonce(), None);
+    let mut pair = standard();
+    assert_eq!(pair.a.client.login_nonce(), None);
+    assert_eq!(pair.b.server.login_nonce(), None);
     assert_eq!(
-        pair.client.send_command_datagram(pair.now, b"x"),
+        pair.a.client.send_command_datagram(pair.now(), b"x"),
         Err(ApiMisuse::NotOnline)
     );
-    pair.drive();
-    assert_eq!(pair.client.state(), ClientState::Online);
-    assert_eq!(pair.client.login_nonce(), Some([0x42; 32]));
-    assert_eq!(pair.server.login_nonce(), Some([0x42; 32]));
-    assert_eq!(pair.client.channel_binding(), pair.server.channel_binding());
+    pair.settle();
+    assert_eq!(pair.a.client.state(), ClientState::Online);
+    assert_eq!(pair.a.client.login_nonce(), Some([0x42; 32]));
+    assert_eq!(pair.b.server.login_nonce(), Some([0x42; 32]));
+    assert_eq!(
+        pair.a.client.channel_binding(),
+        pair.b.server.channel_binding()
+    );
 
-    pair.server
-        .send_command_datagram(pair.now, b"sealed to player")
+    pair.b
+        .server
+        .send_command_datagram(pair.now(), b"sealed to player")
         .unwrap();
-    pair.client
-        .send_command_datagram(pair.now, b"sealed to server")
+    pair.a
+        .client
+        .send_command_datagram(pair.now(), b"sealed to server")
         .unwrap();
-    pair.drive();
-    assert!(pair.client_events.contains(&ClientEvent::CommandDatagram {
+    pair.settle();
+    assert!(pair.a.events.contains(&ClientEvent::CommandDatagram {
         datagram: b"sealed to player".to_vec()
     }));
-    assert!(pair.server_events.contains(&ServerEvent::CommandDatagram {
+    assert!(pair.b.events.contains(&ServerEvent::CommandDatagram {
         player_id: player(1),
         datagram: b"sealed to server".to_vec()
     }));
-    assert_eq!(pair.client.state(), ClientState::Online);
+    assert_eq!(pair.a.client.state(), ClientState::Online);
 
     let too_long = vec![0; MAX_COMMAND_DATAGRAM_LEN + 1];
     assert!(matches!(
-        pair.client.send_command_datagram(pair.now, &too_long),
+        pair.a.client.send_command_datagram(pair.now(), &too_long),
         Err(ApiMisuse::TooLong { .. })
     ));
 }
 
 #[test]
 fn a_command_datagram_before_login_closes_the_connection() {
-    let mut pair = Pair::standard();
+    let mut pair = standard();
     let mut frame = Vec::new();
     Message::Hello {
         player_id: player(1),
@@ -57,7 +62,7 @@ fn a_command_datagram_before_login_closes_the_connection() {
         datagram: vec![1, 2, 3],
     }
     .encode_frame(&mut frame);
-    let err = pair.server.handle_input(pair.now, &frame).unwrap_err();
+    let err = pair.b.server.handle_input(pair.now(), &frame).unwrap_err();
     assert!(matches!(err, SessionError::Unexpected(_)), "{err}");
 }
 

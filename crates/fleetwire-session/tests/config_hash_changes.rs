@@ -9,7 +9,7 @@ use fleetwire_session::*;
 #[test]
 fn the_player_hears_of_a_new_configuration_once_and_stops_hearing_after_applying_it() {
     let first = ConfigHash([1; 32]);
-    let mut pair = Pair::new(
+    let mut pair = pair(
         ClientConfig::new(player(1), secret(1)),
         ServerConfig::default(),
         PlayerLookup::Known {
@@ -18,9 +18,9 @@ fn the_player_hears_of_a_new_configuration_once_and_stops_hearing_after_applying
             config_hash: Some(first),
         },
     );
-    pair.drive();
+    pair.settle();
     let changed = |p: &Pair| -> Vec<ConfigHash> {
-        p.client_events
+        p.a.events
             .iter()
             .filter_map(|e| match e {
                 ClientEvent::ConfigChanged { hash } => Some(*hash),
@@ -37,30 +37,31 @@ fn the_player_hears_of_a_new_configuration_once_and_stops_hearing_after_applying
     );
 
     // The player applies it; later acks carry no hash (smaller replies).
-    pair.client
+    pair.a
+        .client
         .set_status(PlayerStatus {
             config_hash: Some(first),
             ..PlayerStatus::default()
         })
         .unwrap();
-    let bytes_before = pair.client.stats().bytes_in;
+    let bytes_before = pair.a.client.stats().bytes_in;
     pair.run_for(Duration::from_secs(30));
-    assert_eq!(pair.client.stats().bytes_in - bytes_before, 6 + 2);
+    assert_eq!(pair.a.client.stats().bytes_in - bytes_before, 6 + 2);
 
     // The operator publishes a new configuration.
     let second = ConfigHash([2; 32]);
-    pair.server.set_config_hash(Some(second));
+    pair.b.server.set_config_hash(Some(second));
     pair.run_for(Duration::from_secs(30));
     assert_eq!(changed(&pair), vec![first, second]);
 }
 
 #[test]
 fn status_fields_are_bounded() {
-    let mut pair = Pair::standard();
-    pair.drive();
+    let mut pair = standard();
+    pair.settle();
     let long = "x".repeat(65);
     assert_eq!(
-        pair.client.set_status(PlayerStatus {
+        pair.a.client.set_status(PlayerStatus {
             content: long,
             ..PlayerStatus::default()
         }),

@@ -105,12 +105,13 @@ fn slowloris_login_timeout() {
 
 #[test]
 fn orderly_close_by_the_player() {
-    let mut pair = Pair::standard();
-    pair.drive();
-    pair.client
-        .close(pair.now, "shutting down for the night")
+    let mut pair = standard();
+    pair.settle();
+    pair.a
+        .client
+        .close(pair.now(), "shutting down for the night")
         .unwrap();
-    pair.drive();
+    pair.settle();
     assert_eq!(
         pair.server_closed(),
         vec![&SessionError::PeerClosed {
@@ -118,5 +119,8 @@ fn orderly_close_by_the_player() {
             message: "shutting down for the night".into()
         }]
     );
-    assert_eq!(pair.client.close(pair.now, "again"), Err(ApiMisuse::Closed));
+    assert_eq!(
+        pair.a.client.close(pair.now(), "again"),
+        Err(ApiMisuse::Closed)
+    );
 }

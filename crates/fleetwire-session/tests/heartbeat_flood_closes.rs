@@ -9,7 +9,8 @@ use common::*;
 use fleetwire_session::*;
 
 fn heartbeats_acked(pair: &Pair) -> usize {
-    pair.client_events
+    pair.a
+        .events
         .iter()
         .filter(|e| matches!(e, ClientEvent::HeartbeatAcked { .. }))
         .count()
@@ -17,19 +18,19 @@ fn heartbeats_acked(pair: &Pair) -> usize {
 
 #[test]
 fn heartbeats_faster_than_the_limit_close_the_session() {
-    let mut pair = Pair::standard();
-    pair.drive();
-    assert_eq!(pair.client.state(), ClientState::Online);
+    let mut pair = standard();
+    pair.settle();
+    assert_eq!(pair.a.client.state(), ClientState::Online);
     // The burst is allowed: 20 heartbeats at once.
     for _ in 0..20 {
-        pair.client.heartbeat_now(pair.now).unwrap();
-        pair.drive();
+        pair.a.client.heartbeat_now(pair.now()).unwrap();
+        pair.settle();
     }
     assert_eq!(heartbeats_acked(&pair), 20);
     assert!(pair.server_closed().is_empty());
     // The 21st within the same instant is over the limit.
-    pair.client.heartbeat_now(pair.now).unwrap();
-    pair.drive();
+    pair.a.client.heartbeat_now(pair.now()).unwrap();
+    pair.settle();
     assert_eq!(
         pair.server_closed(),
         vec![&SessionError::HeartbeatFlood { max: 20 }]
@@ -45,13 +46,13 @@ fn heartbeats_faster_than_the_limit_close_the_session() {
 
 #[test]
 fn a_status_change_every_two_seconds_for_an_hour_is_within_the_limit() {
-    let mut pair = Pair::standard();
-    pair.drive();
-    let start = pair.now;
-    while pair.now < start + Duration::from_secs(3600) {
+    let mut pair = standard();
+    pair.settle();
+    let start = pair.now();
+    while pair.now() < start + Duration::from_secs(3600) {
         pair.run_for(Duration::from_secs(2));
-        pair.client.heartbeat_now(pair.now).unwrap();
-        pair.drive();
+        pair.a.client.heartbeat_now(pair.now()).unwrap();
+        pair.settle();
     }
     assert!(
         pair.server_closed().is_empty(),

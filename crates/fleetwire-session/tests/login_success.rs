@@ -6,17 +6,17 @@ use fleetwire_session::*;
 
 #[test]
 fn approved_player_logs_in_and_the_secret_never_crosses_the_wire() {
-    let mut pair = Pair::standard();
-    pair.drive();
-    assert_eq!(pair.client.state(), ClientState::Online);
-    assert_eq!(pair.server.state(), ServerState::Online);
+    let mut pair = standard();
+    pair.settle();
+    assert_eq!(pair.a.client.state(), ClientState::Online);
+    assert_eq!(pair.b.server.state(), ServerState::Online);
     assert!(
-        matches!(pair.server_events[1], ServerEvent::LoggedIn { player_id } if player_id == player(1))
+        matches!(pair.b.events[1], ServerEvent::LoggedIn { player_id } if player_id == player(1))
     );
     let secret = secret(1);
-    let wire = &pair.client_bytes;
+    let wire = &pair.a.bytes;
     assert!(!wire.windows(32).any(|w| w == secret.as_bytes()));
     assert!(!wire.windows(32).any(|w| w == secret.verifier().as_bytes()));
     // Hello + Proof only.
-    assert_eq!(pair.client.stats().messages_out, 2);
+    assert_eq!(pair.a.client.stats().messages_out, 2);
 }

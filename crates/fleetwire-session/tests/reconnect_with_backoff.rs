@@ -24,19 +24,19 @@ fn reconnect_backs_off_then_resets_after_login() {
     let mut elapsed = Duration::ZERO;
     let mut delays = Vec::new();
     loop {
-        let mut pair = Pair::new(
+        let mut pair = pair(
             (*config).clone(),
             ServerConfig::default(),
             known(&secret(1), true),
         );
-        pair.link_up = elapsed >= server_up_at;
-        pair.drive();
-        if pair.client.state() == ClientState::Online {
+        pair.set_link_up(elapsed >= server_up_at);
+        pair.settle();
+        if pair.a.client.state() == ClientState::Online {
             backoff.reset();
             break;
         }
         // Nothing answers: the client gives up at its login deadline, exactly once.
-        while pair.step() {}
+        while pair.advance() {}
         assert_eq!(
             pair.client_closed(),
             vec![&SessionError::LoginTimeout(10_000)]

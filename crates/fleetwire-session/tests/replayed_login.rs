@@ -6,33 +6,33 @@ use fleetwire_session::*;
 
 #[test]
 fn a_recorded_login_replayed_to_a_new_connection_fails() {
-    let mut original = Pair::standard();
-    original.drive();
-    assert_eq!(original.server.state(), ServerState::Online);
-    let recorded = original.client_bytes.clone();
+    let mut original = standard();
+    original.settle();
+    assert_eq!(original.b.server.state(), ServerState::Online);
+    let recorded = original.a.bytes.clone();
 
     // The attacker replays the player's bytes; the new connection has a fresh nonce.
-    let mut replay = Pair::with_nonce(
+    let mut replay = pair_with_nonce(
         ClientConfig::new(player(1), secret(1)),
         ServerConfig::default(),
         known(&secret(1), true),
         [0x43; 32],
     );
-    let server = &mut replay.server;
-    let err = server.handle_input(replay.now, &recorded);
+    let now = replay.now();
+    let server = &mut replay.b.server;
+    let err = server.handle_input(now, &recorded);
     while let Some(event) = server.poll_event() {
         if let ServerEvent::LookupPlayer { .. } = event {
-            server
-                .resolve_player(replay.now, known(&secret(1), true))
-                .unwrap();
+            server.resolve_player(now, known(&secret(1), true)).unwrap();
         }
-        replay.server_events.push(event);
+        replay.b.events.push(event);
     }
     assert!(err.is_ok(), "the bytes are well-formed: {err:?}");
     assert_eq!(replay.server_closed(), vec![&SessionError::AuthFailed]);
     assert!(
         !replay
-            .server_events
+            .b
+            .events
             .iter()
             .any(|e| matches!(e, ServerEvent::LoggedIn { .. }))
     );

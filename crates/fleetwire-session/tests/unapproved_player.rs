@@ -6,12 +6,12 @@ use fleetwire_session::*;
 
 #[test]
 fn a_player_waiting_for_approval_is_told_so_and_not_served() {
-    let mut pair = Pair::new(
+    let mut pair = pair(
         ClientConfig::new(player(1), secret(1)),
         ServerConfig::default(),
         known(&secret(1), false),
     );
-    pair.drive();
+    pair.settle();
     let expected = SessionError::NotApproved(player(1).to_string());
     assert_eq!(pair.server_closed(), vec![&expected]);
     assert_eq!(pair.client_closed(), vec![&expected]);
@@ -22,7 +22,8 @@ fn a_player_waiting_for_approval_is_told_so_and_not_served() {
     );
     assert!(
         !pair
-            .server_events
+            .b
+            .events
             .iter()
             .any(|e| matches!(e, ServerEvent::LoggedIn { .. }))
     );
@@ -30,11 +31,11 @@ fn a_player_waiting_for_approval_is_told_so_and_not_served() {
 
 #[test]
 fn a_wrong_secret_for_an_unapproved_player_does_not_reveal_the_pending_state() {
-    let mut pair = Pair::new(
+    let mut pair = pair(
         ClientConfig::new(player(1), secret(9)),
         ServerConfig::default(),
         known(&secret(1), false),
     );
-    pair.drive();
+    pair.settle();
     assert_eq!(pair.client_closed(), vec![&SessionError::AuthFailed]);
 }

@@ -5,12 +5,12 @@ use common::*;
 use fleetwire_session::*;
 
 fn attempt(lookup: PlayerLookup, client_secret: PlayerSecret) -> Pair {
-    let mut pair = Pair::new(
+    let mut pair = pair(
         ClientConfig::new(player(1), client_secret),
         ServerConfig::default(),
         lookup,
     );
-    pair.drive();
+    pair.settle();
     pair
 }
 
@@ -21,10 +21,10 @@ fn unknown_player_and_wrong_secret_get_the_same_answer() {
     for pair in [&wrong, &unknown] {
         assert_eq!(pair.server_closed(), vec![&SessionError::AuthFailed]);
         assert_eq!(pair.client_closed(), vec![&SessionError::AuthFailed]);
-        assert_eq!(pair.server.state(), ServerState::Closed);
+        assert_eq!(pair.b.server.state(), ServerState::Closed);
     }
     // Byte-identical replies from the server.
-    let reply = |p: &Pair| p.client.stats().bytes_in;
+    let reply = |p: &Pair| p.a.client.stats().bytes_in;
     assert_eq!(reply(&wrong), reply(&unknown));
     assert_eq!(
         SessionError::AuthFailed.to_string(),
@@ -35,13 +35,14 @@ fn unknown_player_and_wrong_secret_get_the_same_answer() {
 #[test]
 fn input_after_close_is_ignored() {
     let mut pair = attempt(PlayerLookup::Unknown, secret(1));
-    let before = pair.server_events.len();
+    let before = pair.b.events.len();
     assert!(
-        pair.server
-            .handle_input(pair.now, &[1, 6, 0, 0, 0, 0])
+        pair.b
+            .server
+            .handle_input(pair.now(), &[1, 6, 0, 0, 0, 0])
             .is_ok()
     );
-    pair.drive();
-    assert_eq!(pair.server_events.len(), before);
+    pair.settle();
+    assert_eq!(pair.b.events.len(), before);
     assert_eq!(pair.server_closed().len(), 1);
 }

@@ -9,7 +9,14 @@
 //!   nothing about what it carries.
 //! - [`Endpoint`] and [`Pair`]: two machines joined by two links, driven in virtual time that
 //!   jumps straight to the next timeout or arrival, so a 5-second transfer simulates in
-//!   milliseconds.
+//!   milliseconds. Every fleetwire machine pair runs on it (session client and server, sensor
+//!   logger and cloud, transfer sender and receiver): a test wraps each machine in a thin
+//!   application that implements [`Endpoint`] (the machine's `handle_input`, `handle_timeout`,
+//!   `handle_close`, `poll_transmit`, `poll_timeout`, and the application's answers to its
+//!   events). Stream protocols use it too: each `poll_transmit` becomes one "datagram", and a
+//!   perfect link delivers them in order. A link can go down ([`Link::set_up`]) or break after
+//!   a number of bytes ([`LinkConfig::break_after_bytes`], a TCP connection cut mid-stream);
+//!   [`Pair::close`] ends the transport for both sides.
 //! - [`vectors`]: loading `test-vectors/*.json`.
 //!
 //! ```
@@ -143,6 +150,11 @@ pub struct LinkConfig {
     /// Windows of time (offsets from the clock origin given to [`Link::with_origin`]) during
     /// which everything sent is dropped: a cut connection.
     pub cuts: Vec<(Duration, Duration)>,
+    /// A stream that breaks: the link carries only the first this-many bytes sent through it
+    /// (the datagram that crosses the limit arrives truncated, possibly empty), then drops
+    /// everything, and [`Link::is_broken`] says so. A [`Pair`] ends the connection for both
+    /// endpoints when that last datagram is delivered.
+    pub break_after_bytes: Option<usize>,
 }
 
 impl LinkConfig {
@@ -158,6 +170,7 @@ impl LinkConfig {
             reorder_delay: Duration::ZERO,
             corrupt: 0.0,
             cuts: Vec::new(),
+            break_after_bytes: None,
         }
     }
 }
@@ -171,11 +184,13 @@ pub struct LinkStats {
     pub sent_bytes: u64,
     /// Datagrams delivered (duplicates count twice).
     pub delivered: u64,
+    /// Bytes delivered (what the receiving end saw, truncation included).
+    pub delivered_bytes: u64,
     /// Datagrams lost at random.
     pub lost: u64,
     /// Datagrams dropped because the queue was full.
     pub queue_drops: u64,
-    /// Datagrams dropped during a cut.
+    /// Datagrams dropped during a cut, while the link was down or after it broke.
     pub cut_drops: u64,
     /// Datagrams corrupted.
     pub corrupted: u64,
@@ -217,6 +232,11 @@ pub struct Link {
     in_flight: BinaryHeap<InFlight>,
     seq: u64,
     stats: LinkStats,
+    /// False while the link is down ([`Link::set_up`]).
+    up: bool,
+    /// Bytes carried so far, for [`LinkConfig::break_after_bytes`].
+    carried: usize,
+    broken: bool,
 }
 
 impl Link {
@@ -232,6 +252,9 @@ impl Link {
             in_flight: BinaryHeap::new(),
             seq: 0,
             stats: LinkStats::default(),
+            up: true,
+            carried: 0,
+            broken: false,
         }
     }
 
@@ -260,20 +283,47 @@ impl Link {
         self.in_flight.is_empty()
     }
 
+    /// Takes the link down (`false`: everything sent from now on is dropped, as on a dead
+    /// network; what is in flight still arrives) or brings it back up.
+    pub fn set_up(&mut self, up: bool) {
+        self.up = up;
+    }
+
+    /// False while the link is down.
+    pub fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// True once the link carried its [`LinkConfig::break_after_bytes`]: it drops everything.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
     /// Puts a datagram on the link at `now`.
     pub fn send(&mut self, now: Instant, data: Vec<u8>) {
         let origin = *self.origin.get_or_insert(now);
         self.stats.sent += 1;
         self.stats.sent_bytes += data.len() as u64;
         let offset = now.saturating_duration_since(origin);
-        if self
-            .config
-            .cuts
-            .iter()
-            .any(|(from, to)| offset >= *from && offset < *to)
+        if !self.up
+            || self.broken
+            || self
+                .config
+                .cuts
+                .iter()
+                .any(|(from, to)| offset >= *from && offset < *to)
         {
             self.stats.cut_drops += 1;
             return;
+        }
+        let mut data = data;
+        if let Some(limit) = self.config.break_after_bytes {
+            let room = limit.saturating_sub(self.carried);
+            if data.len() > room {
+                data.truncate(room);
+                self.broken = true;
+            }
+            self.carried += data.len();
         }
         // Drain the queue of datagrams whose serialization has finished.
         while let Some(&(done, len)) = self.queued.front() {
@@ -300,7 +350,6 @@ impl Link {
             self.stats.lost += 1;
             return;
         }
-        let mut data = data;
         if !data.is_empty() && self.rng.chance(self.config.corrupt) {
             let bit = self.rng.below(data.len() as u64 * 8);
             data[(bit / 8) as usize] ^= 1 << (bit % 8);
@@ -329,8 +378,10 @@ impl Link {
     /// The next datagram that has arrived by `now`.
     pub fn recv(&mut self, now: Instant) -> Option<Vec<u8>> {
         if self.in_flight.peek()?.at <= now {
+            let f = self.in_flight.pop()?;
             self.stats.delivered += 1;
-            self.in_flight.pop().map(|f| f.data)
+            self.stats.delivered_bytes += f.data.len() as u64;
+            Some(f.data)
         } else {
             None
         }
@@ -347,12 +398,14 @@ impl Link {
 }
 
 /// A machine the [`Pair`] can drive. Implement it in tests with a thin wrapper that also plays
-/// the application (answers events, writes files).
+/// the application (answers events, writes files, stores uploads).
 pub trait Endpoint {
-    /// One datagram from the peer.
+    /// One datagram from the peer (for a stream protocol: the next bytes of the stream).
     fn handle_input(&mut self, now: Instant, data: &[u8]);
     /// Time passed.
     fn handle_timeout(&mut self, now: Instant);
+    /// The transport ended (the peer closed it or it broke): the machine's `handle_close`.
+    fn handle_close(&mut self, now: Instant);
     /// The application's reaction to events; called after every input and timeout.
     fn process_events(&mut self, now: Instant);
     /// The next datagram to send, if any.
@@ -376,6 +429,13 @@ pub struct Pair<A, B> {
     pub clock: VirtualClock,
     /// Steps taken.
     pub steps: u64,
+    /// Changes of direction of what was sent (`a` to `b` or back): one round trip is 2.
+    pub flights: u64,
+    /// True once the connection ended ([`Pair::close`], or a link broke): both endpoints had
+    /// their `handle_close`, and nothing is sent any more.
+    pub closed: bool,
+    /// The direction of the last send: 0 none yet, 1 `a` to `b`, 2 `b` to `a`.
+    last_direction: u8,
 }
 
 impl<A: Endpoint, B: Endpoint> Pair<A, B> {
@@ -389,6 +449,9 @@ impl<A: Endpoint, B: Endpoint> Pair<A, B> {
             b_to_a: b_to_a.with_origin(now),
             clock,
             steps: 0,
+            flights: 0,
+            closed: false,
+            last_direction: 0,
         }
     }
 
@@ -398,12 +461,59 @@ impl<A: Endpoint, B: Endpoint> Pair<A, B> {
         let mut buf = Vec::new();
         self.a.process_events(now);
         while self.a.poll_transmit(&mut buf) {
+            self.note_direction(1);
             self.a_to_b.send(now, std::mem::take(&mut buf));
         }
         self.b.process_events(now);
         while self.b.poll_transmit(&mut buf) {
+            self.note_direction(2);
             self.b_to_a.send(now, std::mem::take(&mut buf));
         }
+    }
+
+    /// Ends the transport now, as a driver does when its socket closes: both links drop
+    /// everything (what is in flight too), then `a` and then `b` get `handle_close` and process
+    /// their events. A second call does nothing.
+    pub fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        let now = self.clock.now();
+        self.end_links();
+        self.a.handle_close(now);
+        self.a.process_events(now);
+        self.b.handle_close(now);
+        self.b.process_events(now);
+    }
+
+    /// Handles everything due at the current instant (arrivals with no delay, and what they
+    /// cause) without moving the clock.
+    pub fn settle(&mut self) {
+        loop {
+            self.flush();
+            match self.next_event() {
+                Some(t) if t <= self.clock.now() => {
+                    self.step();
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Handles every event due within `d` of virtual time, then moves the clock to the end of
+    /// it.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.clock.now() + d;
+        loop {
+            self.flush();
+            match self.next_event() {
+                Some(t) if t <= end => {
+                    self.step();
+                }
+                _ => break,
+            }
+        }
+        self.clock.advance_to(end);
     }
 
     /// The next time anything happens: an arrival or a timeout.
@@ -431,11 +541,29 @@ impl<A: Endpoint, B: Endpoint> Pair<A, B> {
         self.steps += 1;
         while let Some(d) = self.a_to_b.recv(now) {
             self.b.handle_input(now, &d);
-            self.b.process_events(now);
+            if self.a_to_b.is_broken() && self.a_to_b.is_idle() && !self.closed {
+                // The last bytes before the break: `b` reads them, then the end of the stream
+                // (before its application acts on them); then `a` learns of it too.
+                self.end_links();
+                self.b.handle_close(now);
+                self.b.process_events(now);
+                self.a.handle_close(now);
+                self.a.process_events(now);
+            } else {
+                self.b.process_events(now);
+            }
         }
         while let Some(d) = self.b_to_a.recv(now) {
             self.a.handle_input(now, &d);
-            self.a.process_events(now);
+            if self.b_to_a.is_broken() && self.b_to_a.is_idle() && !self.closed {
+                self.end_links();
+                self.a.handle_close(now);
+                self.a.process_events(now);
+                self.b.handle_close(now);
+                self.b.process_events(now);
+            } else {
+                self.a.process_events(now);
+            }
         }
         if self.a.poll_timeout().is_some_and(|t| t <= now) {
             self.a.handle_timeout(now);
@@ -445,6 +573,22 @@ impl<A: Endpoint, B: Endpoint> Pair<A, B> {
         }
         self.flush();
         true
+    }
+
+    fn note_direction(&mut self, direction: u8) {
+        if !self.closed && self.last_direction != direction {
+            self.last_direction = direction;
+            self.flights += 1;
+        }
+    }
+
+    /// The connection is over: nothing is carried any more, in either direction.
+    fn end_links(&mut self) {
+        self.closed = true;
+        for link in [&mut self.a_to_b, &mut self.b_to_a] {
+            link.clear();
+            link.set_up(false);
+        }
     }
 
     /// Steps until `done` holds, nothing is left to happen, `max_steps` is reached or virtual
@@ -523,6 +667,139 @@ mod tests {
             link.next_arrival().unwrap() - clock.now(),
             Duration::from_millis(200)
         );
+    }
+
+    #[test]
+    fn a_link_breaks_after_its_bytes_and_can_go_down() {
+        let clock = VirtualClock::new();
+        let mut link = Link::new(
+            LinkConfig {
+                break_after_bytes: Some(5),
+                ..LinkConfig::perfect()
+            },
+            0,
+        );
+        link.send(clock.now(), vec![1, 2, 3]);
+        assert!(!link.is_broken());
+        link.send(clock.now(), vec![4, 5, 6]);
+        assert!(link.is_broken());
+        link.send(clock.now(), vec![7]);
+        assert_eq!(link.recv(clock.now()), Some(vec![1, 2, 3]));
+        assert_eq!(link.recv(clock.now()), Some(vec![4, 5]));
+        assert_eq!(link.recv(clock.now()), None);
+        assert_eq!(link.stats().delivered_bytes, 5);
+        assert_eq!(link.stats().cut_drops, 1);
+
+        let mut link = Link::new(LinkConfig::perfect(), 0);
+        link.set_up(false);
+        link.send(clock.now(), vec![1]);
+        link.set_up(true);
+        link.send(clock.now(), vec![2]);
+        assert_eq!(link.recv(clock.now()), Some(vec![2]));
+        assert_eq!(link.recv(clock.now()), None);
+    }
+
+    /// Echoes what it receives once, records closes.
+    #[derive(Debug, Default)]
+    struct Echo {
+        out: Vec<Vec<u8>>,
+        got: Vec<Vec<u8>>,
+        closes: u32,
+        events_after_close: u32,
+    }
+
+    impl Endpoint for Echo {
+        fn handle_input(&mut self, _now: Instant, data: &[u8]) {
+            self.got.push(data.to_vec());
+            if data.first() == Some(&b'?') {
+                self.out.push(b"!".to_vec());
+            }
+        }
+        fn handle_timeout(&mut self, _now: Instant) {}
+        fn handle_close(&mut self, _now: Instant) {
+            self.closes += 1;
+        }
+        fn process_events(&mut self, _now: Instant) {
+            if self.closes > 0 {
+                self.events_after_close += 1;
+            }
+        }
+        fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
+            match self.out.pop() {
+                Some(d) => {
+                    buf.extend_from_slice(&d);
+                    true
+                }
+                None => false,
+            }
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+    }
+
+    fn echo_pair(a_to_b: LinkConfig) -> Pair<Echo, Echo> {
+        let clock = VirtualClock::new();
+        Pair::new(
+            Echo::default(),
+            Echo::default(),
+            Link::new(a_to_b, 1),
+            Link::new(LinkConfig::perfect(), 2),
+            clock,
+        )
+    }
+
+    #[test]
+    fn a_round_trip_is_two_flights_and_settles_without_moving_the_clock() {
+        let mut p = echo_pair(LinkConfig::perfect());
+        let start = p.clock.now();
+        p.a.out.push(b"?hello".to_vec());
+        p.settle();
+        assert_eq!(p.b.got, vec![b"?hello".to_vec()]);
+        assert_eq!(p.a.got, vec![b"!".to_vec()]);
+        assert_eq!(p.flights, 2);
+        assert_eq!(p.clock.now(), start);
+        p.close();
+        p.close();
+        assert_eq!((p.a.closes, p.b.closes), (1, 1));
+        assert!(p.closed);
+        p.a.out.push(b"?late".to_vec());
+        p.settle();
+        assert_eq!(p.b.got.len(), 1, "nothing is carried after the close");
+    }
+
+    #[test]
+    fn a_broken_stream_delivers_its_last_bytes_then_closes_both_ends() {
+        let mut p = echo_pair(LinkConfig {
+            break_after_bytes: Some(3),
+            ..LinkConfig::perfect()
+        });
+        p.a.out.push(b"?hello".to_vec());
+        p.settle();
+        // `b` reads the truncated bytes, then the close, before its application runs; its
+        // answer never leaves.
+        assert_eq!(p.b.got, vec![b"?he".to_vec()]);
+        assert!(p.a.got.is_empty());
+        assert!(p.closed);
+        assert_eq!((p.a.closes, p.b.closes), (1, 1));
+        assert!(p.b.events_after_close >= 1);
+        assert_eq!(p.a_to_b.stats().delivered_bytes, 3);
+    }
+
+    #[test]
+    fn run_for_moves_the_clock_to_the_end() {
+        let mut p = echo_pair(LinkConfig {
+            delay: Duration::from_millis(10),
+            ..LinkConfig::perfect()
+        });
+        let start = p.clock.now();
+        p.a.out.push(b"?".to_vec());
+        p.run_for(Duration::from_millis(5));
+        assert!(p.b.got.is_empty(), "the question arrives at 10 ms");
+        assert_eq!(p.clock.now() - start, Duration::from_millis(5));
+        p.run_for(Duration::from_millis(5));
+        assert_eq!((p.b.got.len(), p.a.got.len()), (1, 1));
+        assert_eq!(p.clock.now() - start, Duration::from_millis(10));
     }
 
     #[test]

@@ -211,7 +211,7 @@ where
         let deadline = machine.poll_timeout();
         tokio::select! {
             read = stream.read(&mut buf) => match read {
-                Ok(0) | Err(_) => machine.connection_lost(Instant::now()),
+                Ok(0) | Err(_) => machine.handle_close(Instant::now()),
                 Ok(n) => pending.extend_from_slice(&buf[..n]),
             },
             () = sleep_until(deadline) => machine.handle_timeout(Instant::now()),
@@ -255,7 +255,7 @@ where
                 stream.flush().await
             };
             if write.await.is_err() {
-                client.connection_lost(Instant::now());
+                client.handle_close(Instant::now());
             }
             out.clear();
             continue;
@@ -268,7 +268,7 @@ where
         let deadline = client.poll_timeout();
         tokio::select! {
             read = stream.read(&mut buf) => match read {
-                Ok(0) | Err(_) => client.connection_lost(Instant::now()),
+                Ok(0) | Err(_) => client.handle_close(Instant::now()),
                 Ok(n) => pending.extend_from_slice(&buf[..n]),
             },
             () = sleep_until(deadline) => client.handle_timeout(Instant::now()),
@@ -404,6 +404,7 @@ where
                         buf.get(1).copied().unwrap_or(0),
                         &buf,
                     );
+                    buf.clear(); // poll_transmit appends: one message at a time
                     options.write(stream, &out).await?;
                     out.clear();
                 }
@@ -474,6 +475,7 @@ where
                 buf.get(1).copied().unwrap_or(0),
                 &buf,
             );
+            buf.clear(); // poll_transmit appends: one message at a time
             options.write(stream, &out).await?;
             out.clear();
             let stats = sender.stats();
@@ -713,6 +715,7 @@ where
                 buf.get(1).copied().unwrap_or(0),
                 &buf,
             );
+            buf.clear(); // poll_transmit appends: one message at a time
         }
         if !out.is_empty() {
             stream.write_all(&out).await.map_err(stream_err)?;

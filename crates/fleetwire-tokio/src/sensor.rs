@@ -527,7 +527,7 @@ impl<S: LoggerStore> Conn<S> {
                 let written = tokio::time::timeout_at(limit.into(), write).await;
                 out.clear();
                 if !matches!(written, Ok(Ok(()))) {
-                    machine.handle_peer_closed(Instant::now());
+                    machine.handle_close(Instant::now());
                     continue;
                 }
             }
@@ -538,7 +538,7 @@ impl<S: LoggerStore> Conn<S> {
             let deadline = machine.poll_timeout();
             tokio::select! {
                 read = stream.read(&mut buf) => match read {
-                    Ok(0) | Err(_) => machine.handle_peer_closed(Instant::now()),
+                    Ok(0) | Err(_) => machine.handle_close(Instant::now()),
                     Ok(n) => { let _ = machine.handle_input(Instant::now(), &buf[..n]); }
                 },
                 () = sleep_until(deadline) => machine.handle_timeout(Instant::now()),
@@ -811,7 +811,7 @@ async fn drive_logger<T: AsyncRead + AsyncWrite + Unpin + WireCount>(
             };
             out.clear();
             if written.is_err() && closed.is_none() {
-                session.handle_peer_closed(Instant::now());
+                session.handle_close(Instant::now());
                 continue;
             }
         }
@@ -822,7 +822,7 @@ async fn drive_logger<T: AsyncRead + AsyncWrite + Unpin + WireCount>(
         let deadline = session.poll_timeout();
         tokio::select! {
             read = stream.read(&mut buf) => match read {
-                Ok(0) | Err(_) => session.handle_peer_closed(Instant::now()),
+                Ok(0) | Err(_) => session.handle_close(Instant::now()),
                 Ok(n) => { let _ = session.handle_input(Instant::now(), &buf[..n]); }
             },
             () = sleep_until(deadline) => session.handle_timeout(Instant::now()),

@@ -559,7 +559,7 @@ impl<D: PlayerDirectory> Conn<D> {
                     tokio::time::timeout(shared.limits.write_timeout, link.write_all(&out)).await;
                 out = Vec::new(); // an idle connection keeps no output buffer
                 if !matches!(written, Ok(Ok(()))) {
-                    machine.connection_lost(Instant::now());
+                    machine.handle_close(Instant::now());
                     continue;
                 }
             }
@@ -577,7 +577,7 @@ impl<D: PlayerDirectory> Conn<D> {
                         Err(_) => Read::Closed,
                     };
                     if matches!(read, Read::Closed) {
-                        machine.connection_lost(Instant::now());
+                        machine.handle_close(Instant::now());
                     }
                 },
                 () = sleep_until(deadline) => machine.handle_timeout(Instant::now()),
@@ -800,7 +800,7 @@ async fn drive_player<S: AsyncRead + AsyncWrite + Unpin>(
                 stream.flush().await
             };
             if written.await.is_err() {
-                client.connection_lost(Instant::now());
+                client.handle_close(Instant::now());
             }
             out.clear();
             continue;
@@ -808,7 +808,7 @@ async fn drive_player<S: AsyncRead + AsyncWrite + Unpin>(
         let deadline = client.poll_timeout();
         tokio::select! {
             read = stream.read(&mut buf) => match read {
-                Ok(0) | Err(_) => client.connection_lost(Instant::now()),
+                Ok(0) | Err(_) => client.handle_close(Instant::now()),
                 Ok(n) => { let _ = client.handle_input(Instant::now(), &buf[..n]); }
             },
             () = sleep_until(deadline) => client.handle_timeout(Instant::now()),

@@ -39,6 +39,19 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// A server configuration whose certificate `resolver` picks per handshake (by SNI, say), so a
+/// certificate can be replaced while the server runs: connections already open keep theirs,
+/// new handshakes get the new one.
+pub fn server_config_with_resolver(
+    resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(PROTOCOL_VERSIONS)?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    Ok(Arc::new(config))
+}
+
 /// A client configuration that trusts exactly one server certificate, identified by the SHA-256
 /// of its DER encoding (the fingerprint `fleetwire-server` prints at first run). Handshake
 /// signatures are still verified, so only the holder of that certificate's key passes.

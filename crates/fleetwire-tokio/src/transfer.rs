@@ -1526,6 +1526,7 @@ where
                 buf.get(1).copied().unwrap_or(0),
                 &buf,
             );
+            buf.clear(); // poll_transmit appends: one message at a time
             options.write(stream, &out).await?;
             out.clear();
         }
@@ -1657,6 +1658,7 @@ where
                 buf.get(1).copied().unwrap_or(0),
                 &buf,
             );
+            buf.clear(); // poll_transmit appends: one message at a time
         }
         if !out.is_empty() {
             stream.write_all(&out).await.map_err(stream_err)?;

@@ -51,7 +51,7 @@ async fn wake_from(
             .await
             .expect("the server answers or closes within 10 s");
         match read {
-            Ok(0) | Err(_) => lg.handle_peer_closed(Instant::now()),
+            Ok(0) | Err(_) => lg.handle_close(Instant::now()),
             Ok(n) => {
                 received += n;
                 let _ = lg.handle_input(Instant::now(), &buf[..n]);

@@ -44,6 +44,11 @@ pub enum TransferError {
         /// Transmissions made.
         attempts: u32,
     },
+    /// The transport ended (the peer closed it or it broke) before the transfer finished. A
+    /// receiver keeps its resume record ([`crate::Receiver::partial`]): a new connection
+    /// resumes where this one stopped.
+    #[error("the connection ended before the transfer finished; a new connection resumes it")]
+    ConnectionLost,
     /// Nothing useful arrived from the peer for the idle timeout.
     #[error("no progress from the peer for {millis} ms")]
     IdleTimeout {

@@ -34,18 +34,30 @@
 //!
 //! ## The contract (every machine in fleetwire has this shape)
 //! - Inputs: `handle_input(now, message)` for each message from the peer, `handle_timeout(now)`
-//!   when `poll_timeout()` is reached (early calls are no-ops), and application commands
-//!   (`offer`, `provide_chunk`, `chunk_stored`, `cancel`, …).
-//! - Outputs: after every input, drain `poll_transmit(&mut buf)` (send `buf` as one message),
-//!   `poll_event()` (act on it) and read `poll_timeout()`, until each is empty.
+//!   when `poll_timeout()` is reached (early calls are no-ops), `handle_close(now)` when the
+//!   transport ended (the peer closed it or it broke), and application commands (`offer`,
+//!   `provide_chunk`, `chunk_stored`, `cancel`, …).
+//! - Outputs: after every input, drain `poll_transmit(&mut buf)`, `poll_event()` (act on it)
+//!   and read `poll_timeout()`, until each is empty. `poll_transmit` **appends** one whole
+//!   message to `buf` (what `buf` held is kept) and returns a [`Transmit`] with its length:
+//!   send `buf[buf.len() - len..]` as one message (a frame body, an HTTP body, a datagram), or
+//!   gather several into one write when the transport frames them. It is the suite's one
+//!   `fleetwire_core::Transmit`; the transfer a message belongs to is inside the message
+//!   ([`Message::decode`]), and no driver needs it. [`Message::encode`] appends the same way.
 //! - File data never lives in the machine: the sender asks for chunks
 //!   ([`SenderEvent::ChunkNeeded`] → [`Sender::provide_chunk`]) or is given the file in memory
 //!   ([`ChunkSource::Memory`]); the receiver hands out verified chunks
 //!   ([`ReceiverEvent::ChunkVerified`]), the application writes them and reports durability
 //!   ([`Receiver::chunk_stored`]); only then is the chunk acknowledged.
 //! - A message that fails to decode (bad checksum, truncated) is dropped and returned as an
-//!   `Err`; the connection goes on. A fatal error yields exactly one `Closed { reason }` event,
-//!   a per-transfer failure exactly one `Failed { transfer, reason }`; later inputs are no-ops.
+//!   `Err`; the connection goes on. A per-transfer failure yields exactly one
+//!   `Failed { transfer, reason }`. When the connection ends (a fatal error, the idle timeout,
+//!   or `handle_close`), every open transfer gets its own `Failed` with the connection's reason
+//!   ([`TransferError::ConnectionLost`] for `handle_close`), then exactly one
+//!   `Closed { reason }` comes last; later inputs are no-ops. So every transfer ends with
+//!   exactly one terminal event (`Completed`, `Failed` or the sender's `Cancelled`). A
+//!   receiver keeps its resume records after the close ([`Receiver::partial`]): persist them
+//!   and a new connection resumes where this one stopped.
 //! - Time and randomness are parameters; everything in and out is plain data.
 //!
 //! ```
@@ -80,9 +92,11 @@
 //!             _ => {}
 //!         }
 //!     }
-//!     while sender.poll_transmit(&mut buf).is_some() {
-//!         let _ = receiver.handle_input(now, &buf);
+//!     while let Some(transmit) = sender.poll_transmit(&mut buf) {
+//!         let message = &buf[buf.len() - transmit.len..]; // appended: one whole message
+//!         let _ = receiver.handle_input(now, message);
 //!     }
+//!     buf.clear();
 //!     // Receiver: write verified chunks, report them stored, send acknowledgements back.
 //!     while let Some(ev) = receiver.poll_event() {
 //!         if let ReceiverEvent::ChunkVerified { transfer, index, offset, data } = ev {
@@ -90,9 +104,10 @@
 //!             receiver.chunk_stored(now, transfer, index)?;
 //!         }
 //!     }
-//!     while receiver.poll_transmit(&mut buf).is_some() {
-//!         let _ = sender.handle_input(now, &buf);
+//!     while let Some(transmit) = receiver.poll_transmit(&mut buf) {
+//!         let _ = sender.handle_input(now, &buf[buf.len() - transmit.len..]);
 //!     }
+//!     buf.clear();
 //!     now += Duration::from_millis(1);
 //!     if sender.poll_timeout().is_some_and(|t| t <= now) {
 //!         sender.handle_timeout(now);
@@ -116,6 +131,7 @@ mod watchdog;
 
 pub use bucket::RateLimit;
 pub use error::{ApiMisuse, RejectReason, TransferError};
+pub use fleetwire_core::Transmit;
 pub use manifest::{
     ContentSigner, DEFAULT_MAX_CHUNKS, DIGEST_LEN, Digest, FileKind, MAX_CHUNK_SIZE, Manifest,
     ManifestBuilder, PublicKey, SIGNATURE_LEN, SignedManifest, decode_unverified, sha256,
@@ -133,12 +149,3 @@ pub use watchdog::{
 /// A transfer on one connection (assigned by the sender).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TransferId(pub u32);
-
-/// One message ready to send: the bytes are in the caller's buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transmit {
-    /// The transfer it belongs to.
-    pub transfer: TransferId,
-    /// Bytes written into the buffer.
-    pub len: usize,
-}

@@ -89,9 +89,10 @@ pub enum Message<'a> {
 }
 
 impl Message<'_> {
-    /// Encodes the message into `out` (cleared first).
+    /// Appends the encoded message to `out` (what `out` held is kept, as with every encoder
+    /// and `poll_transmit` in the suite).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.clear();
+        let start = out.len();
         let mut w = Writer::new(out);
         w.u8(PROTOCOL_VERSION);
         match self {
@@ -151,7 +152,7 @@ impl Message<'_> {
                 w.varint(u64::from(*transfer));
             }
         }
-        let crc = crc32c(out);
+        let crc = crc32c(&out[start..]);
         out.extend_from_slice(&crc.to_be_bytes());
     }
 
@@ -307,6 +308,7 @@ mod tests {
     fn round_trip_and_every_bit_flip_detected() {
         let mut buf = Vec::new();
         for m in samples() {
+            buf.clear();
             m.encode(&mut buf);
             assert_eq!(Message::decode(&buf).unwrap(), m);
             for bit in 0..buf.len() * 8 {
@@ -315,6 +317,21 @@ mod tests {
                 assert!(Message::decode(&b).is_err());
             }
         }
+    }
+
+    #[test]
+    fn encode_appends_and_keeps_what_the_buffer_held() {
+        let mut alone = Vec::new();
+        let mut gathered = b"held".to_vec();
+        for m in samples() {
+            let start = gathered.len();
+            alone.clear();
+            m.encode(&mut alone);
+            m.encode(&mut gathered);
+            assert_eq!(&gathered[start..], &alone[..]);
+            assert_eq!(Message::decode(&gathered[start..]).unwrap(), m);
+        }
+        assert_eq!(&gathered[..4], b"held");
     }
 
     proptest! {

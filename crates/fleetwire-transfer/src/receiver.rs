@@ -111,15 +111,19 @@ pub enum ReceiverEvent {
         /// Its version.
         version: u64,
     },
-    /// The transfer ended without the file (rejected offer, cancel). Exactly one terminal event
-    /// per transfer.
+    /// The transfer ended without the file (rejected offer, cancel, or the connection ended:
+    /// then `reason` is the connection's, as in [`ReceiverEvent::Closed`], and
+    /// [`Receiver::partial`] still gives the resume record). Exactly one terminal event per
+    /// transfer.
     Failed {
         /// The transfer.
         transfer: TransferId,
         /// Why.
         reason: TransferError,
     },
-    /// The connection is over. Emitted once; partials stay valid for a later connection.
+    /// The connection is over; every incomplete transfer ended with it, each with its own
+    /// [`ReceiverEvent::Failed`] just before. Emitted once; the last event. Partials stay
+    /// valid for a later connection, and [`Receiver::partial`] still gives them.
     Closed {
         /// Why.
         reason: TransferError,
@@ -285,7 +289,9 @@ impl Receiver {
         self.held.insert(manifest.file_id(), manifest);
     }
 
-    /// The resume record of an open transfer: persist it after storing chunks.
+    /// The resume record of a transfer of this connection: persist it after storing chunks.
+    /// It stays available after the transfer ended with the connection (`Failed` with the
+    /// connection's reason, then `Closed`), and counts chunks stored after that.
     pub fn partial(&self, transfer: TransferId) -> Option<Partial> {
         self.transfers.get(&transfer.0).map(|rx| Partial {
             manifest: rx.manifest.clone(),
@@ -294,7 +300,8 @@ impl Receiver {
     }
 
     /// The application stored chunk `index` durably (answering
-    /// [`ReceiverEvent::ChunkVerified`]). The chunk is acknowledged now.
+    /// [`ReceiverEvent::ChunkVerified`]). The chunk is acknowledged now. After the connection
+    /// closed, the chunk only joins the resume record ([`Receiver::partial`]).
     pub fn chunk_stored(
         &mut self,
         now: Instant,
@@ -312,6 +319,9 @@ impl Receiver {
         rx.stored.insert(index);
         rx.highest_stored = rx.highest_stored.max(index);
         rx.cumulative = rx.stored.first_clear_from(rx.cumulative);
+        if self.state == ReceiverState::Closed {
+            return Ok(());
+        }
         match seq {
             Some(seq) => self.out.push_back((transfer.0, OutMsg::Ack { index, seq })),
             None => self.maybe_accept(transfer.0),
@@ -329,6 +339,10 @@ impl Receiver {
         index: u32,
         data: &[u8],
     ) -> Result<(), ApiMisuse> {
+        if self.state == ReceiverState::Closed {
+            // Answers an event handed out before the close; a new connection asks again.
+            return Ok(());
+        }
         self.tick(now);
         let rx = self
             .transfers
@@ -354,6 +368,9 @@ impl Receiver {
 
     /// Cancels a transfer; the sender is told. Keep the partial to resume later, or delete it.
     pub fn cancel(&mut self, now: Instant, transfer: TransferId) -> Result<(), ApiMisuse> {
+        if self.state == ReceiverState::Closed {
+            return Err(ApiMisuse::Closed);
+        }
         self.tick(now);
         if self.transfers.remove(&transfer.0).is_none() {
             return Err(ApiMisuse::UnknownTransfer(transfer.0));
@@ -421,20 +438,30 @@ impl Receiver {
         }
         self.tick(now);
         if self.has_work() && now >= self.last_heard + self.config.idle_timeout {
-            self.state = ReceiverState::Closed;
-            self.transfers.clear();
-            self.out.clear();
-            self.events.push_back(ReceiverEvent::Closed {
-                reason: TransferError::IdleTimeout {
-                    millis: self.config.idle_timeout.as_millis() as u64,
-                },
+            self.close(TransferError::IdleTimeout {
+                millis: self.config.idle_timeout.as_millis() as u64,
             });
         }
     }
 
-    /// The next message to send, written into `buf` (cleared first).
+    /// The transport ended: the peer closed it or it broke. Every incomplete transfer ends
+    /// with one [`ReceiverEvent::Failed`] carrying [`TransferError::ConnectionLost`], then the
+    /// receiver closes with one [`ReceiverEvent::Closed`]; nothing more is sent. The resume
+    /// records stay ([`Receiver::partial`]): persist them, and a new connection resumes. No-op
+    /// if already closed.
+    pub fn handle_close(&mut self, now: Instant) {
+        if self.state == ReceiverState::Closed {
+            return;
+        }
+        self.tick(now);
+        self.close(TransferError::ConnectionLost);
+    }
+
+    /// Appends the next message to send to `buf` (what `buf` held is kept) and returns its
+    /// length: send `buf[buf.len() - len..]` as one message.
     #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
+        let start = buf.len();
         loop {
             let (transfer, msg) = self.out.pop_front()?;
             match msg {
@@ -470,12 +497,11 @@ impl Receiver {
                     .encode(buf);
                 }
             }
+            let len = buf.len() - start;
             self.stats.messages_sent += 1;
-            self.stats.bytes_sent += buf.len() as u64;
-            return Some(Transmit {
-                transfer: TransferId(transfer),
-                len: buf.len(),
-            });
+            self.stats.bytes_sent += len as u64;
+            // One whole message, for the connection's peer (the transport knows who that is).
+            return Some(Transmit { len, to: None });
         }
     }
 
@@ -512,6 +538,23 @@ impl Receiver {
 
     fn has_work(&self) -> bool {
         self.transfers.values().any(|rx| !rx.complete)
+    }
+
+    /// Ends the connection: one `Failed` per incomplete transfer (in id order), then one
+    /// `Closed`. The records stay, for [`Receiver::partial`].
+    fn close(&mut self, reason: TransferError) {
+        self.state = ReceiverState::Closed;
+        self.out.clear();
+        for (&id, rx) in &mut self.transfers {
+            rx.pending_local.clear();
+            if !rx.complete {
+                self.events.push_back(ReceiverEvent::Failed {
+                    transfer: TransferId(id),
+                    reason: reason.clone(),
+                });
+            }
+        }
+        self.events.push_back(ReceiverEvent::Closed { reason });
     }
 
     fn reject(&mut self, transfer: u32, reason: RejectReason, error: TransferError) {

@@ -92,7 +92,8 @@ pub enum SenderEvent {
         transfer: TransferId,
     },
     /// The transfer failed (rejected, cancelled by the peer, too many retransmissions, bad
-    /// source data). Exactly one terminal event per transfer.
+    /// source data, or the connection ended: then `reason` is the connection's, as in
+    /// [`SenderEvent::Closed`]). Exactly one terminal event per transfer.
     Failed {
         /// The transfer.
         transfer: TransferId,
@@ -104,7 +105,8 @@ pub enum SenderEvent {
         /// The transfer.
         transfer: TransferId,
     },
-    /// The connection is over; every open transfer ended with it. Emitted once.
+    /// The connection is over; every open transfer ended with it, each with its own
+    /// [`SenderEvent::Failed`] just before. Emitted once; the last event.
     Closed {
         /// Why.
         reason: TransferError,
@@ -302,6 +304,10 @@ impl Sender {
         index: u32,
         data: &[u8],
     ) -> Result<(), ApiMisuse> {
+        if self.state == SenderState::Closed {
+            // Answers an event handed out before the close: nothing to send it on.
+            return Ok(());
+        }
         self.tick(now);
         let tx = self
             .transfers
@@ -333,6 +339,9 @@ impl Sender {
 
     /// Cancels a transfer: the peer is told, [`SenderEvent::Cancelled`] follows.
     pub fn cancel(&mut self, now: Instant, transfer: TransferId) -> Result<(), ApiMisuse> {
+        if self.state == SenderState::Closed {
+            return Err(ApiMisuse::Closed);
+        }
         self.tick(now);
         if self.transfers.remove(&transfer.0).is_none() {
             return Err(ApiMisuse::UnknownTransfer(transfer.0));
@@ -463,34 +472,34 @@ impl Sender {
         self.request_chunks();
     }
 
-    /// The next message to send, written into `buf` (cleared first). Drain until `None` after
-    /// every call into the machine.
+    /// The transport ended: the peer closed it or it broke. Every open transfer ends with one
+    /// [`SenderEvent::Failed`] carrying [`TransferError::ConnectionLost`], then the sender
+    /// closes with one [`SenderEvent::Closed`]; nothing more is sent. No-op if already closed.
+    pub fn handle_close(&mut self, now: Instant) {
+        if self.state == SenderState::Closed {
+            return;
+        }
+        self.tick(now);
+        self.close(TransferError::ConnectionLost);
+    }
+
+    /// Appends the next message to send to `buf` (what `buf` held is kept) and returns its
+    /// length: send `buf[buf.len() - len..]` as one message. Drain until `None` after every call
+    /// into the machine. The transfer a message belongs to is in the message
+    /// ([`Message::decode`]); drivers do not need it.
     #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
+        let start = buf.len();
         if let Some(c) = self.control.pop_front() {
             let Control::Cancel(transfer) = c;
             Message::Cancel { transfer }.encode(buf);
-            return Some(self.sent(TransferId(transfer), buf.len()));
+            return Some(self.sent(buf.len() - start));
+        }
+        // Offers first: they are small and unblock the receiver.
+        if self.poll_offer(buf) {
+            return Some(self.sent(buf.len() - start));
         }
         let now = self.now;
-        // Offers first: they are small and unblock the receiver.
-        for &(_, id) in &self.order {
-            let Some(tx) = self.transfers.get_mut(&id) else {
-                continue;
-            };
-            if tx.phase == Phase::Offering && tx.offer_due {
-                tx.offer_due = false;
-                tx.offer_sent_at = Some(now);
-                tx.offers_sent += 1;
-                Message::Offer {
-                    transfer: id,
-                    window: self.config.window.max(1),
-                    manifest: tx.manifest.as_bytes(),
-                }
-                .encode(buf);
-                return Some(self.sent(TransferId(id), buf.len()));
-            }
-        }
         // Then chunks, in priority order: a configuration file goes before any media.
         let mut failed = None;
         let mut chosen = None;
@@ -550,26 +559,27 @@ impl Sender {
                 },
             );
             tx.in_flight.insert(index, seq);
+            let len = buf.len() - start;
             if let Some(b) = tx.rate.as_mut() {
-                b.spend(buf.len());
+                b.spend(len);
             }
             if let Some(b) = self.conn_rate.as_mut() {
-                b.spend(buf.len());
+                b.spend(len);
             }
             self.stats.chunks_sent += 1;
             self.stats.chunk_bytes_sent += data_len;
             if retransmission {
                 self.stats.retransmissions += 1;
             }
-            chosen = Some(id);
+            chosen = Some(len);
             break;
         }
         if let Some((id, reason)) = failed {
             self.fail(id, reason);
             return self.poll_transmit(buf);
         }
-        let id = chosen?;
-        Some(self.sent(TransferId(id), buf.len()))
+        let len = chosen?;
+        Some(self.sent(len))
     }
 
     /// When [`Sender::handle_timeout`] should next be called.
@@ -662,10 +672,33 @@ impl Sender {
         !self.transfers.is_empty()
     }
 
-    fn sent(&mut self, transfer: TransferId, len: usize) -> Transmit {
+    /// Appends the first due offer, in priority order, to `buf`; false if none is due.
+    fn poll_offer(&mut self, buf: &mut Vec<u8>) -> bool {
+        for &(_, id) in &self.order {
+            let Some(tx) = self.transfers.get_mut(&id) else {
+                continue;
+            };
+            if tx.phase == Phase::Offering && tx.offer_due {
+                tx.offer_due = false;
+                tx.offer_sent_at = Some(self.now);
+                tx.offers_sent += 1;
+                Message::Offer {
+                    transfer: id,
+                    window: self.config.window.max(1),
+                    manifest: tx.manifest.as_bytes(),
+                }
+                .encode(buf);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn sent(&mut self, len: usize) -> Transmit {
         self.stats.messages_sent += 1;
         self.stats.bytes_sent += len as u64;
-        Transmit { transfer, len }
+        // One whole message, for the connection's peer (the transport knows who that is).
+        Transmit { len, to: None }
     }
 
     fn on_accept(&mut self, transfer: u32, window: u32, have: &crate::ChunkSet) {
@@ -799,11 +832,17 @@ impl Sender {
         }
     }
 
+    /// Ends the connection: one `Failed` per open transfer (in id order), then one `Closed`.
     fn close(&mut self, reason: TransferError) {
         self.state = SenderState::Closed;
-        self.transfers.clear();
         self.order.clear();
         self.control.clear();
+        for id in std::mem::take(&mut self.transfers).into_keys() {
+            self.events.push_back(SenderEvent::Failed {
+                transfer: TransferId(id),
+                reason: reason.clone(),
+            });
+        }
         self.events.push_back(SenderEvent::Closed { reason });
     }
 
@@ -894,7 +933,7 @@ mod tests {
         let mut out = Vec::new();
         let mut buf = Vec::new();
         while s.poll_transmit(&mut buf).is_some() {
-            out.push(buf.clone());
+            out.push(std::mem::take(&mut buf));
         }
         out
     }

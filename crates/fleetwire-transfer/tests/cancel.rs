@@ -88,6 +88,7 @@ fn cancel_after_completion_does_not_fail_the_transfer() {
     r.handle_input(now, &msg).unwrap();
     for (i, chunk) in data.chunks(1024).enumerate() {
         let index = u32::try_from(i).unwrap();
+        msg.clear();
         Message::Chunk {
             transfer: 1,
             index,
@@ -114,6 +115,7 @@ fn cancel_after_completion_does_not_fail_the_transfer() {
             .any(|e| matches!(e, ReceiverEvent::Completed { .. })),
         "{events:?}"
     );
+    msg.clear();
     Message::Cancel { transfer: 1 }.encode(&mut msg);
     r.handle_input(now, &msg).unwrap();
     let after: Vec<_> = std::iter::from_fn(|| r.poll_event()).collect();

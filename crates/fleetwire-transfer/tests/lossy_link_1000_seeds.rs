@@ -30,6 +30,7 @@ fn thousand_seeds_end_identical_or_with_a_clear_error() {
             reorder_delay: Duration::from_millis(20),
             corrupt: rng.unit() * 0.05,
             cuts: Vec::new(),
+            break_after_bytes: None,
         };
         if rng.chance(0.2) {
             let from = Duration::from_millis(rng.below(2000));

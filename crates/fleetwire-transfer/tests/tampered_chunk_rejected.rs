@@ -48,6 +48,9 @@ impl Endpoint for Attacker {
     fn handle_timeout(&mut self, now: Instant) {
         self.inner.handle_timeout(now);
     }
+    fn handle_close(&mut self, now: Instant) {
+        self.inner.handle_close(now);
+    }
     fn process_events(&mut self, now: Instant) {
         self.inner.process_events(now);
     }

@@ -1,7 +1,9 @@
 //! The transfer fuzz harness shared by `transfer_sender` and `transfer_receiver`: one machine
 //! fed arbitrary messages (raw, or re-checksummed so they decode, or with the real signed
-//! manifest spliced in as an offer) with time passing between them. No panic, at most one
-//! Closed event, and chunks verified only if they match the signed manifest.
+//! manifest spliced in as an offer) with time passing between them, and now and then the
+//! transport ending (`handle_close`). No panic, at most one Closed event, chunks verified only
+//! if they match the signed manifest, and (sender) at most one terminal event per transfer,
+//! every transfer ended by the time `Closed` comes.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,10 +55,11 @@ pub fn run(data: &[u8], role: Role) {
             msg.extend_from_slice(&crc.to_be_bytes());
         }
         if mode & 2 == 2 {
-            // Splice in the real manifest as an offer.
+            // Splice in the real manifest as an offer (encode appends: replace the bytes).
+            msg.clear();
             Message::Offer { transfer: u32::from(mode >> 4), window: 8, manifest: manifest.as_bytes() }.encode(&mut msg);
         }
-        closed += machine.step(now, &msg, &mut buf, &file);
+        closed += machine.step(now, &msg, &mut buf, &file, mode & 0x0f == 0x0c);
     }
     assert!(closed <= 1);
 }
@@ -64,6 +67,8 @@ pub fn run(data: &[u8], role: Role) {
 struct Machine {
     sender: Option<Sender>,
     receiver: Option<Receiver>,
+    /// Sender: terminal events seen per transfer (ids 1 and 2).
+    ended: [u8; 3],
 }
 
 impl Machine {
@@ -72,19 +77,22 @@ impl Machine {
             let mut s = Sender::new(Arc::new(SenderConfig::default()), now);
             s.offer(now, manifest.clone(), ChunkSource::Memory(file.to_vec()), None).unwrap();
             s.offer(now, manifest, ChunkSource::OnDemand, Some(RateLimit { bytes_per_sec: 10_000, burst: 2048 })).unwrap();
-            Self { sender: Some(s), receiver: None }
+            Self { sender: Some(s), receiver: None, ended: [0; 3] }
         } else {
             let r = Receiver::new(Arc::new(ReceiverConfig::new(vec![signer.public_key()])), now);
-            Self { sender: None, receiver: Some(r) }
+            Self { sender: None, receiver: Some(r), ended: [0; 3] }
         }
     }
 
-    fn step(&mut self, now: Instant, msg: &[u8], buf: &mut Vec<u8>, file: &[u8]) -> usize {
+    fn step(&mut self, now: Instant, msg: &[u8], buf: &mut Vec<u8>, file: &[u8], close: bool) -> usize {
         let mut closed = 0;
         if let Some(s) = &mut self.sender {
             let _ = s.handle_input(now, msg);
             if s.poll_timeout().is_some_and(|t| t <= now) {
                 s.handle_timeout(now);
+            }
+            if close {
+                s.handle_close(now);
             }
             while let Some(ev) = s.poll_event() {
                 match ev {
@@ -92,12 +100,24 @@ impl Machine {
                         let o = offset as usize;
                         s.provide_chunk(now, transfer, index, &file[o..o + len]).unwrap();
                     }
-                    SenderEvent::Closed { .. } => closed += 1,
+                    SenderEvent::Completed { transfer } | SenderEvent::Failed { transfer, .. } | SenderEvent::Cancelled { transfer } => {
+                        let n = &mut self.ended[transfer.0 as usize];
+                        *n += 1;
+                        assert_eq!(*n, 1, "two terminal events for transfer {}", transfer.0);
+                    }
+                    SenderEvent::Closed { .. } => {
+                        assert_eq!(self.ended[1..], [1, 1], "Closed before every transfer ended");
+                        closed += 1;
+                    }
                     _ => {}
                 }
             }
             let mut n = 0;
-            while s.poll_transmit(buf).is_some() {
+            loop {
+                buf.clear(); // poll_transmit appends
+                if s.poll_transmit(buf).is_none() {
+                    break;
+                }
                 n += 1;
                 assert!(n < 10_000, "transmit loop");
             }
@@ -108,6 +128,9 @@ impl Machine {
             }
             if r.poll_timeout().is_some_and(|t| t <= now) {
                 r.handle_timeout(now);
+            }
+            if close {
+                r.handle_close(now);
             }
             while let Some(ev) = r.poll_event() {
                 coverage::note(|| match &ev {
@@ -125,7 +148,11 @@ impl Machine {
                     _ => {}
                 }
             }
-            while r.poll_transmit(buf).is_some() {
+            loop {
+                buf.clear(); // poll_transmit appends
+                if r.poll_transmit(buf).is_none() {
+                    break;
+                }
                 if let Ok(m) = Message::decode(buf) {
                     coverage::note(|| format!("sent:{}", coverage::kind(&m)));
                 }

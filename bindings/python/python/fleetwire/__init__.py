@@ -27,6 +27,7 @@ from .transfer import TransferError
 from .session import (
     AuthFailed,
     BadFrame,
+    ConnectionLost,
     LocalClose,
     LoginTimeout,
     NotApproved,
@@ -45,6 +46,7 @@ __all__ = [
     "AuthFailed",
     "BadFrame",
     "CodesError",
+    "ConnectionLost",
     "DecodeError",
     "FleetwireError",
     "HashError",

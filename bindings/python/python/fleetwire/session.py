@@ -28,6 +28,7 @@ AuthFailed = _native.AuthFailed
 NotApproved = _native.NotApproved
 LoginTimeout = _native.LoginTimeout
 PeerSilent = _native.PeerSilent
+ConnectionLost = _native.ConnectionLost
 PeerClosed = _native.PeerClosed
 LocalClose = _native.LocalClose
 PROTOCOL_VERSION = _native.PROTOCOL_VERSION
@@ -75,6 +76,7 @@ __all__ = [
     "Closed",
     "ConfigChanged",
     "ConfigHash",
+    "ConnectionLost",
     "HeartbeatAcked",
     "HeartbeatReceived",
     "LocalClose",

@@ -3,7 +3,7 @@
 
 use fleetwire_codes::{AuditKind, Code, CodeSpec, ThingAccess, UnixTime, UserId};
 
-pub const T0: UnixTime = UnixTime(1_700_000_000_000);
+pub const T0: UnixTime = UnixTime::from_millis(1_700_000_000_000);
 pub const ALICE: UserId = UserId(1);
 pub const BOB: UserId = UserId(2);
 pub const CAROL: UserId = UserId(3);

@@ -1,13 +1,13 @@
 //! A deterministic in-memory world for the integration tests: a logger's memory, the cloud's
-//! store, and a pump that moves bytes between the two machines, optionally cutting the
-//! connection after a given number of bytes.
+//! store, and the two machines wrapped as applications on the suite's harness
+//! (`fleetwire_testkit::Pair`), optionally cutting the connection after a given number of bytes.
 #![allow(dead_code, unreachable_pub, clippy::missing_panics_doc)]
-// A driver's clock origin: the machines never read a clock, tests pick an arbitrary `now`.
-#![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use fleetwire_testkit::{Endpoint, LinkConfig, Pair, VirtualClock};
 
 use fleetwire_sensor::cloud::{self, CloudConfig, CloudSession, LoggerRecord, StatusStamp};
 use fleetwire_sensor::logger::{self, LoggerConfig, LoggerSession};
@@ -325,155 +325,199 @@ pub struct Outcome {
 /// Options for one connection.
 #[derive(Debug, Clone, Default)]
 pub struct Link {
-    /// Cut after this many bytes (both directions counted, in the order they flow).
-    pub cut_after: Option<usize>,
+    /// The connection breaks once the logger sent this many bytes (the cloud reads them,
+    /// then the end of the stream).
+    pub break_uplink_after: Option<usize>,
+    /// The connection breaks once the cloud sent this many bytes.
+    pub break_downlink_after: Option<usize>,
     /// After a cut, still write the batches the cloud already handed out.
     pub store_after_cut: bool,
 }
 
-/// Runs one connection between a logger with `mem` and the cloud with `store`.
+impl Link {
+    /// A connection cut after `cut_after` bytes of an exchange whose uplink flight is `uplink`
+    /// bytes (uplink and downlink bytes both count, in the order they flow: one round trip).
+    pub fn cut_after(cut_after: usize, uplink: usize, store_after_cut: bool) -> Self {
+        if cut_after < uplink {
+            Self {
+                break_uplink_after: Some(cut_after),
+                store_after_cut,
+                ..Self::default()
+            }
+        } else {
+            Self {
+                break_downlink_after: Some(cut_after - uplink),
+                store_after_cut,
+                ..Self::default()
+            }
+        }
+    }
+}
+
+/// The logger application: its flash ([`Memory`]) frees what acks cover.
+#[derive(Debug)]
+pub struct LoggerApp<'m> {
+    pub lg: LoggerSession,
+    pub mem: &'m mut Memory,
+    pub events: Vec<logger::Event>,
+    pub close: Option<CloseReason>,
+}
+
+impl Endpoint for LoggerApp<'_> {
+    fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        let _ = self.lg.handle_input(now, data);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.lg.handle_timeout(now);
+    }
+    fn handle_close(&mut self, now: Instant) {
+        self.lg.handle_close(now);
+    }
+    fn process_events(&mut self, _now: Instant) {
+        while let Some(ev) = self.lg.poll_event() {
+            match &ev {
+                logger::Event::Acked {
+                    stored: Some(mark), ..
+                } => self.mem.free(*mark),
+                logger::Event::Settings(s) => self.mem.settings_version = s.version,
+                logger::Event::Closed { reason } => {
+                    assert!(self.close.is_none(), "two Closed events");
+                    self.close = Some(reason.clone());
+                }
+                _ => {}
+            }
+            self.events.push(ev);
+        }
+    }
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
+        self.lg.poll_transmit(buf).is_some()
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.lg.poll_timeout()
+    }
+}
+
+/// The cloud application: looks loggers up in the [`Store`] and writes batches to it.
+#[derive(Debug)]
+pub struct CloudApp<'s> {
+    pub cl: CloudSession,
+    pub store: &'s mut Store,
+    /// After the transport ended, still write the batches already handed out.
+    pub store_after_cut: bool,
+    /// The transport ended.
+    pub transport_closed: bool,
+    pub events: Vec<cloud::Event>,
+    pub close: Option<CloseReason>,
+}
+
+impl Endpoint for CloudApp<'_> {
+    fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        let _ = self.cl.handle_input(now, data);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.cl.handle_timeout(now);
+    }
+    fn handle_close(&mut self, now: Instant) {
+        self.transport_closed = true;
+        self.cl.handle_close(now);
+    }
+    fn process_events(&mut self, now: Instant) {
+        let store_ok = !self.transport_closed || self.store_after_cut;
+        while let Some(ev) = self.cl.poll_event() {
+            match &ev {
+                cloud::Event::KeyNeeded { logger } => {
+                    self.cl
+                        .provide_key(now, *logger, self.store.record(*logger))
+                        .unwrap();
+                }
+                cloud::Event::Status { stamp, status, .. } if store_ok => {
+                    self.store.write_status(*stamp, *status);
+                }
+                cloud::Event::Batch {
+                    id,
+                    after,
+                    closes,
+                    batch,
+                } if store_ok => {
+                    if self.store.write(*after, *closes, batch) {
+                        self.cl.confirm_stored(now, *id).unwrap();
+                    } else {
+                        self.cl.storage_failed(now, *id).unwrap();
+                    }
+                }
+                cloud::Event::Closed { reason } => {
+                    assert!(self.close.is_none(), "two Closed events");
+                    self.close = Some(reason.clone());
+                }
+                _ => {}
+            }
+            self.events.push(ev);
+        }
+    }
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
+        self.cl.poll_transmit(buf).is_some()
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.cl.poll_timeout()
+    }
+}
+
+/// Runs one connection between a logger with `mem` and the cloud with `store`, on the suite's
+/// deterministic harness (`fleetwire_testkit::Pair`, `a` the logger, `b` the cloud). When one
+/// side has closed and nothing is in flight, the socket closes (both get `handle_close`).
 pub fn connect(mem: &mut Memory, store: &mut Store, link: &Link) -> Outcome {
-    let now = Instant::now();
+    let clock = VirtualClock::new();
+    let now = clock.now();
     let id = mem.logger;
     let mut cfg = LoggerConfig::new(id, key_of(id));
     cfg.settings_version = mem.settings_version;
-    let mut lg = LoggerSession::new(Arc::new(cfg), now, mem.batches()).unwrap();
-    let mut cl = CloudSession::new(Arc::new(CloudConfig::default()), now);
-    let mut out = Outcome::default();
-    let mut budget = link.cut_after.unwrap_or(usize::MAX);
-    let mut last_dir = 0u8;
-    for _ in 0..100 {
-        // Logger -> cloud.
-        let mut up = Vec::new();
-        while lg.poll_transmit(&mut up).is_some() {}
-        let mut cut_now = false;
-        if !up.is_empty() {
-            if last_dir != 1 {
-                out.flights += 1;
-                last_dir = 1;
-            }
-            if up.len() > budget {
-                up.truncate(budget);
-                cut_now = true;
-            }
-            budget -= up.len();
-            out.up_bytes += up.len();
-            let _ = cl.handle_input(now, &up);
-        }
-        if cut_now {
-            cl.handle_peer_closed(now);
-        }
-        drain_cloud(
-            &mut cl,
-            store,
-            &mut out,
-            now,
-            !cut_now || link.store_after_cut,
-        );
-        if cut_now {
-            lg.handle_peer_closed(now);
-            drain_logger(&mut lg, mem, &mut out);
-            out.cut = true;
-            return out;
-        }
-        // Cloud -> logger.
-        let mut down = Vec::new();
-        while cl.poll_transmit(&mut down).is_some() {}
-        if !down.is_empty() {
-            if last_dir != 2 {
-                out.flights += 1;
-                last_dir = 2;
-            }
-            if down.len() > budget {
-                down.truncate(budget);
-                cut_now = true;
-            }
-            budget -= down.len();
-            out.down_bytes += down.len();
-            let _ = lg.handle_input(now, &down);
-        }
-        if cut_now {
-            lg.handle_peer_closed(now);
-        }
-        drain_logger(&mut lg, mem, &mut out);
-        if cut_now {
-            cl.handle_peer_closed(now);
-            drain_cloud(&mut cl, store, &mut out, now, link.store_after_cut);
-            out.cut = true;
-            return out;
-        }
-        if out.logger_close.is_some() && out.cloud_close.is_some() {
-            return out;
-        }
-        if out.logger_close.is_some() || out.cloud_close.is_some() {
-            // One side is done: the socket closes.
-            lg.handle_peer_closed(now);
-            cl.handle_peer_closed(now);
-            drain_logger(&mut lg, mem, &mut out);
-            drain_cloud(&mut cl, store, &mut out, now, true);
-            return out;
-        }
-    }
-    // Nothing moves any more: the deadlines fire.
-    let later = now + Duration::from_secs(3600);
-    lg.handle_timeout(later);
-    cl.handle_timeout(later);
-    drain_logger(&mut lg, mem, &mut out);
-    drain_cloud(&mut cl, store, &mut out, later, true);
-    out
-}
-
-fn drain_cloud(
-    cl: &mut CloudSession,
-    store: &mut Store,
-    out: &mut Outcome,
-    now: Instant,
-    store_ok: bool,
-) {
-    while let Some(ev) = cl.poll_event() {
-        match &ev {
-            cloud::Event::KeyNeeded { logger } => {
-                cl.provide_key(now, *logger, store.record(*logger)).unwrap();
-            }
-            cloud::Event::Status { stamp, status, .. } if store_ok => {
-                store.write_status(*stamp, *status);
-            }
-            cloud::Event::Batch {
-                id,
-                after,
-                closes,
-                batch,
-            } if store_ok => {
-                if store.write(*after, *closes, batch) {
-                    cl.confirm_stored(now, *id).unwrap();
-                } else {
-                    cl.storage_failed(now, *id).unwrap();
-                }
-            }
-            cloud::Event::Closed { reason } => {
-                assert!(out.cloud_close.is_none(), "two Closed events");
-                out.cloud_close = Some(reason.clone());
-            }
-            _ => {}
-        }
-        out.cloud_events.push(ev);
-    }
-}
-
-fn drain_logger(lg: &mut LoggerSession, mem: &mut Memory, out: &mut Outcome) {
-    while let Some(ev) = lg.poll_event() {
-        match &ev {
-            logger::Event::Acked {
-                stored: Some(mark), ..
-            } => mem.free(*mark),
-            logger::Event::Settings(s) => mem.settings_version = s.version,
-            logger::Event::Closed { reason } => {
-                assert!(out.logger_close.is_none(), "two Closed events");
-                out.logger_close = Some(reason.clone());
-            }
-            _ => {}
-        }
-        out.logger_events.push(ev);
+    let lg = LoggerSession::new(Arc::new(cfg), now, mem.batches()).unwrap();
+    let cl = CloudSession::new(Arc::new(CloudConfig::default()), now);
+    let logger_app = LoggerApp {
+        lg,
+        mem,
+        events: Vec::new(),
+        close: None,
+    };
+    let cloud_app = CloudApp {
+        cl,
+        store,
+        store_after_cut: link.store_after_cut,
+        transport_closed: false,
+        events: Vec::new(),
+        close: None,
+    };
+    let wire = |break_after_bytes| {
+        fleetwire_testkit::Link::new(
+            LinkConfig {
+                break_after_bytes,
+                ..LinkConfig::perfect()
+            },
+            0,
+        )
+    };
+    let mut p = Pair::new(
+        logger_app,
+        cloud_app,
+        wire(link.break_uplink_after),
+        wire(link.break_downlink_after),
+        clock,
+    );
+    p.run_until(Duration::from_secs(3600), 10_000, |p| {
+        let (lg, cl) = (p.a.close.is_some(), p.b.close.is_some());
+        p.closed || lg && cl || (lg || cl) && p.a_to_b.is_idle() && p.b_to_a.is_idle()
+    });
+    // One side is done (or both): the socket closes.
+    p.close();
+    Outcome {
+        cut: p.a_to_b.is_broken() || p.b_to_a.is_broken(),
+        up_bytes: p.a_to_b.stats().delivered_bytes as usize,
+        down_bytes: p.b_to_a.stats().delivered_bytes as usize,
+        flights: p.flights as usize,
+        logger_close: p.a.close,
+        cloud_close: p.b.close,
+        logger_events: p.a.events,
+        cloud_events: p.b.events,
     }
 }
 

@@ -62,6 +62,8 @@ pub(crate) struct Route {
     pub(crate) access: Access,
     /// Served on the plain-HTTP port too (only signed player requests are).
     pub(crate) plain: bool,
+    /// Served on the HTTPS port (all but the ACME challenge answers, which live on plain HTTP).
+    pub(crate) https: bool,
     pub(crate) handler: MethodRouter,
 }
 
@@ -78,8 +80,16 @@ impl Route {
             path,
             access,
             plain: false,
+            https: true,
             handler,
         }
+    }
+
+    /// Served on the plain-HTTP port only.
+    pub(crate) fn plain_only(mut self) -> Self {
+        self.plain = true;
+        self.https = false;
+        self
     }
 
     /// Also served on the plain-HTTP port.
@@ -108,15 +118,37 @@ pub(crate) fn table(app: &Arc<App>, content: &Arc<crate::content::Shared>) -> Ve
         Access::Public,
         get(status::status).with_state(app.clone()),
     )];
+    routes.push(
+        Route::new(
+            Method::GET,
+            "/.well-known/acme-challenge/{token}",
+            Access::Public,
+            get(acme_challenge).with_state(app.acme.clone()),
+        )
+        .plain_only(),
+    );
     routes.extend(crate::accounts::api::routes(app));
     routes.extend(crate::things::routes(app));
     routes.extend(crate::content::routes(app, content));
     routes
 }
 
-/// The HTTPS router: every row, each behind its access check.
+/// The HTTPS router: every row served over HTTPS, each behind its access check.
 pub(crate) fn https(app: &Arc<App>, routes: &[Route]) -> Router {
-    build(app, routes.iter(), routes)
+    build(app, routes.iter().filter(|r| r.https), routes)
+}
+
+/// An ACME http-01 answer (plain HTTP only): the key authorization of an open challenge.
+async fn acme_challenge(
+    State(challenges): State<Arc<crate::service::acme::Challenges>>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    match challenges.answer(&token) {
+        Some(answer) => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], answer).into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// The plain-HTTP router: the rows marked `plain`.
@@ -177,10 +209,11 @@ fn describe(routes: &[Route]) -> serde_json::Value {
                 "access": r.access.name(),
                 "right": match r.access { Access::Right(right) => Some(right), _ => None },
                 "plain": r.plain,
+                "https": r.https,
             })
         })
         .collect();
-    rows.push(json!({"method": "GET", "path": "/v1/api", "access": "public", "right": null, "plain": false}));
+    rows.push(json!({"method": "GET", "path": "/v1/api", "access": "public", "right": null, "plain": false, "https": true}));
     json!({ "routes": rows })
 }
 

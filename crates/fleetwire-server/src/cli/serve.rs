@@ -13,8 +13,9 @@ use tokio::sync::watch;
 use crate::app::App;
 use crate::config::Config;
 use crate::listeners;
+use crate::service::acme::Challenges;
 use crate::store::Store;
-use crate::util::certs;
+use crate::util::certs::{self, Resolver};
 
 /// The player login gate the `[session]` settings ask for.
 fn player_gate(config: &Config) -> Result<Arc<dyn SourceGate>, String> {
@@ -54,7 +55,11 @@ pub(crate) async fn serve(data_dir: &Path, config: Config, store: Store) -> Resu
     }
     let fp = tls::format_fingerprint(&tls::fingerprint(&identity.chain[0]));
     println!("certificate fingerprint (SHA-256): {fp}");
-    let tls = tls::server_config(identity.chain, identity.key).map_err(|e| e.to_string())?;
+    let resolver = Arc::new(Resolver::new(certs::certified_key(
+        identity.chain,
+        &identity.key,
+    )?));
+    let tls = tls::server_config_with_resolver(resolver.clone()).map_err(|e| e.to_string())?;
     let (stop_tx, shutdown) = watch::channel(false);
     let player_gate = player_gate(&config)?;
     let session_server =
@@ -68,6 +73,7 @@ pub(crate) async fn serve(data_dir: &Path, config: Config, store: Store) -> Resu
         tls,
         shutdown,
         player_gate,
+        acme: Arc::new(Challenges::default()),
     });
     println!("store: {} (node {})", app.store.kind(), app.node);
     let services = vec![
@@ -78,6 +84,20 @@ pub(crate) async fn serve(data_dir: &Path, config: Config, store: Store) -> Resu
         crate::framed::start(&app).await?,
         crate::http::start(&app).await?,
     ];
+    if let Some(acme) = app.config.acme.clone() {
+        println!(
+            "ACME: certificates for {} from {}",
+            acme.domains.join(", "),
+            acme.directory_url
+        );
+        tokio::spawn(crate::service::acme::run(
+            acme,
+            app.data_dir.join("tls").join("acme"),
+            resolver,
+            app.acme.clone(),
+            app.shutdown.clone(),
+        ));
+    }
     println!("data directory: {}", app.data_dir.display());
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!("Ctrl-C: closing every session");

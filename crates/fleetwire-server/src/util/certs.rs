@@ -1,10 +1,86 @@
-//! The server's TLS identity: a self-signed certificate made on first run, kept in the data
-//! directory. Players pin its SHA-256 fingerprint.
+//! The server's TLS identities, picked per handshake by [`Resolver`]:
+//!
+//! - the **device identity**: a self-signed certificate made on first run and kept in the data
+//!   directory (`tls/`). Players, loggers and `fleetwire-fetch` pin its SHA-256 fingerprint, so
+//!   it never changes by itself; every handshake that does not name a public domain gets it.
+//! - the **public identity** (optional): a certificate for the domains in `[acme]`, obtained and
+//!   renewed by ACME (`service::acme`) for browsers and API clients that check the web PKI. A
+//!   handshake whose SNI names one of those domains gets it. It is replaced in place at each
+//!   renewal: connections already open keep the certificate they started with.
 
 use std::path::Path;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// Picks the public certificate for its domains' SNI, the device certificate for the rest.
+#[derive(Debug)]
+pub(crate) struct Resolver {
+    device: Arc<CertifiedKey>,
+    public: RwLock<Option<Public>>,
+}
+
+#[derive(Debug)]
+struct Public {
+    domains: Vec<String>,
+    key: Arc<CertifiedKey>,
+}
+
+impl Resolver {
+    /// A resolver serving `device` until a public certificate is installed.
+    pub(crate) fn new(device: Arc<CertifiedKey>) -> Self {
+        Self {
+            device,
+            public: RwLock::new(None),
+        }
+    }
+
+    /// Installs (or replaces) the public certificate for `domains`.
+    pub(crate) fn set_public(&self, domains: Vec<String>, key: Arc<CertifiedKey>) {
+        let domains = domains
+            .into_iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect();
+        *self.public.write().unwrap_or_else(PoisonError::into_inner) =
+            Some(Public { domains, key });
+    }
+
+    /// The public certificate's chain, if one is installed.
+    pub(crate) fn public_chain(&self) -> Option<Vec<CertificateDer<'static>>> {
+        self.public
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|p| p.key.cert.clone())
+    }
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(name) = hello.server_name() {
+            let public = self.public.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(p) = public.as_ref() {
+                if p.domains.iter().any(|d| d.eq_ignore_ascii_case(name)) {
+                    return Some(p.key.clone());
+                }
+            }
+        }
+        Some(self.device.clone())
+    }
+}
+
+/// A chain and its key, ready for a resolver.
+pub(crate) fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: &PrivateKeyDer<'static>,
+) -> Result<Arc<CertifiedKey>, String> {
+    let signer = rustls::crypto::ring::sign::any_supported_type(key)
+        .map_err(|e| format!("unusable private key: {e}"))?;
+    Ok(Arc::new(CertifiedKey::new(chain, signer)))
+}
 
 pub(crate) struct Identity {
     pub(crate) chain: Vec<CertificateDer<'static>>,

@@ -87,6 +87,8 @@ pub struct Served {
     child: Option<Child>,
     pub data: PathBuf,
     pub https: SocketAddr,
+    /// The plain-HTTP listener (port 80's stand-in).
+    pub http: SocketAddr,
     /// The player session listener (TCP 4701's stand-in).
     pub players: SocketAddr,
     /// The server certificate's SHA-256 fingerprint.
@@ -126,7 +128,7 @@ impl Served {
             .spawn()
             .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let (mut pin, mut https, mut players) = (None, None, None);
+        let (mut pin, mut https, mut http, mut players) = (None, None, None, None);
         let mut line = String::new();
         while !line.starts_with("data directory") {
             line.clear();
@@ -140,6 +142,9 @@ impl Served {
             if let Some(rest) = line.strip_prefix("https api on ") {
                 https = rest.split_whitespace().next().and_then(|a| a.parse().ok());
             }
+            if let Some(rest) = line.strip_prefix("http on ") {
+                http = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+            }
             if let Some(rest) = line.strip_prefix("player sessions on ") {
                 players = rest.split_whitespace().next().and_then(|a| a.parse().ok());
             }
@@ -149,6 +154,7 @@ impl Served {
             child: Some(child),
             data,
             https: https.expect("https address printed"),
+            http: http.expect("http address printed"),
             players: players.expect("player address printed"),
             pin: pin.expect("fingerprint printed"),
             keep: false,
@@ -220,6 +226,38 @@ impl Served {
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut raw = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw)).await;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {text:?}"));
+        Reply {
+            status,
+            head: head.to_lowercase(),
+            body: serde_json::from_str(body).unwrap_or_else(|_| json!({ "raw": body })),
+        }
+    }
+
+    /// One plain-HTTP `GET path` from `source` to the plain listener; status and body.
+    pub async fn get_plain_from(&self, source: IpAddr, path: &str) -> Reply {
+        let socket = if source.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .unwrap();
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        let mut tcp = tokio::time::timeout(Duration::from_secs(10), socket.connect(self.http))
+            .await
+            .expect("connect within 10 s")
+            .unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: fleetwire.local\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(30), tcp.read_to_end(&mut raw)).await;
         let text = String::from_utf8_lossy(&raw).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let status = head

@@ -81,6 +81,9 @@ impl Endpoint for SenderApp {
     fn handle_timeout(&mut self, now: Instant) {
         self.sender.handle_timeout(now);
     }
+    fn handle_close(&mut self, now: Instant) {
+        self.sender.handle_close(now);
+    }
     fn process_events(&mut self, now: Instant) {
         while let Some(ev) = self.sender.poll_event() {
             match ev {
@@ -118,8 +121,12 @@ impl Endpoint for SenderApp {
         let Some(t) = self.sender.poll_transmit(buf) else {
             return false;
         };
-        if let Ok(Message::Chunk { index, .. }) = Message::decode(buf) {
-            self.sent_chunks.push((t.transfer, index));
+        let message = &buf[buf.len() - t.len..];
+        if let Ok(Message::Chunk {
+            transfer, index, ..
+        }) = Message::decode(message)
+        {
+            self.sent_chunks.push((TransferId(transfer), index));
         }
         true
     }
@@ -177,6 +184,9 @@ impl Endpoint for ReceiverApp {
     }
     fn handle_timeout(&mut self, now: Instant) {
         self.receiver.handle_timeout(now);
+    }
+    fn handle_close(&mut self, now: Instant) {
+        self.receiver.handle_close(now);
     }
     fn process_events(&mut self, now: Instant) {
         while let Some(ev) = self.receiver.poll_event() {
