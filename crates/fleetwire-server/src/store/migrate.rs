@@ -26,7 +26,7 @@ const SQLITE: &[Migration] = &[
             super::players::sqlite::SCHEMA,
             super::audit::sqlite::SCHEMA,
             crate::loggers::SCHEMA,
-            crate::accounts::SCHEMA,
+            super::accounts::sqlite::SCHEMA,
             crate::content::SCHEMA,
             crate::things::SCHEMA,
         ],
@@ -48,6 +48,7 @@ const POSTGRES: &[Migration] = &[Migration {
         super::players::postgres::SCHEMA,
         super::audit::postgres::SCHEMA,
         super::keys::postgres::SCHEMA,
+        super::accounts::postgres::SCHEMA,
     ],
     code: None,
 }];

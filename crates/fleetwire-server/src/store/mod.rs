@@ -11,6 +11,7 @@
 //! Both backends apply their versioned migrations at open ([`migrate`]); a data directory made
 //! by an earlier version migrates forward.
 
+pub(crate) mod accounts;
 pub(crate) mod audit;
 mod backend;
 pub(crate) mod keys;
@@ -100,6 +101,13 @@ impl Store {
     /// Players: provisioning, lookup at login, presence.
     pub(crate) fn players(&self) -> players::Players<'_> {
         players::Players(self)
+    }
+
+    /// Accounts: users, groups, sessions, reset tokens, second factors, the command queue,
+    /// and (PostgreSQL) the lockout, throttle, CAPTCHA and origin state the nodes share.
+    #[allow(dead_code)] // transitional, until the accounts service uses it
+    pub(crate) fn accounts(&self) -> accounts::Accounts<'_> {
+        accounts::Accounts(self)
     }
 
     /// Keys shared by the nodes of a fleet (PostgreSQL).

@@ -20,8 +20,14 @@
 //! unlocked account; on PostgreSQL they also take one advisory lock, so two nodes cannot each
 //! remove "another" administrator.
 
+// Transitional: the legacy `crate::accounts` still writes its own SQL; this allow goes when
+// the service layer uses every method (see the commit log).
+#![allow(dead_code)]
+
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use fleetwire_auth::captcha::StoredChallenge;
 use fleetwire_auth::lockout::KeyState;
@@ -188,7 +194,8 @@ impl GroupChange {
 
 /// Decides whether a change to an account may be made: the account as stored, as the change
 /// would leave it (`None`: deleted), and every other unlocked account. `Err` is why not.
-pub(crate) type Guard = Box<dyn FnOnce(&UserRow, Option<&UserRow>, &[UserRow]) -> Result<(), String> + Send>;
+pub(crate) type Guard =
+    Box<dyn FnOnce(&UserRow, Option<&UserRow>, &[UserRow]) -> Result<(), String> + Send>;
 
 /// Why a guarded change was not made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -423,7 +430,10 @@ impl Accounts<'_> {
     }
 
     /// A session and its account.
-    pub(crate) async fn session(&self, digest: String) -> Result<Option<SessionOfUser>, StoreError> {
+    pub(crate) async fn session(
+        &self,
+        digest: String,
+    ) -> Result<Option<SessionOfUser>, StoreError> {
         dispatch!(self, session(&digest))
     }
 
@@ -552,7 +562,11 @@ impl Accounts<'_> {
         challenge: StoredChallenge,
         max_pending: u64,
     ) -> Result<(), StoreError> {
-        shared!(self, "a CAPTCHA challenge", add_captcha(&challenge, max_pending))
+        shared!(
+            self,
+            "a CAPTCHA challenge",
+            add_captcha(&challenge, max_pending)
+        )
     }
 
     /// Takes a challenge out (single use: one caller gets it).
@@ -577,7 +591,11 @@ impl Accounts<'_> {
         at_ms: u64,
         keep: u32,
     ) -> Result<bool, StoreError> {
-        shared!(self, "the recent origins", observe_origin(&user, &tag, at_ms, keep))
+        shared!(
+            self,
+            "the recent origins",
+            observe_origin(&user, &tag, at_ms, keep)
+        )
     }
 }
 

@@ -1,10 +1,10 @@
 //! The accounts repository on PostgreSQL: the rows several nodes share (see the module docs of
 //! `store::accounts`).
 
+use deadpool_postgres::GenericClient;
 use fleetwire_auth::UnixTime;
 use fleetwire_auth::captcha::StoredChallenge;
 use fleetwire_auth::lockout::KeyState;
-use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
@@ -120,10 +120,7 @@ async fn user_by_name_in(
     Ok(row.as_ref().map(user_from_row))
 }
 
-async fn user_by_id_in(
-    c: &impl GenericClient,
-    id: &str,
-) -> Result<Option<UserRow>, StoreError> {
+async fn user_by_id_in(c: &impl GenericClient, id: &str) -> Result<Option<UserRow>, StoreError> {
     let row = c
         .query_opt(
             &format!("SELECT {USER_COLUMNS} FROM auth_users WHERE id = $1"),
@@ -133,11 +130,7 @@ async fn user_by_id_in(
     Ok(row.as_ref().map(user_from_row))
 }
 
-async fn queue(
-    c: &impl GenericClient,
-    kind: CommandKind,
-    subject: &str,
-) -> Result<(), StoreError> {
+async fn queue(c: &impl GenericClient, kind: CommandKind, subject: &str) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO auth_commands (kind, subject) VALUES ($1, $2)",
         &[&kind.as_str(), &subject],
@@ -174,12 +167,15 @@ pub(super) async fn users(c: &mut Client) -> Result<Vec<UserRow>, StoreError> {
     Ok(rows.iter().map(user_from_row).collect())
 }
 
-pub(super) async fn user_by_name(c: &mut Client, name: &str) -> Result<Option<UserRow>, StoreError> {
-    user_by_name_in(&**c, name).await
+pub(super) async fn user_by_name(
+    c: &mut Client,
+    name: &str,
+) -> Result<Option<UserRow>, StoreError> {
+    user_by_name_in(&*c, name).await
 }
 
 pub(super) async fn user_by_id(c: &mut Client, id: &str) -> Result<Option<UserRow>, StoreError> {
-    user_by_id_in(&**c, id).await
+    user_by_id_in(&*c, id).await
 }
 
 /// Under the users lock: reads the account, runs the guard on the change, or says why not.
@@ -409,7 +405,11 @@ pub(super) async fn mfa(c: &mut Client, id: &str) -> Result<Option<MfaRow>, Stor
     }))
 }
 
-pub(super) async fn set_mfa_pending(c: &mut Client, id: &str, sealed: &str) -> Result<(), StoreError> {
+pub(super) async fn set_mfa_pending(
+    c: &mut Client,
+    id: &str,
+    sealed: &str,
+) -> Result<(), StoreError> {
     c.execute(
         "UPDATE auth_users SET mfa_pending = $2 WHERE id = $1",
         &[&id, &sealed],
@@ -583,7 +583,10 @@ fn session_from_row(r: &Row) -> SessionRow {
     }
 }
 
-pub(super) async fn session(c: &mut Client, digest: &str) -> Result<Option<SessionOfUser>, StoreError> {
+pub(super) async fn session(
+    c: &mut Client,
+    digest: &str,
+) -> Result<Option<SessionOfUser>, StoreError> {
     // One round trip per request: the session and its account together.
     let row = c
         .query_opt(
@@ -615,7 +618,11 @@ pub(super) async fn session(c: &mut Client, digest: &str) -> Result<Option<Sessi
     }))
 }
 
-pub(super) async fn touch_session(c: &mut Client, digest: &str, at_ms: u64) -> Result<(), StoreError> {
+pub(super) async fn touch_session(
+    c: &mut Client,
+    digest: &str,
+    at_ms: u64,
+) -> Result<(), StoreError> {
     c.execute(
         "UPDATE auth_sessions SET last_active_ms = GREATEST(last_active_ms, $2) WHERE digest = $1",
         &[&digest, &signed(at_ms)],
@@ -711,7 +718,10 @@ pub(super) async fn reset(c: &mut Client, digest: &str) -> Result<Option<ResetRo
     Ok(row.as_ref().map(reset_from_row))
 }
 
-pub(super) async fn take_reset(c: &mut Client, digest: &str) -> Result<Option<ResetRow>, StoreError> {
+pub(super) async fn take_reset(
+    c: &mut Client,
+    digest: &str,
+) -> Result<Option<ResetRow>, StoreError> {
     let row = c
         .query_opt(
             "DELETE FROM auth_reset_tokens WHERE digest = $1 \
@@ -950,7 +960,10 @@ pub(super) async fn add_captcha(
     Ok(())
 }
 
-pub(super) async fn take_captcha(c: &mut Client, id: &str) -> Result<Option<StoredChallenge>, StoreError> {
+pub(super) async fn take_captcha(
+    c: &mut Client,
+    id: &str,
+) -> Result<Option<StoredChallenge>, StoreError> {
     let row = c
         .query_opt(
             "DELETE FROM auth_captchas WHERE id = $1 RETURNING id, answer, expires_ms",

@@ -183,7 +183,10 @@ pub(super) fn set_locked(
     if locked {
         // The sessions end for good: without their rows a restart cannot bring them back.
         tx.execute("DELETE FROM auth_sessions WHERE user_id = ?1", [&user.id])?;
-        tx.execute("DELETE FROM auth_reset_tokens WHERE user_id = ?1", [&user.id])?;
+        tx.execute(
+            "DELETE FROM auth_reset_tokens WHERE user_id = ?1",
+            [&user.id],
+        )?;
     }
     let kind = if locked {
         CommandKind::Lock
@@ -254,13 +257,14 @@ pub(super) fn delete_user(
         recovery,
         totp_secret: user.mfa,
         group_memberships: user.groups.len(),
-        audit_entries_kept: tx.query_row(
-            "SELECT count(*) FROM auth_audit WHERE instr(event, ?1) > 0",
-            [format!("\"{}\"", user.id)],
-            |r| r.get::<_, i64>(0),
-        )?
-        .try_into()
-        .unwrap_or(0),
+        audit_entries_kept: tx
+            .query_row(
+                "SELECT count(*) FROM auth_audit WHERE instr(event, ?1) > 0",
+                [format!("\"{}\"", user.id)],
+                |r| r.get::<_, i64>(0),
+            )?
+            .try_into()
+            .unwrap_or(0),
         id: user.id.clone(),
         name: user.name.clone(),
     };
@@ -328,7 +332,11 @@ pub(super) fn mfa(c: &mut Connection, id: &str) -> Result<Option<MfaRow>, StoreE
     .optional()?)
 }
 
-pub(super) fn set_mfa_pending(c: &mut Connection, id: &str, sealed: &str) -> Result<(), StoreError> {
+pub(super) fn set_mfa_pending(
+    c: &mut Connection,
+    id: &str,
+    sealed: &str,
+) -> Result<(), StoreError> {
     c.execute(
         "UPDATE auth_users SET mfa_pending = ?2 WHERE id = ?1",
         params![id, sealed],
@@ -486,7 +494,10 @@ fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     })
 }
 
-pub(super) fn session(c: &mut Connection, digest: &str) -> Result<Option<SessionOfUser>, StoreError> {
+pub(super) fn session(
+    c: &mut Connection,
+    digest: &str,
+) -> Result<Option<SessionOfUser>, StoreError> {
     let Some(session) = c
         .query_row(
             "SELECT digest, user_id, created_ms, origin FROM auth_sessions WHERE digest = ?1",
@@ -501,6 +512,7 @@ pub(super) fn session(c: &mut Connection, digest: &str) -> Result<Option<Session
     Ok(Some(SessionOfUser { session, user }))
 }
 
+#[allow(clippy::unnecessary_wraps)] // the dispatch signature every backend shares
 pub(super) fn touch_session(_: &mut Connection, _: &str, _: u64) -> Result<(), StoreError> {
     // The embedded store keeps no activity time: the server's memory has the idle timers.
     Ok(())
