@@ -41,7 +41,7 @@ use std::fmt::Write as _;
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::Subcommand;
@@ -486,22 +486,10 @@ struct Engines {
     busy: u64,
 }
 
-static STATE: OnceLock<Arc<Accounts>> = OnceLock::new();
-
-/// The accounts state, if the module has started.
-fn running() -> Option<Arc<Accounts>> {
-    STATE.get().cloned()
-}
-
-/// The shared state, created on first use.
-fn state(ctx: &Arc<Ctx>) -> Result<Arc<Accounts>, String> {
-    if let Some(s) = STATE.get() {
-        return Ok(s.clone());
-    }
-    let made = Arc::new(Accounts::new(ctx)?);
-    let _ = STATE.set(made);
-    // INVARIANT: set just above (by us or by a racing caller).
-    Ok(STATE.get().expect("state set").clone())
+/// The accounts state the `App` holds (built by `serve` before the `App`, so there is no
+/// process global: a second `App` in one process has its own).
+fn state(ctx: &Arc<Ctx>) -> Arc<Accounts> {
+    ctx.accounts.clone()
 }
 
 impl Engines {
@@ -527,8 +515,9 @@ impl Engines {
 }
 
 impl Accounts {
-    fn new(ctx: &Arc<Ctx>) -> Result<Self, String> {
-        let settings = ctx.config.accounts.clone();
+    /// The accounts state of a server with `config`, its data directory and its store.
+    pub(crate) fn new(config: &Config, data_dir: &Path, store: &Store) -> Result<Self, String> {
+        let settings = config.accounts.clone();
         let hasher = Arc::new(settings.hasher()?);
         if settings.danger_insecure_fast_hashing {
             tracing::warn!(
@@ -552,7 +541,7 @@ impl Accounts {
         };
         let anon_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &random16());
         let device_key =
-            persist::load_or_create_key::<32>(&ctx.data_dir.join(persist::DEVICE_KEY_FILE))?;
+            persist::load_or_create_key::<32>(&data_dir.join(persist::DEVICE_KEY_FILE))?;
         let lane_key = ring::hmac::Key::new(
             ring::hmac::HMAC_SHA256,
             ring::hmac::sign(
@@ -564,16 +553,16 @@ impl Accounts {
         let outbox = if settings.outbox.is_absolute() {
             settings.outbox.clone()
         } else {
-            ctx.data_dir.join(&settings.outbox)
+            data_dir.join(&settings.outbox)
         };
-        let mailer = mail::Mailer::start(ctx.config.smtp.as_ref(), outbox)?;
+        let mailer = mail::Mailer::start(config.smtp.as_ref(), outbox)?;
         let sealer = Arc::new(sealed::Sealer::new(&persist::load_or_create_key::<32>(
-            &ctx.data_dir.join(sealed::KEY_FILE),
+            &data_dir.join(sealed::KEY_FILE),
         )?)?);
         Ok(Self {
             settings,
-            data_dir: ctx.data_dir.clone(),
-            store: ctx.store.clone(),
+            data_dir: data_dir.to_owned(),
+            store: store.clone(),
             hasher,
             policy,
             pool,
@@ -852,7 +841,7 @@ const PURGE_TICKS: u64 = 240;
 
 /// Starts the accounts housekeeping: audit writes, refusal counts, CLI commands, purges.
 pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
-    let accounts = state(ctx)?;
+    let accounts = state(ctx);
     accounts.restore_state().await?;
     let sealer = accounts.sealer.clone();
     let sealed = accounts.db(move |c| sealed::migrate(c, &sealer)).await?;

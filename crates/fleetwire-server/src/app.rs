@@ -29,6 +29,9 @@ pub(crate) struct App {
     pub(crate) player_gate: Arc<dyn SourceGate>,
     /// The ACME http-01 answers the plain-HTTP listener serves while an order is open.
     pub(crate) acme: Arc<crate::service::acme::Challenges>,
+    /// Accounts: the engines, the Argon2 pool, the mailer and the keys every accounts route
+    /// and session check uses (no process global).
+    pub(crate) accounts: Arc<crate::accounts::Accounts>,
 }
 
 /// A running service: ends when `App::shutdown` turns true.

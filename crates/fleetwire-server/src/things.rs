@@ -827,6 +827,8 @@ struct Things {
     settings: ThingsSettings,
     /// Groups and rights (`[accounts.groups]`), for the rights things check.
     accounts: crate::accounts::AccountsSettings,
+    /// The accounts state the `App` holds: checks the sessions of signed-in callers.
+    sessions: Arc<crate::accounts::Accounts>,
     spec: CodeSpec,
     store: Store,
     generator: Mutex<CodeGenerator<ChaCha12Rng>>,
@@ -900,6 +902,7 @@ pub(crate) fn routes(ctx: &Arc<Ctx>) -> Vec<Route> {
             guards: Mutex::new(ctx.config.things.guards()?),
             settings: ctx.config.things.clone(),
             accounts: ctx.config.accounts.clone(),
+            sessions: ctx.accounts.clone(),
             spec,
             store: ctx.store.clone(),
         })
@@ -1136,14 +1139,9 @@ impl Caller {
 
 async fn caller(t: &Things, headers: &HeaderMap) -> Result<Caller, Response> {
     if headers.contains_key(header::AUTHORIZATION) {
-        return match crate::accounts::session_user(headers).await {
-            Some(Ok(user)) => Ok(Caller::Account(Box::new(user))),
-            Some(Err(refused)) => Err(refused),
-            None => Err(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "accounts are not running: sessions cannot be checked",
-            )),
-        };
+        return crate::accounts::session_user(&t.sessions, headers)
+            .await
+            .map(|user| Caller::Account(Box::new(user)));
     }
     if !t.settings.danger_trust_user_header {
         return Err(error(

@@ -36,13 +36,7 @@ use crate::app::App as Ctx;
 
 /// The accounts rows of the route table.
 pub(crate) fn routes(ctx: &Arc<Ctx>) -> Vec<Route> {
-    let accounts = match state(ctx) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!("accounts API not available: {e}");
-            return Vec::new();
-        }
-    };
+    let accounts = state(ctx);
     let row = |method: Method,
                path: &'static str,
                access: Access,
@@ -573,10 +567,12 @@ struct Authed {
 
 /// The signed-in account behind a request's `Authorization: Bearer` token, checked exactly as
 /// the `/v1/auth` routes check it (idle and absolute expiry, locked accounts), for other
-/// modules' APIs such as `/v1/things`. `None` when the accounts module has not started.
-pub(crate) async fn session_user(headers: &HeaderMap) -> Option<Result<UserRow, Response>> {
-    let accounts = super::running()?;
-    Some(authed(&accounts, headers).await.map(|a| a.user))
+/// modules' APIs such as `/v1/things`.
+pub(crate) async fn session_user(
+    accounts: &Accounts,
+    headers: &HeaderMap,
+) -> Result<UserRow, Response> {
+    authed(accounts, headers).await.map(|a| a.user)
 }
 
 async fn authed(a: &Accounts, headers: &HeaderMap) -> Result<Authed, Response> {

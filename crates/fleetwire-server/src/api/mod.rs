@@ -273,14 +273,9 @@ async fn principal(g: &Guard, headers: &axum::http::HeaderMap) -> Result<Princip
             ))
         };
     }
-    match crate::accounts::session_user(headers).await {
-        Some(Ok(user)) => Ok(Principal::Account(Box::new(user))),
-        Some(Err(refused)) => Err(refused),
-        None => Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "accounts are not running: sessions cannot be checked",
-        )),
-    }
+    crate::accounts::session_user(&g.app.accounts, headers)
+        .await
+        .map(|user| Principal::Account(Box::new(user)))
 }
 
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {

@@ -64,6 +64,7 @@ pub(crate) async fn serve(data_dir: &Path, config: Config, store: Store) -> Resu
     let player_gate = player_gate(&config)?;
     let session_server =
         listeners::session::bind(&config.session, &store, &tls, player_gate.clone()).await?;
+    let accounts = Arc::new(crate::accounts::Accounts::new(&config, data_dir, &store)?);
     let app = Arc::new(App {
         node: node_id()?,
         data_dir: data_dir.to_owned(),
@@ -74,6 +75,7 @@ pub(crate) async fn serve(data_dir: &Path, config: Config, store: Store) -> Resu
         shutdown,
         player_gate,
         acme: Arc::new(Challenges::default()),
+        accounts,
     });
     println!("store: {} (node {})", app.store.kind(), app.node);
     let services = vec![
