@@ -57,13 +57,13 @@ use fleetwire_auth::roles::Roles;
 use fleetwire_auth::session::{SessionConfig, SessionStore};
 use fleetwire_auth::throttle::{Rate, Throttle, ThrottleConfig};
 use rand_core::{OsRng, RngCore};
-use ring::digest;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use serde::Serialize;
+
+use rusqlite::{Connection, TransactionBehavior};
 
 use crate::app::{App as Ctx, Service};
 use crate::config::Config;
 use crate::store::Store;
+use crate::store::accounts::{GroupChange, NewUser, Refused};
 use crate::util::term::escape;
 
 pub(crate) use crate::config::{AccountsSettings, PasswordPreset};
@@ -147,82 +147,32 @@ impl AccountsSettings {
             max_sources: 100_000,
         }
     }
-
-    fn roles(&self) -> Roles {
-        let mut roles = Roles::new();
-        for (group, rights) in &self.groups {
-            let rights: Vec<&str> = rights.iter().map(String::as_str).collect();
-            if let Err(e) = roles.define_group(group, &rights) {
-                tracing::error!("[accounts.groups] {group}: {e}");
-            }
-        }
-        roles
-    }
-
-    fn default_idle_ms(&self) -> Option<u64> {
-        (self.idle_timeout_secs > 0).then(|| self.idle_timeout_secs.saturating_mul(1000))
-    }
 }
 
-/// A user as stored.
-#[derive(Debug, Clone)]
-pub(crate) struct UserRow {
-    pub(crate) id: String,
-    pub(crate) name: String,
-    pub(crate) email: Option<String>,
-    pub(crate) phc: String,
-    pub(crate) password_version: u64,
-    pub(crate) groups: Vec<String>,
-    /// `None`: the default; `Some(0)`: off; `Some(n)`: n seconds.
-    pub(crate) idle_timeout_secs: Option<u64>,
-    pub(crate) mfa: bool,
-    pub(crate) locked: bool,
-    pub(crate) created_at: i64,
-    pub(crate) last_login_at: Option<i64>,
+pub(crate) use crate::service::accounts::{canonical_name, check_right, token_digest};
+pub(crate) use crate::store::accounts::UserRow;
+
+/// The policy of `service::accounts` as methods, for the handlers still here.
+pub(crate) trait UserPolicy {
+    fn idle_ms(&self, settings: &AccountsSettings) -> Option<u64>;
+    fn roles(&self, settings: &AccountsSettings) -> Roles;
+    fn is_administrator(&self, settings: &AccountsSettings) -> bool;
+    fn policy_context(&self) -> PolicyContext;
 }
 
-impl UserRow {
-    /// The idle timeout for the session store, in milliseconds (`None`: off).
+impl UserPolicy for UserRow {
     fn idle_ms(&self, settings: &AccountsSettings) -> Option<u64> {
-        idle_ms(self.idle_timeout_secs, settings)
+        crate::service::accounts::idle_ms(self.idle_timeout_secs, settings)
     }
-
     fn roles(&self, settings: &AccountsSettings) -> Roles {
-        let mut roles = settings.roles();
-        for g in &self.groups {
-            let _ = roles.assign(&self.id, g);
-        }
-        roles
+        crate::service::accounts::user_roles(settings, self)
     }
-
-    /// An administrator: an account that can sign in (not locked) whose groups grant `*`.
     fn is_administrator(&self, settings: &AccountsSettings) -> bool {
-        !self.locked && self.roles(settings).holds(&self.id, "*")
+        crate::service::accounts::is_administrator(settings, self)
     }
-
     fn policy_context(&self) -> PolicyContext {
-        let mut words = vec![self.name.clone()];
-        if let Some(e) = &self.email {
-            words.push(e.clone());
-            words.extend(e.split('@').next().map(str::to_owned));
-        }
-        words.extend(self.name.split('@').next().map(str::to_owned));
-        PolicyContext {
-            words,
-            has_mfa: self.mfa,
-        }
+        crate::service::accounts::policy_context(self)
     }
-}
-
-/// Whether `user` holds `right` under `settings`' groups; `Err` is the message for a 403.
-pub(crate) fn check_right(
-    settings: &AccountsSettings,
-    user: &UserRow,
-    right: &str,
-) -> Result<(), String> {
-    user.roles(settings)
-        .check(&user.id, right)
-        .map_err(|e| e.to_string())
 }
 
 /// Refuses a change that would leave the server without an administrator: `before` is the
@@ -276,14 +226,7 @@ impl std::fmt::Display for LastAdministrator {
     }
 }
 
-/// A user's idle timeout column as milliseconds for the session store (`None`: off).
-fn idle_ms(column: Option<u64>, settings: &AccountsSettings) -> Option<u64> {
-    match column {
-        None => settings.default_idle_ms(),
-        Some(0) => None,
-        Some(s) => Some(s.saturating_mul(1000)),
-    }
-}
+use crate::service::accounts::idle_ms;
 
 const USER_COLUMNS: &str = "id, name, email, phc, password_version, groups, idle_timeout_secs, mfa IS NOT NULL, locked, created_at, last_login_at";
 
@@ -308,34 +251,15 @@ fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
     })
 }
 
-/// The canonical login name: trimmed and lower-cased (names and e-mail addresses compare
-/// without case).
-pub(crate) fn canonical_name(name: &str) -> String {
-    name.trim().to_lowercase()
-}
-
+/// The account a name or e-mail address names, on a connection of the SQLite store (for the
+/// things tables' transactions until they move onto the store layer).
 pub(crate) fn user_by_name(conn: &Connection, name: &str) -> rusqlite::Result<Option<UserRow>> {
-    let name = canonical_name(name);
-    conn.query_row(
-        &format!("SELECT {USER_COLUMNS} FROM auth_users WHERE name = ?1 OR email = ?1 ORDER BY name = ?1 DESC LIMIT 1"),
-        [&name],
-        user_from_row,
-    )
-    .optional()
+    crate::store::accounts::sqlite::user_by_name_in(conn, &canonical_name(name))
 }
 
+/// The account with this id (see [`user_by_name`]).
 pub(crate) fn user_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<UserRow>> {
-    conn.query_row(
-        &format!("SELECT {USER_COLUMNS} FROM auth_users WHERE id = ?1"),
-        [id],
-        user_from_row,
-    )
-    .optional()
-}
-
-/// SHA-256 of a token, hex: what the session and reset rows keep.
-pub(crate) fn token_digest(token: &str) -> String {
-    hex::encode(digest::digest(&digest::SHA256, token.as_bytes()))
+    crate::store::accounts::sqlite::user_by_id_in(conn, id)
 }
 
 /// Milliseconds since the Unix epoch, from the system clock.
@@ -362,75 +286,6 @@ pub(crate) fn append_audit(
     crate::store::audit::sqlite::append(&tx, events)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     tx.commit()
-}
-
-/// What `user delete` removed.
-#[derive(Debug, Default, Serialize)]
-pub(crate) struct Removed {
-    pub(crate) id: String,
-    pub(crate) account_rows: usize,
-    pub(crate) session_rows: usize,
-    pub(crate) reset_token_rows: usize,
-    pub(crate) pending_command_rows: usize,
-    pub(crate) recovery_code_digests: usize,
-    pub(crate) totp_secret: bool,
-    pub(crate) group_memberships: usize,
-    pub(crate) audit_entries_kept: usize,
-    /// Its places on things (members, requests, invites, blocks, events, creator).
-    pub(crate) things: crate::things::ThingsForgotten,
-}
-
-/// Deletes a user and every row that belongs to it (C5), in one transaction.
-pub(crate) fn delete_user(
-    conn: &mut Connection,
-    settings: &AccountsSettings,
-    name: &str,
-) -> Result<Removed, String> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| e.to_string())?;
-    let user = user_by_name(&tx, name)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no user {name:?}"))?;
-    keep_an_administrator(&tx, settings, &user, None).map_err(|e| e.to_string())?;
-    let recovery: Option<String> = tx
-        .query_row(
-            "SELECT recovery FROM auth_users WHERE id = ?1",
-            [&user.id],
-            |r| r.get(0),
-        )
-        .map_err(|e| e.to_string())?;
-    let recovery_code_digests = recovery
-        .and_then(|r| serde_json::from_str::<RecoveryCodes>(&r).ok())
-        .map_or(0, |r| r.remaining());
-    let run = |sql: &str| tx.execute(sql, [&user.id]).map_err(|e| e.to_string());
-    let things = crate::things::forget_account(&tx, &user.id)?;
-    let removed = Removed {
-        things,
-        session_rows: run("DELETE FROM auth_sessions WHERE user_id = ?1")?,
-        reset_token_rows: run("DELETE FROM auth_reset_tokens WHERE user_id = ?1")?,
-        pending_command_rows: run("DELETE FROM auth_commands WHERE subject = ?1")?,
-        account_rows: run("DELETE FROM auth_users WHERE id = ?1")?,
-        recovery_code_digests,
-        totp_secret: user.mfa,
-        group_memberships: user.groups.len(),
-        audit_entries_kept: tx
-            .query_row(
-                "SELECT count(*) FROM auth_audit WHERE instr(event, ?1) > 0",
-                [format!("\"{}\"", user.id)],
-                |r| r.get(0),
-            )
-            .map_err(|e| e.to_string())?,
-        id: user.id.clone(),
-    };
-    // Tell a running server to drop what it holds in memory for this id.
-    tx.execute(
-        "INSERT INTO auth_commands (kind, subject) VALUES ('forget', ?1)",
-        [&user.id],
-    )
-    .map_err(|e| e.to_string())?;
-    tx.commit().map_err(|e| e.to_string())?;
-    Ok(removed)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -501,7 +356,7 @@ impl Engines {
             throttle: Throttle::generate(settings.throttle(), &mut rng),
             sessions: SessionStore::new(SessionConfig {
                 absolute_lifetime_ms: settings.session_lifetime_secs.saturating_mul(1000),
-                default_idle_timeout_ms: settings.default_idle_ms(),
+                default_idle_timeout_ms: crate::service::accounts::default_idle_ms(settings),
                 max_sessions_per_user: api::MAX_SESSIONS_PER_USER,
             }),
             resets: ResetTokens::new(ResetConfig {
@@ -931,23 +786,13 @@ pub(crate) enum UserCommand {
 
 /// Runs a `user` command.
 #[allow(clippy::too_many_lines)] // one match over the commands
-pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Result<(), String> {
+pub(crate) async fn user_cli(
+    cmd: UserCommand,
+    store: &Store,
+    data_dir: &Path,
+) -> Result<(), String> {
     let config = Config::load_or_create(&data_dir.join("fleetwire.toml"))?;
     let settings = config.accounts;
-    let audit = |conn: &mut Connection, action: &str, target: &str| {
-        append_audit(
-            conn,
-            &[(
-                now(),
-                AuditEvent::AdminAction {
-                    actor: "cli".into(),
-                    action: action.into(),
-                    target: target.into(),
-                },
-            )],
-        )
-        .map_err(|e| e.to_string())
-    };
     match cmd {
         UserCommand::Add {
             name,
@@ -1014,21 +859,25 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
                 .hash(accepted.as_str(), &mut OsRng)
                 .map_err(|e| e.to_string())?;
             let id = format!("u_{}", hex::encode(random16()));
-            let mut conn = store.conn();
-            let n = conn
-                .execute(
-                    "INSERT INTO auth_users (id, name, email, phc, groups, idle_timeout_secs, created_at, updated_at)
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7
-                     WHERE NOT EXISTS (SELECT 1 FROM auth_users WHERE name = ?2 OR email = ?2 OR (?3 IS NOT NULL AND (name = ?3 OR email = ?3)))",
-                    params![id, name, email, phc, groups.join(","), idle, now_secs()],
-                )
+            let added = store
+                .accounts()
+                .add_user(NewUser {
+                    id: id.clone(),
+                    name: name.clone(),
+                    email,
+                    phc,
+                    groups: groups.clone(),
+                    idle_timeout_secs: idle,
+                    now: now_secs(),
+                })
+                .await
                 .map_err(|e| e.to_string())?;
-            if n == 0 {
+            if !added {
                 return Err(format!(
                     "a user named {name:?} (or with that e-mail) exists"
                 ));
             }
-            audit(&mut conn, "user_add", &id)?;
+            cli_audit(store, "user_add", &id).await?;
             println!(
                 "added {} ({id}) groups: {}",
                 escape(&name),
@@ -1037,16 +886,7 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
             Ok(())
         }
         UserCommand::List => {
-            let conn = store.conn();
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT {USER_COLUMNS} FROM auth_users ORDER BY name"
-                ))
-                .map_err(|e| e.to_string())?;
-            let users = stmt
-                .query_map([], user_from_row)
-                .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
-                .map_err(|e| e.to_string())?;
+            let users = store.accounts().users().await.map_err(|e| e.to_string())?;
             println!(
                 "{:<24} {:<24} {:<18} {:<4} {:<7} {:<8} LAST LOGIN",
                 "NAME", "E-MAIL", "GROUPS", "MFA", "LOCKED", "IDLE"
@@ -1073,14 +913,26 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
             println!("{} users", users.len());
             Ok(())
         }
-        UserCommand::Lock { name } => set_locked(store, &settings, &name, true),
-        UserCommand::Unlock { name } => set_locked(store, &settings, &name, false),
-        UserCommand::Groups { name, groups } => set_groups(store, &settings, &name, groups),
-        UserCommand::MfaReset { name } => mfa_reset(store, &name),
+        UserCommand::Lock { name } => set_locked(store, &settings, &name, true).await,
+        UserCommand::Unlock { name } => set_locked(store, &settings, &name, false).await,
+        UserCommand::Groups { name, groups } => set_groups(store, &settings, &name, groups).await,
+        UserCommand::MfaReset { name } => mfa_reset(store, &name).await,
         UserCommand::Delete { name } => {
-            let mut conn = store.conn();
-            let r = delete_user(&mut conn, &settings, &name)?;
-            audit(&mut conn, "user_delete", &r.id)?;
+            let r = store
+                .accounts()
+                .delete_user(
+                    canonical_name(&name),
+                    crate::service::accounts::keep_an_administrator(&settings),
+                )
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|refused| refused_message(&name, refused))?;
+            let recovery_code_digests = r
+                .recovery
+                .as_deref()
+                .and_then(|r| serde_json::from_str::<RecoveryCodes>(r).ok())
+                .map_or(0, |r| r.remaining());
+            cli_audit(store, "user_delete", &r.id).await?;
             let mut out = String::new();
             let _ = writeln!(
                 out,
@@ -1091,7 +943,7 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
                 r.session_rows,
                 r.reset_token_rows,
                 r.pending_command_rows,
-                r.recovery_code_digests,
+                recovery_code_digests,
                 if r.totp_secret { "removed" } else { "none" },
                 r.group_memberships,
             );
@@ -1120,58 +972,51 @@ pub(crate) fn user_cli(cmd: UserCommand, store: &Store, data_dir: &Path) -> Resu
     }
 }
 
+/// One administrator action by the command line, appended to the audit chain.
+async fn cli_audit(store: &Store, action: &str, target: &str) -> Result<(), String> {
+    store
+        .audit()
+        .append(vec![(
+            now(),
+            AuditEvent::AdminAction {
+                actor: "cli".into(),
+                action: action.into(),
+                target: target.into(),
+            },
+        )])
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The command line's message for a refused change.
+fn refused_message(name: &str, refused: Refused) -> String {
+    match refused {
+        Refused::NoUser => format!("no user {name:?}"),
+        Refused::Guard(why) => why,
+    }
+}
+
 /// `user lock` / `user unlock`: the flag in the store, and a command for a running server
-/// (end the sessions; clear the failed-login blocks).
-fn set_locked(
+/// (end the sessions; clear the failed-login blocks), with the last-administrator check in the
+/// same transaction.
+async fn set_locked(
     store: &Store,
     settings: &AccountsSettings,
     name: &str,
     lock: bool,
 ) -> Result<(), String> {
-    let mut conn = store.conn();
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| e.to_string())?;
-    let user = user_by_name(&tx, name)
+    let user = store
+        .accounts()
+        .set_locked(
+            canonical_name(name),
+            lock,
+            now_secs(),
+            crate::service::accounts::keep_an_administrator(settings),
+        )
+        .await
         .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no user {name:?}"))?;
-    if lock {
-        let after = UserRow {
-            locked: true,
-            ..user.clone()
-        };
-        keep_an_administrator(&tx, settings, &user, Some(&after)).map_err(|e| e.to_string())?;
-    }
-    tx.execute(
-        "UPDATE auth_users SET locked = ?2, updated_at = ?3 WHERE id = ?1",
-        params![user.id, lock, now_secs()],
-    )
-    .map_err(|e| e.to_string())?;
-    if lock {
-        // The sessions end for good: without their rows a restart cannot bring them back
-        // after an unlock.
-        tx.execute("DELETE FROM auth_sessions WHERE user_id = ?1", [&user.id])
-            .map_err(|e| e.to_string())?;
-    }
-    // Both name the account by its id: the lockout lanes are keyed by it.
-    tx.execute(
-        "INSERT INTO auth_commands (kind, subject) VALUES (?1, ?2)",
-        params![if lock { "lock" } else { "unlock" }, user.id],
-    )
-    .map_err(|e| e.to_string())?;
-    tx.commit().map_err(|e| e.to_string())?;
-    append_audit(
-        &mut conn,
-        &[(
-            now(),
-            AuditEvent::AdminAction {
-                actor: "cli".into(),
-                action: if lock { "lock" } else { "unlock" }.into(),
-                target: user.id.clone(),
-            },
-        )],
-    )
-    .map_err(|e| e.to_string())?;
+        .map_err(|refused| refused_message(name, refused))?;
+    cli_audit(store, if lock { "lock" } else { "unlock" }, &user.id).await?;
     if lock {
         println!(
             "locked {} ({}); its sessions end at their next request",
@@ -1190,36 +1035,19 @@ fn set_locked(
 
 /// `user mfa-reset NAME`: the factor, pending enrolment and recovery codes go, the sessions end
 /// (rows now, a running server within a second), audited.
-fn mfa_reset(store: &Store, name: &str) -> Result<(), String> {
-    let mut conn = store.conn();
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| e.to_string())?;
-    let user = user_by_name(&tx, name)
+async fn mfa_reset(store: &Store, name: &str) -> Result<(), String> {
+    let user = store
+        .accounts()
+        .user_by_name(canonical_name(name))
+        .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no user {name:?}"))?;
-    api::clear_mfa(&tx, &user.id).map_err(|e| e.to_string())?;
-    let sessions = tx
-        .execute("DELETE FROM auth_sessions WHERE user_id = ?1", [&user.id])
+    let sessions = store
+        .accounts()
+        .reset_mfa(user.id.clone(), now_secs())
+        .await
         .map_err(|e| e.to_string())?;
-    tx.execute(
-        "INSERT INTO auth_commands (kind, subject) VALUES ('end_sessions', ?1)",
-        [&user.id],
-    )
-    .map_err(|e| e.to_string())?;
-    tx.commit().map_err(|e| e.to_string())?;
-    append_audit(
-        &mut conn,
-        &[(
-            now(),
-            AuditEvent::AdminAction {
-                actor: "cli".into(),
-                action: "mfa_reset".into(),
-                target: user.id.clone(),
-            },
-        )],
-    )
-    .map_err(|e| e.to_string())?;
+    cli_audit(store, "mfa_reset", &user.id).await?;
     println!(
         "two-factor sign-in is off for {} ({}); {sessions} sessions ended. The owner signs in with the password and enrols again.",
         escape(&user.name),
@@ -1230,7 +1058,7 @@ fn mfa_reset(store: &Store, name: &str) -> Result<(), String> {
 
 /// `user groups NAME GROUP…`: the account's groups become exactly these, in one transaction
 /// with the last-administrator check; each group added or removed is audited.
-fn set_groups(
+async fn set_groups(
     store: &Store,
     settings: &AccountsSettings,
     name: &str,
@@ -1244,24 +1072,17 @@ fn set_groups(
     }
     groups.sort();
     groups.dedup();
-    let mut conn = store.conn();
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| e.to_string())?;
-    let user = user_by_name(&tx, name)
+    let (user, groups) = store
+        .accounts()
+        .set_groups(
+            canonical_name(name),
+            GroupChange::Set(groups),
+            now_secs(),
+            crate::service::accounts::keep_an_administrator(settings),
+        )
+        .await
         .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no user {name:?}"))?;
-    let after = UserRow {
-        groups: groups.clone(),
-        ..user.clone()
-    };
-    keep_an_administrator(&tx, settings, &user, Some(&after)).map_err(|e| e.to_string())?;
-    tx.execute(
-        "UPDATE auth_users SET groups = ?2, updated_at = ?3 WHERE id = ?1",
-        params![user.id, groups.join(","), now_secs()],
-    )
-    .map_err(|e| e.to_string())?;
-    tx.commit().map_err(|e| e.to_string())?;
+        .map_err(|refused| refused_message(name, refused))?;
     let t = now();
     let changes: Vec<(UnixTime, AuditEvent)> = user
         .groups
@@ -1286,7 +1107,11 @@ fn set_groups(
             )
         })
         .collect();
-    append_audit(&mut conn, &changes).map_err(|e| e.to_string())?;
+    store
+        .audit()
+        .append(changes)
+        .await
+        .map_err(|e| e.to_string())?;
     println!(
         "{} ({}) groups: {}",
         escape(&user.name),

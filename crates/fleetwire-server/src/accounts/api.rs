@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::UserPolicy as _;
 use super::sealed::Sealer;
 use super::{
     Accounts, LOGIN_NS, REAUTH_NS, UserRow, canonical_name, mail, now, state, token_digest,

@@ -126,7 +126,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Command::Player(cmd) => player::run(cmd, &store).await,
             Command::Logger(cmd) => crate::loggers::cli(cmd, &store),
             Command::Readings(args) => crate::loggers::readings(&args, &store),
-            Command::User(cmd) => crate::accounts::user_cli(cmd, &store, &cli.data_dir),
+            Command::User(cmd) => crate::accounts::user_cli(cmd, &store, &cli.data_dir).await,
             Command::Audit(cmd) => audit::run(cmd, &store).await,
             Command::Content(cmd) => crate::content::cli(cmd, &cli.data_dir, &store),
             Command::Thing(cmd) => crate::things::cli(cmd, &store, &cli.data_dir),
