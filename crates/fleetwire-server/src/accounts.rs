@@ -58,12 +58,12 @@ use fleetwire_auth::session::{SessionConfig, SessionStore};
 use fleetwire_auth::throttle::{Rate, Throttle, ThrottleConfig};
 use rand_core::{OsRng, RngCore};
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 
 use crate::app::{App as Ctx, Service};
 use crate::config::Config;
 use crate::store::Store;
-use crate::store::accounts::{GroupChange, NewUser, Refused};
+use crate::store::accounts::{Command, CommandKind, GroupChange, NewUser, Refused};
 use crate::util::term::escape;
 
 pub(crate) use crate::config::{AccountsSettings, PasswordPreset};
@@ -156,7 +156,6 @@ pub(crate) use crate::store::accounts::UserRow;
 pub(crate) trait UserPolicy {
     fn idle_ms(&self, settings: &AccountsSettings) -> Option<u64>;
     fn roles(&self, settings: &AccountsSettings) -> Roles;
-    fn is_administrator(&self, settings: &AccountsSettings) -> bool;
     fn policy_context(&self) -> PolicyContext;
 }
 
@@ -167,89 +166,12 @@ impl UserPolicy for UserRow {
     fn roles(&self, settings: &AccountsSettings) -> Roles {
         crate::service::accounts::user_roles(settings, self)
     }
-    fn is_administrator(&self, settings: &AccountsSettings) -> bool {
-        crate::service::accounts::is_administrator(settings, self)
-    }
     fn policy_context(&self) -> PolicyContext {
         crate::service::accounts::policy_context(self)
     }
 }
 
-/// Refuses a change that would leave the server without an administrator: `before` is the
-/// account as stored, `after` as the change would leave it (`None`: deleted). Run it in the
-/// transaction that makes the change, so two changes cannot each remove "another" one.
-pub(crate) fn keep_an_administrator(
-    conn: &Connection,
-    settings: &AccountsSettings,
-    before: &UserRow,
-    after: Option<&UserRow>,
-) -> Result<(), LastAdministrator> {
-    if !before.is_administrator(settings) || after.is_some_and(|a| a.is_administrator(settings)) {
-        return Ok(());
-    }
-    let others = conn
-        .prepare(&format!(
-            "SELECT {USER_COLUMNS} FROM auth_users WHERE id != ?1 AND locked = 0"
-        ))
-        .and_then(|mut stmt| {
-            stmt.query_map([&before.id], user_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .map_err(|e| LastAdministrator::Store(e.to_string()))?;
-    if others.iter().any(|u| u.is_administrator(settings)) {
-        Ok(())
-    } else {
-        Err(LastAdministrator::Refused(before.name.clone()))
-    }
-}
-
-/// Why [`keep_an_administrator`] refused.
-#[derive(Debug)]
-pub(crate) enum LastAdministrator {
-    /// The change would remove the last administrator.
-    Refused(String),
-    /// The store failed.
-    Store(String),
-}
-
-impl std::fmt::Display for LastAdministrator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Refused(name) => write!(
-                f,
-                "{} is the last administrator (an unlocked account whose groups grant \"*\"): \
-                 make another account administrator first (fleetwire-server user groups NAME admin)",
-                escape(name)
-            ),
-            Self::Store(e) => f.write_str(e),
-        }
-    }
-}
-
 use crate::service::accounts::idle_ms;
-
-const USER_COLUMNS: &str = "id, name, email, phc, password_version, groups, idle_timeout_secs, mfa IS NOT NULL, locked, created_at, last_login_at";
-
-fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
-    let groups: String = r.get(5)?;
-    Ok(UserRow {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        email: r.get(2)?,
-        phc: r.get(3)?,
-        password_version: r.get(4)?,
-        groups: groups
-            .split(',')
-            .filter(|g| !g.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        idle_timeout_secs: r.get(6)?,
-        mfa: r.get(7)?,
-        locked: r.get(8)?,
-        created_at: r.get(9)?,
-        last_login_at: r.get(10)?,
-    })
-}
 
 /// The account a name or e-mail address names, on a connection of the SQLite store (for the
 /// things tables' transactions until they move onto the store layer).
@@ -272,20 +194,6 @@ pub(crate) fn now() -> UnixTime {
 
 fn now_secs() -> i64 {
     crate::unix_now()
-}
-
-/// Appends events to the audit chain in one transaction.
-pub(crate) fn append_audit(
-    conn: &mut Connection,
-    events: &[(UnixTime, AuditEvent)],
-) -> rusqlite::Result<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    crate::store::audit::sqlite::append(&tx, events)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    tx.commit()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -484,23 +392,27 @@ impl Accounts {
                 ),
             }
         }
-        let (rows, idle): (Vec<SessionRow>, Vec<(String, Option<u64>)>) = self
-            .db(|c| {
-                c.execute(
-                    "DELETE FROM auth_reset_tokens WHERE expires_ms <= ?1",
-                    [now().as_millis()],
-                )?;
-                let rows = c
-                    .prepare("SELECT digest, user_id, created_ms FROM auth_sessions")?
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                let idle = c
-                    .prepare("SELECT id, idle_timeout_secs FROM auth_users WHERE id IN (SELECT user_id FROM auth_sessions)")?
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                Ok((rows, idle))
-            })
-            .await?;
+        let repo = self.store.accounts();
+        repo.purge_resets(now().as_millis())
+            .await
+            .map_err(|e| e.to_string())?;
+        let rows: Vec<SessionRow> = repo
+            .sessions()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|r| (r.digest, r.user_id, r.created_ms))
+            .collect();
+        let with_sessions: std::collections::HashSet<&str> =
+            rows.iter().map(|(_, u, _)| u.as_str()).collect();
+        let idle: Vec<(String, Option<u64>)> = repo
+            .users()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|u| with_sessions.contains(u.id.as_str()))
+            .map(|u| (u.id, u.idle_timeout_secs))
+            .collect();
         let live = {
             let mut e = self.engines();
             let known: std::collections::HashSet<&str> =
@@ -528,13 +440,9 @@ impl Accounts {
             .filter(|d| !live.contains(d))
             .collect();
         let kept = live.len();
-        self.db(move |c| {
-            for d in &stale {
-                c.execute("DELETE FROM auth_sessions WHERE digest = ?1", [d])?;
-            }
-            Ok(())
-        })
-        .await?;
+        repo.delete_sessions(stale)
+            .await
+            .map_err(|e| e.to_string())?;
         if kept > 0 {
             println!("accounts: {kept} sessions restored");
         }
@@ -565,19 +473,6 @@ impl Accounts {
         } else {
             let tag = ring::hmac::sign(&self.lane_key, canonical_name(name).as_bytes());
             format!("u_{}", hex::encode(&tag.as_ref()[..16]))
-        }
-    }
-
-    /// Runs a store query off the executor.
-    async fn db<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, String> {
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || f(&mut store.conn())).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -633,56 +528,43 @@ impl Accounts {
                     ));
                 }
             }
-            match self.db(take_commands).await {
+            match self.store.accounts().take_commands().await {
                 Ok(commands) => self.apply(&commands),
                 Err(e) => tracing::error!("reading account commands failed: {e}"),
             }
         }
         if !events.is_empty() {
-            if let Err(e) = self.db(move |c| append_audit(c, &events)).await {
+            if let Err(e) = self.store.audit().append(events).await {
                 tracing::error!("audit write failed: {e}");
             }
         }
     }
 
-    fn apply(&self, commands: &[(String, String)]) {
+    fn apply(&self, commands: &[Command]) {
         let mut e = self.engines();
-        for (kind, subject) in commands {
-            match kind.as_str() {
-                "unlock" => {
+        for Command { kind, subject } in commands {
+            match kind {
+                CommandKind::Unlock => {
                     e.lockout
                         .clear(&LockoutKey::untrusted(LOGIN_NS, subject.as_bytes()));
                     e.lockout
                         .clear(&LockoutKey::untrusted(REAUTH_NS, subject.as_bytes()));
                 }
-                "end_sessions" => {
+                CommandKind::EndSessions => {
                     e.sessions.end_all(subject);
                 }
-                "lock" => {
+                CommandKind::Lock => {
                     e.sessions.end_all(subject);
                     e.resets.password_changed(subject);
                 }
-                "forget" => {
+                CommandKind::Forget => {
                     e.sessions.forget_user(subject);
                     e.resets.password_changed(subject);
                     e.origins.forget(subject);
                 }
-                _ => {}
             }
         }
     }
-}
-
-fn take_commands(conn: &mut Connection) -> rusqlite::Result<Vec<(String, String)>> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let commands = {
-        let mut stmt = tx.prepare_cached("SELECT kind, subject FROM auth_commands ORDER BY seq")?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?
-    };
-    tx.execute("DELETE FROM auth_commands", [])?;
-    tx.commit()?;
-    Ok(commands)
 }
 
 fn random16() -> [u8; 16] {
@@ -699,7 +581,7 @@ pub(crate) async fn start(ctx: &Arc<Ctx>) -> Result<Service, String> {
     let accounts = state(ctx);
     accounts.restore_state().await?;
     let sealer = accounts.sealer.clone();
-    let sealed = accounts.db(move |c| sealed::migrate(c, &sealer)).await?;
+    let sealed = sealed::migrate(&accounts.store, &sealer).await?;
     if sealed > 0 {
         println!("accounts: {sealed} TOTP secrets were stored in clear; now encrypted");
     }

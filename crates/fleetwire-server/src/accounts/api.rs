@@ -21,19 +21,17 @@ use fleetwire_auth::session::{Activity, SessionInfo};
 use fleetwire_auth::totp::Totp;
 use fleetwire_tokio::source::Source;
 use rand_core::OsRng;
-use rusqlite::{OptionalExtension, params};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::UserPolicy as _;
-use super::sealed::Sealer;
 use super::{
     Accounts, LOGIN_NS, REAUTH_NS, UserRow, canonical_name, mail, now, state, token_digest,
-    user_by_id,
 };
 use crate::api::{Access, Route};
 use crate::app::App as Ctx;
+use crate::store::accounts::{GroupChange, Refused, ResetRow, SignIn};
 
 /// The accounts rows of the route table.
 pub(crate) fn routes(ctx: &Arc<Ctx>) -> Vec<Route> {
@@ -265,7 +263,13 @@ async fn login(
     };
     // 3. The account, if any (the same query whether or not it exists).
     let lookup = name.clone();
-    let user = match a.db(move |c| super::user_by_name(c, &lookup)).await {
+    let user = match a
+        .store
+        .accounts()
+        .user_by_name(canonical_name(&lookup))
+        .await
+        .map_err(|e| e.to_string())
+    {
         Ok(u) => u,
         Err(e) => return internal(&e),
     };
@@ -371,13 +375,14 @@ async fn login(
         );
     }
     if user.mfa {
-        let (id, totp, recovery) = (user.id.clone(), req.totp.clone(), req.recovery_code.clone());
-        let sealer = a.sealer.clone();
-        let result = a
-            .db(move |c| {
-                check_second_factor(c, &sealer, &id, totp.as_deref(), recovery.as_deref(), t)
-            })
-            .await;
+        let result = check_second_factor(
+            &a,
+            &user.id,
+            req.totp.as_deref(),
+            req.recovery_code.as_deref(),
+            t,
+        )
+        .await;
         match result {
             Ok(MfaResult::Ok) => {}
             Ok(r) => {
@@ -414,38 +419,25 @@ async fn login(
         (token, info, new_origin)
     };
     let device_cookie = DeviceCookie::issue(&a.device_key, user.id.as_bytes(), &mut OsRng);
-    let (id, digest, o, created) = (
-        user.id.clone(),
-        token_digest(&token),
-        origin.clone(),
-        info.created_at.as_millis(),
-    );
     let stored = a
-        .db(move |c| {
-            c.execute(
-                "INSERT INTO auth_sessions (digest, user_id, created_ms, origin) VALUES (?1, ?2, ?3, ?4)",
-                params![digest, id, created, o],
-            )?;
+        .store
+        .accounts()
+        .sign_in(SignIn {
+            session: crate::store::accounts::SessionRow {
+                digest: token_digest(&token),
+                user_id: user.id.clone(),
+                created_ms: info.created_at.as_millis(),
+                last_active_ms: info.created_at.as_millis(),
+                origin: origin.clone(),
+            },
             // The session store ended the oldest beyond its per-user cap: so do the rows, or a
             // restart would bring those sessions back.
-            c.execute(
-                "DELETE FROM auth_sessions WHERE user_id = ?1 AND digest NOT IN
-                 (SELECT digest FROM auth_sessions WHERE user_id = ?1 ORDER BY created_ms DESC, rowid DESC LIMIT ?2)",
-                params![id, MAX_SESSIONS_PER_USER],
-            )?;
-            c.execute(
-                "UPDATE auth_users SET last_login_at = ?2 WHERE id = ?1",
-                params![id, crate::unix_now()],
-            )?;
-            if let Some(phc) = rehash {
-                c.execute(
-                    "UPDATE auth_users SET phc = ?2 WHERE id = ?1",
-                    params![id, phc],
-                )?;
-            }
-            Ok(())
+            cap: MAX_SESSIONS_PER_USER,
+            rehash,
+            now: crate::unix_now(),
         })
-        .await;
+        .await
+        .map_err(|e| e.to_string());
     if let Err(e) = stored {
         return internal(&e);
     }
@@ -501,26 +493,27 @@ fn locked(
 }
 
 /// Checks a TOTP code (single use per time step) or uses a recovery code, under the store lock.
-fn check_second_factor(
-    c: &mut rusqlite::Connection,
-    sealer: &Sealer,
+async fn check_second_factor(
+    a: &Accounts,
     id: &str,
     totp: Option<&str>,
     recovery: Option<&str>,
     t: UnixTime,
-) -> rusqlite::Result<MfaResult> {
-    let row: Option<(Option<String>, Option<u64>, Option<String>)> = c
-        .query_row(
-            "SELECT mfa, mfa_last_step, recovery FROM auth_users WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let Some((Some(secret), last, codes)) = row else {
+) -> Result<MfaResult, String> {
+    let repo = a.store.accounts();
+    let row = repo.mfa(id.to_owned()).await.map_err(|e| e.to_string())?;
+    let Some(crate::store::accounts::MfaRow {
+        secret: Some(secret),
+        last_step: last,
+        recovery: codes,
+        ..
+    }) = row
+    else {
         return Ok(MfaResult::Wrong);
     };
     if let Some(code) = totp {
-        let Some(totp) = sealer
+        let Some(totp) = a
+            .sealer
             .open(id, &secret)
             .and_then(|json| serde_json::from_str::<Totp>(&json).ok())
         else {
@@ -528,29 +521,39 @@ fn check_second_factor(
             return Ok(MfaResult::Wrong);
         };
         return Ok(match totp.verify(code, t, last) {
-            Ok(step) => {
-                c.execute(
-                    "UPDATE auth_users SET mfa_last_step = ?2 WHERE id = ?1",
-                    params![id, step],
-                )?;
+            // The step is taken atomically: a code works once however many requests (or
+            // nodes) it is sent to at the same time.
+            Ok(step)
+                if repo
+                    .use_totp_step(id.to_owned(), step)
+                    .await
+                    .map_err(|e| e.to_string())? =>
+            {
                 MfaResult::Ok
             }
-            Err(_) => MfaResult::Wrong,
+            Ok(_) | Err(_) => MfaResult::Wrong,
         });
     }
     if let Some(code) = recovery {
-        let Some(mut codes) = codes.and_then(|s| serde_json::from_str::<RecoveryCodes>(&s).ok())
-        else {
+        let Some(before) = codes else {
+            return Ok(MfaResult::Wrong);
+        };
+        let Ok(mut codes) = serde_json::from_str::<RecoveryCodes>(&before) else {
             return Ok(MfaResult::Wrong);
         };
         return Ok(match codes.redeem(code) {
             Ok(_) => {
-                let json = serde_json::to_string(&codes).unwrap_or_default();
-                c.execute(
-                    "UPDATE auth_users SET recovery = ?2 WHERE id = ?1",
-                    params![id, json],
-                )?;
-                MfaResult::Ok
+                let after = serde_json::to_string(&codes).unwrap_or_default();
+                // Redeemed once: the swap fails if the codes changed meanwhile.
+                if repo
+                    .swap_recovery(id.to_owned(), before, after)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    MfaResult::Ok
+                } else {
+                    MfaResult::Wrong
+                }
             }
             Err(_) => MfaResult::Wrong,
         });
@@ -604,9 +607,11 @@ async fn authed(a: &Accounts, headers: &HeaderMap) -> Result<Authed, Response> {
         .map_err(|e| error(StatusCode::UNAUTHORIZED, e.to_string()))?;
     let id = info.user.clone();
     let user = a
-        .db(move |c| user_by_id(c, &id))
+        .store
+        .accounts()
+        .user_by_id(id)
         .await
-        .map_err(|e| internal(&e))?;
+        .map_err(|e| internal(&e.to_string()))?;
     match user {
         Some(user) if !user.locked => Ok(Authed { token, info, user }),
         found => {
@@ -630,11 +635,8 @@ async fn logout(State(a): A, headers: HeaderMap) -> Response {
     };
     a.engines().sessions.end(&s.token);
     let digest = token_digest(&s.token);
-    if let Err(e) = a
-        .db(move |c| c.execute("DELETE FROM auth_sessions WHERE digest = ?1", [digest]))
-        .await
-    {
-        return internal(&e);
+    if let Err(e) = a.store.accounts().end_session(digest).await {
+        return internal(&e.to_string());
     }
     a.audit(AuditEvent::AdminAction {
         actor: s.user.id.clone(),
@@ -711,17 +713,13 @@ async fn set_idle(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
         );
     }
     let stored = req.idle_timeout_secs.unwrap_or(0);
-    let id = s.user.id.clone();
     if let Err(e) = a
-        .db(move |c| {
-            c.execute(
-                "UPDATE auth_users SET idle_timeout_secs = ?2, updated_at = ?3 WHERE id = ?1",
-                params![id, stored, crate::unix_now()],
-            )
-        })
+        .store
+        .accounts()
+        .set_idle_timeout(s.user.id.clone(), Some(stored), crate::unix_now())
         .await
     {
-        return internal(&e);
+        return internal(&e.to_string());
     }
     a.engines().sessions.set_idle_timeout(
         &s.user.id,
@@ -764,7 +762,13 @@ async fn reset_request(
         );
     }
     let lookup = name.clone();
-    let user = match a.db(move |c| super::user_by_name(c, &lookup)).await {
+    let user = match a
+        .store
+        .accounts()
+        .user_by_name(canonical_name(&lookup))
+        .await
+        .map_err(|e| e.to_string())
+    {
         Ok(u) => u,
         Err(e) => return internal(&e),
     };
@@ -781,22 +785,15 @@ async fn reset_request(
                 .engines()
                 .resets
                 .issue(&user.id, user.password_version, t, &mut OsRng);
-            let (digest, id, expires) = (
-                token_digest(&token),
-                user.id.clone(),
-                t.plus_secs(a.settings.reset_lifetime_secs).as_millis(),
-            );
+            let row = ResetRow {
+                digest: token_digest(&token),
+                user_id: user.id.clone(),
+                expires_ms: t.plus_secs(a.settings.reset_lifetime_secs).as_millis(),
+                password_version: user.password_version,
+            };
             let a2 = a.clone();
             tokio::spawn(async move {
-                let row = a2
-                    .db(move |c| {
-                        c.execute("DELETE FROM auth_reset_tokens WHERE user_id = ?1", [&id])?;
-                        c.execute(
-                            "INSERT INTO auth_reset_tokens (digest, user_id, expires_ms) VALUES (?1, ?2, ?3)",
-                            params![digest, id, expires],
-                        )
-                    })
-                    .await;
+                let row = a2.store.accounts().issue_reset(row).await;
                 if let Err(e) = row {
                     tracing::error!("reset token row: {e}");
                 }
@@ -853,7 +850,13 @@ async fn reset_complete(State(a): A, body: Bytes) -> Response {
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let lookup = id.clone();
-    let user = match a.db(move |c| user_by_id(c, &lookup)).await {
+    let user = match a
+        .store
+        .accounts()
+        .user_by_id(lookup)
+        .await
+        .map_err(|e| e.to_string())
+    {
         Ok(Some(u)) => u,
         Ok(None) => {
             return error(
@@ -910,23 +913,22 @@ async fn reset_complete(State(a): A, body: Bytes) -> Response {
     {
         return error(StatusCode::BAD_REQUEST, e.to_string());
     }
-    let (uid, version) = (user.id.clone(), user.password_version);
+    // The new password if the version is unchanged; the account's reset links and sessions
+    // end, and an enrolment started in a session (perhaps a thief's) does not survive a reset.
     let updated = a
-        .db(move |c| {
-            let n = c.execute(
-                "UPDATE auth_users SET phc = ?2, password_version = password_version + 1, updated_at = ?4 WHERE id = ?1 AND password_version = ?3",
-                params![uid, phc, version, crate::unix_now()],
-            )?;
-            c.execute("DELETE FROM auth_reset_tokens WHERE user_id = ?1", [&uid])?;
-            c.execute("DELETE FROM auth_sessions WHERE user_id = ?1", [&uid])?;
-            // An enrolment started in a session (perhaps a thief's) does not survive a reset.
-            c.execute("UPDATE auth_users SET mfa_pending = NULL WHERE id = ?1", [&uid])?;
-            Ok(n)
-        })
-        .await;
+        .store
+        .accounts()
+        .reset_password(
+            user.id.clone(),
+            phc,
+            user.password_version,
+            crate::unix_now(),
+        )
+        .await
+        .map_err(|e| e.to_string());
     match updated {
-        Ok(1) => {}
-        Ok(_) => {
+        Ok(true) => {}
+        Ok(false) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 "the password was changed since this link was sent; request a new one",
@@ -981,16 +983,8 @@ async fn mfa_enroll(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
         Ok(j) => j,
         Err(e) => return internal(&e),
     };
-    if let Err(e) = a
-        .db(move |c| {
-            c.execute(
-                "UPDATE auth_users SET mfa_pending = ?2 WHERE id = ?1",
-                params![id, json],
-            )
-        })
-        .await
-    {
-        return internal(&e);
+    if let Err(e) = a.store.accounts().set_mfa_pending(id, json).await {
+        return internal(&e.to_string());
     }
     Json(json!({
         "secret": secret,
@@ -1006,6 +1000,52 @@ struct ConfirmRequest {
     code: String,
 }
 
+/// Turns the pending enrolment on if `code` is right: the recovery codes to show once, or why
+/// not.
+async fn mfa_confirm_step(
+    a: &Accounts,
+    id: &str,
+    code: &str,
+    t: UnixTime,
+) -> Result<Result<Vec<String>, &'static str>, String> {
+    let repo = a.store.accounts();
+    let pending = repo
+        .mfa(id.to_owned())
+        .await
+        .map_err(|e| e.to_string())?
+        .and_then(|m| m.pending);
+    let Some((sealed, totp)) = pending.and_then(|p| {
+        let totp = a
+            .sealer
+            .open(id, &p)
+            .and_then(|p| serde_json::from_str::<Totp>(&p).ok())?;
+        Some((p, totp))
+    }) else {
+        return Ok(Err("start with POST /v1/auth/mfa/enroll"));
+    };
+    let Ok(step) = totp.verify(code, t, None) else {
+        return Ok(Err(
+            "the code is not valid; check the time on your device and try the next code",
+        ));
+    };
+    let (plain, codes) = RecoveryCodes::generate(10, &mut OsRng);
+    let confirmed = repo
+        .confirm_mfa(
+            id.to_owned(),
+            sealed,
+            step,
+            serde_json::to_string(&codes).unwrap_or_default(),
+            crate::unix_now(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(if confirmed {
+        Ok(plain)
+    } else {
+        Err("start with POST /v1/auth/mfa/enroll")
+    })
+}
+
 async fn mfa_confirm(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
     let s = match authed(&a, &headers).await {
         Ok(s) => s,
@@ -1015,35 +1055,7 @@ async fn mfa_confirm(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
         Ok(r) => r,
         Err(r) => return r,
     };
-    let id = s.user.id.clone();
-    let t = now();
-    let sealer = a.sealer.clone();
-    let result = a
-        .db(move |c| {
-            let pending: Option<String> = c.query_row(
-                "SELECT mfa_pending FROM auth_users WHERE id = ?1",
-                [&id],
-                |r| r.get(0),
-            )?;
-            let Some(totp) = pending
-                .and_then(|p| sealer.open(&id, &p))
-                .and_then(|p| serde_json::from_str::<Totp>(&p).ok())
-            else {
-                return Ok(Err("start with POST /v1/auth/mfa/enroll"));
-            };
-            let Ok(step) = totp.verify(&req.code, t, None) else {
-                return Ok(Err(
-                    "the code is not valid; check the time on your device and try the next code",
-                ));
-            };
-            let (plain, codes) = RecoveryCodes::generate(10, &mut OsRng);
-            c.execute(
-                "UPDATE auth_users SET mfa = mfa_pending, mfa_pending = NULL, mfa_last_step = ?2, recovery = ?3, updated_at = ?4 WHERE id = ?1",
-                params![id, step, serde_json::to_string(&codes).unwrap_or_default(), crate::unix_now()],
-            )?;
-            Ok(Ok(plain))
-        })
-        .await;
+    let result = mfa_confirm_step(&a, &s.user.id, &req.code, now()).await;
     match result {
         Ok(Ok(codes)) => {
             if let Err(r) = end_other_sessions(&a, &s.user.id, &s.token).await {
@@ -1129,41 +1141,20 @@ async fn roles(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
         });
         return error(StatusCode::FORBIDDEN, e.to_string());
     }
-    let (name, group, grant) = (req.user.clone(), req.group.clone(), req.grant);
-    let settings = a.settings.clone();
     let changed = a
-        .db(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let Some(u) = super::user_by_name(&tx, &name)? else {
-                return Ok(Err(RoleRefused::NoUser));
-            };
-            let mut groups = u.groups.clone();
-            groups.retain(|g| *g != group);
-            if grant {
-                groups.push(group);
-            }
-            groups.sort();
-            let after = UserRow {
-                groups: groups.clone(),
-                ..u.clone()
-            };
-            match super::keep_an_administrator(&tx, &settings, &u, Some(&after)) {
-                Ok(()) => {}
-                Err(super::LastAdministrator::Refused(_)) => {
-                    return Ok(Err(RoleRefused::LastAdministrator));
-                }
-                Err(super::LastAdministrator::Store(e)) => return Ok(Err(RoleRefused::Store(e))),
-            }
-            tx.execute(
-                "UPDATE auth_users SET groups = ?2, updated_at = ?3 WHERE id = ?1",
-                params![u.id, groups.join(","), crate::unix_now()],
-            )?;
-            tx.commit()?;
-            Ok(Ok((u.id, groups)))
-        })
-        .await;
+        .store
+        .accounts()
+        .set_groups(
+            canonical_name(&req.user),
+            GroupChange::Grant(req.group.clone(), req.grant),
+            crate::unix_now(),
+            crate::service::accounts::keep_an_administrator(&a.settings),
+        )
+        .await
+        .map_err(|e| e.to_string());
     match changed {
-        Ok(Ok((id, groups))) => {
+        Ok(Ok((user, groups))) => {
+            let id = user.id;
             a.audit(AuditEvent::RoleChanged {
                 actor: s.user.id,
                 user: id,
@@ -1173,21 +1164,14 @@ async fn roles(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
             Json(json!({ "ok": true, "user": canonical_name(&req.user), "groups": groups }))
                 .into_response()
         }
-        Ok(Err(RoleRefused::NoUser)) => error(StatusCode::NOT_FOUND, "no such user"),
-        Ok(Err(RoleRefused::LastAdministrator)) => error(
+        Ok(Err(Refused::NoUser)) => error(StatusCode::NOT_FOUND, "no such user"),
+        Ok(Err(Refused::Guard(_))) => error(
             StatusCode::CONFLICT,
             "that is the last administrator (an unlocked account whose groups grant \"*\"): \
              make another account administrator first",
         ),
-        Ok(Err(RoleRefused::Store(e))) | Err(e) => internal(&e),
+        Err(e) => internal(&e),
     }
-}
-
-/// Why a role change did not happen.
-enum RoleRefused {
-    NoUser,
-    LastAdministrator,
-    Store(String),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1308,14 +1292,7 @@ async fn factor(
     recovery: Option<&str>,
     t: UnixTime,
 ) -> Result<MfaResult, String> {
-    let (id, totp, recovery) = (
-        user.id.clone(),
-        totp.map(str::to_owned),
-        recovery.map(str::to_owned),
-    );
-    let sealer = a.sealer.clone();
-    a.db(move |c| check_second_factor(c, &sealer, &id, totp.as_deref(), recovery.as_deref(), t))
-        .await
+    check_second_factor(a, &user.id, totp, recovery, t).await
 }
 
 fn factor_refused(r: &MfaResult) -> Response {
@@ -1364,16 +1341,12 @@ fn reauth_locked(a: &Accounts, user: &UserRow, until: Option<UnixTime>, t: UnixT
 /// Ends every session of `user` but `keep` (the request's own), in memory and in the store.
 async fn end_other_sessions(a: &Accounts, user: &str, keep: &str) -> Result<(), Response> {
     a.engines().sessions.end_others(user, keep);
-    let (id, digest) = (user.to_owned(), token_digest(keep));
-    a.db(move |c| {
-        c.execute(
-            "DELETE FROM auth_sessions WHERE user_id = ?1 AND digest != ?2",
-            params![id, digest],
-        )
-    })
-    .await
-    .map(|_| ())
-    .map_err(|e| internal(&e))
+    a.store
+        .accounts()
+        .end_sessions(user.to_owned(), Some(token_digest(keep)))
+        .await
+        .map(|_| ())
+        .map_err(|e| internal(&e.to_string()))
 }
 
 /// Turns two-factor sign-in off (step-up with the password and the factor).
@@ -1395,9 +1368,13 @@ async fn mfa_disable(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = step_up(&a, &s.user, &req).await {
         return r;
     }
-    let id = s.user.id.clone();
-    if let Err(e) = a.db(move |c| clear_mfa(c, &id)).await {
-        return internal(&e);
+    if let Err(e) = a
+        .store
+        .accounts()
+        .clear_mfa(s.user.id.clone(), crate::unix_now())
+        .await
+    {
+        return internal(&e.to_string());
     }
     if let Err(r) = end_other_sessions(&a, &s.user.id, &s.token).await {
         return r;
@@ -1409,15 +1386,6 @@ async fn mfa_disable(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
     });
     Json(json!({ "ok": true, "message": "two-factor sign-in is off; other sessions were ended" }))
         .into_response()
-}
-
-/// Removes an account's second factor, pending enrolment and recovery codes.
-pub(super) fn clear_mfa(c: &rusqlite::Connection, id: &str) -> rusqlite::Result<usize> {
-    c.execute(
-        "UPDATE auth_users SET mfa = NULL, mfa_pending = NULL, mfa_last_step = NULL, \
-         recovery = NULL, updated_at = ?2 WHERE id = ?1",
-        params![id, crate::unix_now()],
-    )
 }
 
 /// New recovery codes; the old ones stop working (step-up with the password and the factor).
@@ -1443,17 +1411,13 @@ async fn mfa_recovery_codes(State(a): A, headers: HeaderMap, body: Bytes) -> Res
     let Ok(json) = serde_json::to_string(&codes) else {
         return internal("recovery codes do not serialize");
     };
-    let id = s.user.id.clone();
     if let Err(e) = a
-        .db(move |c| {
-            c.execute(
-                "UPDATE auth_users SET recovery = ?2, updated_at = ?3 WHERE id = ?1",
-                params![id, json, crate::unix_now()],
-            )
-        })
+        .store
+        .accounts()
+        .set_recovery(s.user.id.clone(), json, crate::unix_now())
         .await
     {
-        return internal(&e);
+        return internal(&e.to_string());
     }
     if let Err(r) = end_other_sessions(&a, &s.user.id, &s.token).await {
         return r;
@@ -1536,21 +1500,20 @@ async fn change_password(State(a): A, headers: HeaderMap, body: Bytes) -> Respon
         Some(Err(e)) => return internal(&e.to_string()),
         None => return internal("hashing thread gone"),
     };
-    let (uid, version) = (s.user.id.clone(), s.user.password_version);
     let updated = a
-        .db(move |c| {
-            let n = c.execute(
-                "UPDATE auth_users SET phc = ?2, password_version = password_version + 1, updated_at = ?4 \
-                 WHERE id = ?1 AND password_version = ?3",
-                params![uid, phc, version, crate::unix_now()],
-            )?;
-            c.execute("DELETE FROM auth_reset_tokens WHERE user_id = ?1", [&uid])?;
-            Ok(n)
-        })
-        .await;
+        .store
+        .accounts()
+        .set_password(
+            s.user.id.clone(),
+            phc,
+            s.user.password_version,
+            crate::unix_now(),
+        )
+        .await
+        .map_err(|e| e.to_string());
     match updated {
-        Ok(1) => {}
-        Ok(_) => {
+        Ok(true) => {}
+        Ok(false) => {
             return error(
                 StatusCode::CONFLICT,
                 "the password was changed meanwhile; sign in again",
@@ -1605,7 +1568,13 @@ async fn admin_mfa_reset(State(a): A, headers: HeaderMap, body: Bytes) -> Respon
         Err(r) => return r,
     };
     let lookup = req.user.clone();
-    let target = match a.db(move |c| super::user_by_name(c, &lookup)).await {
+    let target = match a
+        .store
+        .accounts()
+        .user_by_name(canonical_name(&lookup))
+        .await
+        .map_err(|e| e.to_string())
+    {
         Ok(Some(u)) => u,
         Ok(None) => return error(StatusCode::NOT_FOUND, "no such user"),
         Err(e) => return internal(&e),
@@ -1625,15 +1594,13 @@ async fn admin_mfa_reset(State(a): A, headers: HeaderMap, body: Bytes) -> Respon
     if let Err(r) = step_up(&a, &s.user, &proof).await {
         return r;
     }
-    let id = target.id.clone();
-    let reset = a
-        .db(move |c| {
-            clear_mfa(c, &id)?;
-            c.execute("DELETE FROM auth_sessions WHERE user_id = ?1", [&id])
-        })
-        .await;
-    if let Err(e) = reset {
-        return internal(&e);
+    if let Err(e) = a
+        .store
+        .accounts()
+        .reset_mfa(target.id.clone(), crate::unix_now())
+        .await
+    {
+        return internal(&e.to_string());
     }
     a.engines().sessions.end_all(&target.id);
     a.audit(AuditEvent::AdminAction {
