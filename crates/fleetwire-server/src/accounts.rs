@@ -49,7 +49,10 @@ use fleetwire_auth::UnixTime;
 use fleetwire_auth::audit::{AuditEvent, OriginTracker};
 use fleetwire_auth::captcha::{CaptchaConfig, CaptchaStore};
 use fleetwire_auth::hash::{HashParams, PasswordHasher};
-use fleetwire_auth::lockout::{BlockGrowth, LockoutConfig, LockoutEngine, LockoutKey};
+use fleetwire_auth::lockout::{
+    AttemptTicket, BlockGrowth, Lane, LockStatus, Locked, LockoutConfig, LockoutEngine, LockoutKey,
+    Outcome,
+};
 use fleetwire_auth::policy::{PasswordPolicy, PolicyContext};
 use fleetwire_auth::recovery::RecoveryCodes;
 use fleetwire_auth::reset::{ResetConfig, ResetTokens};
@@ -223,12 +226,24 @@ pub(crate) struct Accounts {
     /// Keys the lockout-lane pseudonyms of names that match no account (derived from the
     /// device-cookie key, so they are stable across restarts, like the saved lanes).
     lane_key: ring::hmac::Key,
+    /// Keys the lane rows the nodes share on PostgreSQL (derived from the device-cookie key,
+    /// which every node reads from the store): a lane's row id and jitter seed.
+    shared_lanes: ring::hmac::Key,
+    /// The lockout rules, for the lanes kept in the store.
+    lockout: LockoutConfig,
     /// The device-cookie HMAC key (`device-cookie.key`).
     device_key: [u8; 32],
     /// The outgoing-mail queue.
     mailer: mail::Mailer,
     /// Seals TOTP secrets in the store (`totp.key`).
     sealer: Arc<sealed::Sealer>,
+}
+
+/// A reserved login attempt: in this server's engine (embedded store), or in the lane row the
+/// nodes share (PostgreSQL).
+pub(crate) enum LaneTicket {
+    Local(AttemptTicket),
+    Shared([u8; 16]),
 }
 
 /// Pending CAPTCHA challenges and the per-source throttle on fetching them.
@@ -279,7 +294,13 @@ impl Engines {
 
 impl Accounts {
     /// The accounts state of a server with `config`, its data directory and its store.
-    pub(crate) fn new(config: &Config, data_dir: &Path, store: &Store) -> Result<Self, String> {
+    /// Its keys (device cookies, sealed TOTP secrets) are the same on every node: files in the
+    /// data directory on the embedded store, rows of `server_keys` on PostgreSQL.
+    pub(crate) async fn new(
+        config: &Config,
+        data_dir: &Path,
+        store: &Store,
+    ) -> Result<Self, String> {
         let settings = config.accounts.clone();
         let hasher = Arc::new(settings.hasher()?);
         if settings.danger_insecure_fast_hashing {
@@ -304,7 +325,9 @@ impl Accounts {
         };
         let anon_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &random16());
         let device_key =
-            persist::load_or_create_key::<32>(&data_dir.join(persist::DEVICE_KEY_FILE))?;
+            crate::service::keys::load_or_create::<32>(store, data_dir, persist::DEVICE_KEY_FILE)
+                .await
+                .map_err(|e| e.to_string())?;
         let lane_key = ring::hmac::Key::new(
             ring::hmac::HMAC_SHA256,
             ring::hmac::sign(
@@ -319,10 +342,21 @@ impl Accounts {
             data_dir.join(&settings.outbox)
         };
         let mailer = mail::Mailer::start(config.smtp.as_ref(), outbox)?;
-        let sealer = Arc::new(sealed::Sealer::new(&persist::load_or_create_key::<32>(
-            &data_dir.join(sealed::KEY_FILE),
-        )?)?);
+        let sealer = Arc::new(sealed::Sealer::new(
+            &crate::service::keys::load_or_create::<32>(store, data_dir, sealed::KEY_FILE)
+                .await
+                .map_err(|e| e.to_string())?,
+        )?);
+        let shared_lanes = ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            ring::hmac::sign(
+                &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &device_key),
+                b"fleetwire lockout lanes shared by nodes v1",
+            )
+            .as_ref(),
+        );
         Ok(Self {
+            lockout: settings.lockout(),
             settings,
             data_dir: data_dir.to_owned(),
             store: store.clone(),
@@ -336,10 +370,143 @@ impl Accounts {
             audit_buf: Mutex::new(Vec::new()),
             anon_key,
             lane_key,
+            shared_lanes,
             device_key,
             mailer,
             sealer,
         })
+    }
+
+    /// Whether several nodes share this store (PostgreSQL): then sessions, reset tokens and
+    /// lockout lanes are read from and written to the store on every use, not kept in memory.
+    pub(crate) fn shared(&self) -> bool {
+        self.store.kind() == "postgresql"
+    }
+
+    /// The row id and jitter seed of a lockout lane, the same on every node.
+    fn shared_lane(&self, key: &LockoutKey<'_>) -> ([u8; 16], u64) {
+        let mut ctx = ring::hmac::Context::with_key(&self.shared_lanes);
+        for part in [key.namespace.as_bytes(), key.subject] {
+            ctx.update(&(part.len() as u64).to_le_bytes());
+            ctx.update(part);
+        }
+        match key.lane {
+            Lane::Untrusted => ctx.update(&[0]),
+            Lane::Device(d) => {
+                ctx.update(&[1]);
+                ctx.update(&d.0);
+            }
+        }
+        let tag = ctx.sign();
+        let mut lane = [0u8; 16];
+        lane.copy_from_slice(&tag.as_ref()[..16]);
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&tag.as_ref()[16..24]);
+        (lane, u64::from_le_bytes(seed))
+    }
+
+    /// A lane's consecutive failures, or its block.
+    pub(crate) async fn lane_status(
+        &self,
+        key: &LockoutKey<'_>,
+        t: UnixTime,
+    ) -> Result<Result<u16, Locked>, String> {
+        if !self.shared() {
+            let e = self.engines();
+            return Ok(match e.lockout.status(key, t) {
+                LockStatus::Locked(l) => Err(l),
+                LockStatus::Open { .. } => Ok(e.lockout.failures(key, t)),
+            });
+        }
+        let (lane, seed) = self.shared_lane(key);
+        let state = self
+            .store
+            .accounts()
+            .lane(lane)
+            .await
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        Ok(match self.lockout.state_status(state, seed, t) {
+            LockStatus::Locked(l) => Err(l),
+            LockStatus::Open { .. } => Ok(self.lockout.state_failures(state, t)),
+        })
+    }
+
+    /// Reserves an attempt before the password is verified. On PostgreSQL the lane row is read
+    /// under `FOR UPDATE`, changed by the same transition the engine uses and written back in
+    /// one transaction: parallel attempts on several nodes reserve one after another, so no
+    /// more are verified than one node would verify.
+    pub(crate) async fn lane_begin(
+        &self,
+        key: &LockoutKey<'_>,
+        t: UnixTime,
+    ) -> Result<Result<LaneTicket, Locked>, String> {
+        if !self.shared() {
+            return Ok(self
+                .engines()
+                .lockout
+                .begin_attempt(key, t)
+                .map(LaneTicket::Local));
+        }
+        let (lane, seed) = self.shared_lane(key);
+        let cfg = &self.lockout;
+        self.store
+            .accounts()
+            .update_lane(lane, |before| {
+                let mut s = before.unwrap_or_default();
+                let r = cfg.reserve(&mut s, seed, t);
+                (Some(s), r)
+            })
+            .await
+            .map(|r| r.map(|_| LaneTicket::Shared(lane)))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Settles a reserved attempt.
+    pub(crate) async fn lane_finish(&self, ticket: LaneTicket, outcome: Outcome, t: UnixTime) {
+        match ticket {
+            LaneTicket::Local(ticket) => self.engines().lockout.finish(ticket, outcome, t),
+            LaneTicket::Shared(lane) => {
+                let cfg = &self.lockout;
+                let settled = self
+                    .store
+                    .accounts()
+                    .update_lane(lane, |before| {
+                        (before.and_then(|s| cfg.settle(s, outcome, t)), ())
+                    })
+                    .await;
+                if let Err(e) = settled {
+                    tracing::error!("settling a lockout lane failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// Forgets the untrusted login and re-authentication lanes of an account (completed reset,
+    /// administrator unlock).
+    pub(crate) async fn lanes_clear(&self, subject: &str) {
+        let keys = [
+            LockoutKey::untrusted(LOGIN_NS, subject.as_bytes()),
+            LockoutKey::untrusted(REAUTH_NS, subject.as_bytes()),
+        ];
+        if !self.shared() {
+            let mut e = self.engines();
+            for k in &keys {
+                e.lockout.clear(k);
+            }
+            return;
+        }
+        for k in &keys {
+            let (lane, _) = self.shared_lane(k);
+            if let Err(e) = self
+                .store
+                .accounts()
+                .update_lane(lane, |_| (None, ()))
+                .await
+            {
+                tracing::error!("clearing a lockout lane failed: {e}");
+            }
+        }
     }
 
     fn engines(&self) -> std::sync::MutexGuard<'_, Engines> {
@@ -529,7 +696,14 @@ impl Accounts {
                 }
             }
             match self.store.accounts().take_commands().await {
-                Ok(commands) => self.apply(&commands),
+                Ok(commands) => {
+                    self.apply(&commands);
+                    if self.shared() {
+                        for c in commands.iter().filter(|c| c.kind == CommandKind::Unlock) {
+                            self.lanes_clear(&c.subject).await;
+                        }
+                    }
+                }
                 Err(e) => tracing::error!("reading account commands failed: {e}"),
             }
         }

@@ -15,7 +15,7 @@ use fleetwire_auth::UnixTime;
 use fleetwire_auth::audit::AuditEvent;
 use fleetwire_auth::captcha::CaptchaChallenge;
 use fleetwire_auth::hash::MAX_PASSWORD_BYTES;
-use fleetwire_auth::lockout::{DeviceCookie, LockStatus, LockoutKey, Outcome};
+use fleetwire_auth::lockout::{DeviceCookie, LockoutKey, Outcome};
 use fleetwire_auth::recovery::RecoveryCodes;
 use fleetwire_auth::session::{Activity, SessionInfo};
 use fleetwire_auth::totp::Totp;
@@ -292,12 +292,9 @@ async fn login(
     };
     // The lockout status, the CAPTCHA (its own lock; the picture is drawn outside any lock),
     // then the reservation: a lane locked meanwhile is caught by `begin_attempt`.
-    let status = {
-        let e = a.engines();
-        match e.lockout.status(&key, t) {
-            LockStatus::Locked(l) => Err(l),
-            LockStatus::Open { .. } => Ok(e.lockout.failures(&key, t)),
-        }
+    let status = match a.lane_status(&key, t).await {
+        Ok(s) => s,
+        Err(e) => return internal(&e),
     };
     let gate = match status {
         Err(l) => Err(l),
@@ -326,7 +323,10 @@ async fn login(
                     &json!({ "captcha_required": true, "captcha": challenge_json(&c) }),
                 );
             }
-            a.engines().lockout.begin_attempt(&key, t)
+            match a.lane_begin(&key, t).await {
+                Ok(g) => g,
+                Err(e) => return internal(&e),
+            }
         }
     };
     let ticket = match gate {
@@ -357,14 +357,14 @@ async fn login(
         })
         .await;
     let (Some(user), Some(Some(rehash))) = (user.clone(), verified.clone()) else {
-        a.engines().lockout.finish(ticket, Outcome::Failure, now());
+        a.lane_finish(ticket, Outcome::Failure, now()).await;
         let who = user.map_or_else(|| a.pseudonym(&name), |u| u.id);
         a.audit(AuditEvent::LoginFailed { user: who, origin });
         return error(StatusCode::UNAUTHORIZED, GENERIC);
     };
     // 6. The password was right: administrator lock, then the second factor.
     if user.locked {
-        a.engines().lockout.finish(ticket, Outcome::Failure, now());
+        a.lane_finish(ticket, Outcome::Failure, now()).await;
         a.audit(AuditEvent::LoginLocked {
             user: user.id.clone(),
             origin,
@@ -386,7 +386,7 @@ async fn login(
         match result {
             Ok(MfaResult::Ok) => {}
             Ok(r) => {
-                a.engines().lockout.finish(ticket, Outcome::Failure, now());
+                a.lane_finish(ticket, Outcome::Failure, now()).await;
                 a.audit(AuditEvent::LoginFailed {
                     user: user.id.clone(),
                     origin,
@@ -408,10 +408,10 @@ async fn login(
         }
     }
     // 7. Signed in; a new device cookie for this device.
+    a.lane_finish(ticket, Outcome::Success, now()).await;
     let (token, info, new_origin) = {
         let mut e = a.engines();
         let t = now();
-        e.lockout.finish(ticket, Outcome::Success, t);
         let new_origin = e.origins.observe(&user.id, &origin);
         e.sessions
             .set_idle_timeout(&user.id, user.idle_ms(&a.settings));
@@ -600,11 +600,49 @@ async fn authed(a: &Accounts, headers: &HeaderMap) -> Result<Authed, Response> {
         Some("background") => Activity::Background,
         _ => Activity::User,
     };
+    let t = now();
+    if a.shared() {
+        // Several nodes: the row is the session. A session made on another node is valid here,
+        // one ended on another node (sign-out, password change, lock) is over here, and the
+        // idle timer is the latest activity any node recorded.
+        let digest = token_digest(&token);
+        let row = a
+            .store
+            .accounts()
+            .session(digest.clone())
+            .await
+            .map_err(|e| internal(&e.to_string()))?;
+        let mut e = a.engines();
+        e.sessions.end(&token);
+        let Some(row) = row else {
+            return Err(error(
+                StatusCode::UNAUTHORIZED,
+                "session not found; sign in again",
+            ));
+        };
+        if let Some(user) = &row.user {
+            e.sessions
+                .set_idle_timeout(&user.id, user.idle_ms(&a.settings));
+        }
+        e.sessions.restore(
+            &digest,
+            &row.session.user_id,
+            UnixTime::from_millis(row.session.created_ms),
+            UnixTime::from_millis(row.session.last_active_ms),
+        );
+    }
     let info = a
         .engines()
         .sessions
-        .check(&token, now(), activity)
+        .check(&token, t, activity)
         .map_err(|e| error(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    if a.shared() && activity == Activity::User {
+        a.store
+            .accounts()
+            .touch_session(token_digest(&token), t.as_millis())
+            .await
+            .map_err(|e| internal(&e.to_string()))?;
+    }
     let id = info.user.clone();
     let user = a
         .store
@@ -781,23 +819,34 @@ async fn reset_request(
     // recipient); the request never waits for the mail server.
     let job = match user.filter(|u| !u.locked) {
         Some(user) if user.email.is_some() => {
-            let token = a
-                .engines()
-                .resets
-                .issue(&user.id, user.password_version, t, &mut OsRng);
+            // With several nodes the row is the token (any node redeems it); on the embedded
+            // store the engine holds it and the row makes it survive a restart.
+            let token = if a.shared() {
+                fleetwire_auth::reset::new_token(&mut OsRng).0
+            } else {
+                a.engines()
+                    .resets
+                    .issue(&user.id, user.password_version, t, &mut OsRng)
+            };
             let row = ResetRow {
                 digest: token_digest(&token),
                 user_id: user.id.clone(),
                 expires_ms: t.plus_secs(a.settings.reset_lifetime_secs).as_millis(),
                 password_version: user.password_version,
             };
-            let a2 = a.clone();
-            tokio::spawn(async move {
-                let row = a2.store.accounts().issue_reset(row).await;
-                if let Err(e) = row {
-                    tracing::error!("reset token row: {e}");
+            if a.shared() {
+                if let Err(e) = a.store.accounts().issue_reset(row).await {
+                    return internal(&e.to_string());
                 }
-            });
+            } else {
+                let a2 = a.clone();
+                tokio::spawn(async move {
+                    let row = a2.store.accounts().issue_reset(row).await;
+                    if let Err(e) = row {
+                        tracing::error!("reset token row: {e}");
+                    }
+                });
+            }
             mail::Job {
                 to: user.email,
                 subject: "fleetwire password reset".into(),
@@ -845,9 +894,26 @@ async fn reset_complete(State(a): A, body: Bytes) -> Response {
         return error(StatusCode::BAD_REQUEST, "token or password too long");
     }
     let t = now();
-    let id = match a.engines().resets.user_of(&req.token, t) {
-        Ok(id) => id.to_owned(),
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    let id = if a.shared() {
+        let row = match a.store.accounts().reset(token_digest(&req.token)).await {
+            Ok(Some(row)) => row,
+            Ok(None) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    fleetwire_auth::reset::ResetError::Invalid.to_string(),
+                );
+            }
+            Err(e) => return internal(&e.to_string()),
+        };
+        match fleetwire_auth::reset::judge(UnixTime::from_millis(row.expires_ms), None, t) {
+            Ok(()) => row.user_id,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        }
+    } else {
+        match a.engines().resets.user_of(&req.token, t) {
+            Ok(id) => id.to_owned(),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        }
     };
     let lookup = id.clone();
     let user = match a
@@ -905,12 +971,30 @@ async fn reset_complete(State(a): A, body: Bytes) -> Response {
         Some(Err(e)) => return internal(&e.to_string()),
         None => return internal("hashing thread gone"),
     };
-    // Use the token now: single use, bound to the password version.
-    if let Err(e) = a
-        .engines()
-        .resets
-        .redeem(&req.token, user.password_version, now())
-    {
+    // Use the token now: single use, bound to the password version. With several nodes the
+    // row is taken out as it is read, so one request on one node gets it.
+    let redeemed = if a.shared() {
+        match a
+            .store
+            .accounts()
+            .take_reset(token_digest(&req.token))
+            .await
+        {
+            Ok(Some(row)) => fleetwire_auth::reset::judge(
+                UnixTime::from_millis(row.expires_ms),
+                Some((row.password_version, user.password_version)),
+                now(),
+            )
+            .map(|()| row.user_id),
+            Ok(None) => Err(fleetwire_auth::reset::ResetError::Invalid),
+            Err(e) => return internal(&e.to_string()),
+        }
+    } else {
+        a.engines()
+            .resets
+            .redeem(&req.token, user.password_version, now())
+    };
+    if let Err(e) = redeemed {
         return error(StatusCode::BAD_REQUEST, e.to_string());
     }
     // The new password if the version is unchanged; the account's reset links and sessions
@@ -940,11 +1024,8 @@ async fn reset_complete(State(a): A, body: Bytes) -> Response {
         let mut e = a.engines();
         e.sessions.end_all(&user.id);
         e.resets.password_changed(&user.id);
-        e.lockout
-            .clear(&LockoutKey::untrusted(LOGIN_NS, user.id.as_bytes()));
-        e.lockout
-            .clear(&LockoutKey::untrusted(REAUTH_NS, user.id.as_bytes()));
     }
+    a.lanes_clear(&user.id).await;
     a.audit(AuditEvent::ResetCompleted {
         user: user.id.clone(),
     });

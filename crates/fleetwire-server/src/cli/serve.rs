@@ -64,7 +64,7 @@ pub(crate) async fn serve(data_dir: &Path, config: Config, store: Store) -> Resu
     let player_gate = player_gate(&config)?;
     let session_server =
         listeners::session::bind(&config.session, &store, &tls, player_gate.clone()).await?;
-    let accounts = Arc::new(crate::accounts::Accounts::new(&config, data_dir, &store)?);
+    let accounts = Arc::new(crate::accounts::Accounts::new(&config, data_dir, &store).await?);
     let app = Arc::new(App {
         node: node_id()?,
         data_dir: data_dir.to_owned(),

@@ -1,0 +1,177 @@
+//! Accounts on several nodes (issue 12): three `fleetwire-server serve` processes on one
+//! PostgreSQL database. A session made on one node is valid on another and a sign-out anywhere
+//! ends it everywhere; a reset link issued on one node is redeemed on another, once; and 200
+//! parallel wrong passwords spread over the three nodes get no more password verifications than
+//! the lockout allows on one node (reserve-before-verify on the shared lane row).
+//!
+//! Needs the cluster of `FLEETWIRE_TEST_PG` (`eval "$(scripts/pg.sh start)"`).
+#![allow(clippy::disallowed_methods)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+mod common;
+use common::api::{PASSWORD, Served, add_user, config};
+use common::{data_dir, shared_postgres};
+
+const WRONG: &str = "Wrong-Password-1";
+const NEW_PASSWORD: &str = "Lantern-Orchard-42";
+/// The lockout budget of one lane on one node.
+const MAX_FAILURES: u16 = 5;
+
+/// Three nodes on one fresh database; the first node's data directory got `prepare` (user
+/// commands write to the shared database).
+fn three_nodes(tag: &str, prepare: impl FnOnce(&Path)) -> (String, Vec<Served>) {
+    let url = shared_postgres(tag);
+    let toml = config(
+        &format!(
+            "max_failures = {MAX_FAILURES}\nbase_block_secs = 3600\ncaptcha_after_failures = 0\n\
+             login_burst_per_source = 1000\nlogin_per_minute_per_source = 1000\n\
+             login_per_second_global = 1000\nhash_queue = 256"
+        ),
+        &format!("[store]\nurl = {url:?}\n"),
+    );
+    let mut prepare = Some(prepare);
+    let nodes = (0..3)
+        .map(|i| {
+            let data = data_dir(&format!("{tag}-node{i}"));
+            std::fs::write(data.join("fleetwire.toml"), &toml).unwrap();
+            if let Some(p) = prepare.take() {
+                p(&data);
+            }
+            Served::serve(data)
+        })
+        .collect();
+    (url, nodes)
+}
+
+/// One value from the shared database.
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sessions_and_reset_links_work_across_nodes() {
+    let (_url, nodes) = three_nodes("acc-mn-sessions", |d| {
+        add_user(d, "alice", &["--email", "alice@example.com"]);
+    });
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+
+    // A session made on A is valid on B and C; a sign-out on B ends it on A and C.
+    let token = a.token("alice").await;
+    for node in [a, b, c] {
+        let r = node.call("GET", "/v1/auth/me", Some(&token), None).await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    let r = b.call("POST", "/v1/auth/logout", Some(&token), None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    for node in [a, b, c] {
+        let r = node.call("GET", "/v1/auth/me", Some(&token), None).await;
+        assert_eq!(r.status, 401, "signed out on B: {r:?}");
+    }
+
+    // A reset link issued on A is redeemed on B, once; the sessions end on every node.
+    let live = c.token("alice").await;
+    let r = a
+        .call(
+            "POST",
+            "/v1/auth/reset/request",
+            None,
+            Some(&json!({ "user": "alice" })),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let outbox = a.data.join("outbox.jsonl");
+    let start = Instant::now();
+    let reset = loop {
+        let text = std::fs::read_to_string(&outbox).unwrap_or_default();
+        if let Some(t) = text.split("token=").nth(1) {
+            let end = t.find(|c: char| c.is_whitespace() || c == '"' || c == '\\');
+            break t[..end.unwrap_or(t.len())].to_owned();
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no mail");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let complete = json!({ "token": reset, "password": NEW_PASSWORD });
+    // Redeemed on B and C at the same time: exactly one succeeds.
+    let (rb, rc) = tokio::join!(
+        b.call("POST", "/v1/auth/reset/complete", None, Some(&complete)),
+        c.call("POST", "/v1/auth/reset/complete", None, Some(&complete)),
+    );
+    let mut statuses = [rb.status, rc.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 400], "once: {rb:?} {rc:?}");
+    let r = a
+        .call("POST", "/v1/auth/reset/complete", None, Some(&complete))
+        .await;
+    assert_eq!(r.status, 400, "used: {r:?}");
+    for node in [a, b, c] {
+        let r = node.call("GET", "/v1/auth/me", Some(&live), None).await;
+        assert_eq!(r.status, 401, "the reset ended the sessions: {r:?}");
+    }
+    let r = c
+        .login(&json!({ "user": "alice", "password": PASSWORD }))
+        .await;
+    assert_eq!(r.status, 401, "{r:?}");
+    let r = a
+        .login(&json!({ "user": "alice", "password": NEW_PASSWORD }))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_wrong_passwords_on_three_nodes_verify_at_most_one_nodes_budget() {
+    let (url, nodes) = three_nodes("acc-mn-lockout", |d| add_user(d, "bob", &[]));
+    let nodes = std::sync::Arc::new(nodes);
+    let attempts = (0..200).map(|i| {
+        let nodes = nodes.clone();
+        tokio::spawn(async move {
+            nodes[i % 3]
+                .login(&json!({ "user": "bob", "password": WRONG }))
+                .await
+                .status
+        })
+    });
+    let mut by_status = std::collections::BTreeMap::new();
+    for a in attempts {
+        *by_status.entry(a.await.unwrap()).or_insert(0u32) += 1;
+    }
+    // Every wrong password that was verified answered 401; the rest were refused before any
+    // verification (429 locked, 503 pool full).
+    let verified_answers = by_status.get(&401).copied().unwrap_or(0);
+    // The servers' own record: one `login_failed` audit entry per verified wrong password.
+    // The audit queue is written every 250 ms.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let audited: u32 = psql(
+        &url,
+        "SELECT count(*) FROM auth_audit WHERE event LIKE '%\"type\":\"login_failed\"%'",
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(audited, verified_answers, "{by_status:?}");
+    assert!(
+        audited >= 1 && audited <= u32::from(MAX_FAILURES),
+        "{audited} password verifications over three nodes; one node allows {MAX_FAILURES} \
+         ({by_status:?})"
+    );
+    // And the account is blocked on every node, for the right password too.
+    for node in nodes.iter() {
+        let r = node
+            .login(&json!({ "user": "bob", "password": PASSWORD }))
+            .await;
+        assert_eq!(r.status, 429, "{r:?}");
+    }
+}
