@@ -47,7 +47,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use fleetwire_auth::UnixTime;
 use fleetwire_auth::audit::{AuditEvent, OriginTracker};
-use fleetwire_auth::captcha::{CaptchaConfig, CaptchaStore};
+use fleetwire_auth::captcha::{CaptchaConfig, CaptchaError, CaptchaStore, UnrenderedChallenge};
 use fleetwire_auth::hash::{HashParams, PasswordHasher};
 use fleetwire_auth::lockout::{
     AttemptTicket, BlockGrowth, Lane, LockStatus, Locked, LockoutConfig, LockoutEngine, LockoutKey,
@@ -231,6 +231,8 @@ pub(crate) struct Accounts {
     shared_lanes: ring::hmac::Key,
     /// The lockout rules, for the lanes kept in the store.
     lockout: LockoutConfig,
+    /// The CAPTCHA rules, for the challenges kept in the store.
+    captcha: CaptchaConfig,
     /// The device-cookie HMAC key (`device-cookie.key`).
     device_key: [u8; 32],
     /// The outgoing-mail queue.
@@ -357,6 +359,7 @@ impl Accounts {
         );
         Ok(Self {
             lockout: settings.lockout(),
+            captcha: settings.captcha(),
             settings,
             data_dir: data_dir.to_owned(),
             store: store.clone(),
@@ -479,6 +482,86 @@ impl Accounts {
                     tracing::error!("settling a lockout lane failed: {e}");
                 }
             }
+        }
+    }
+
+    /// Whether a login after `failures` consecutive failures needs a CAPTCHA.
+    pub(crate) fn captcha_required(&self, failures: u16) -> bool {
+        self.captcha.required(failures)
+    }
+
+    /// A new CAPTCHA challenge, to be drawn by the caller outside every lock. On PostgreSQL it
+    /// is a row (any node checks the answer); beyond `captcha_max_pending` the oldest go.
+    pub(crate) async fn captcha_issue(&self, t: UnixTime) -> Result<UnrenderedChallenge, String> {
+        if !self.shared() {
+            return Ok(self.captchas().store.issue_unrendered(t, &mut OsRng));
+        }
+        let (stored, unrendered) = self.captcha.new_challenge(t, &mut OsRng);
+        self.store
+            .accounts()
+            .add_captcha(stored, self.captcha.max_pending as u64)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(unrendered)
+    }
+
+    /// Checks an answer; the challenge is used up whatever the result (on PostgreSQL its row is
+    /// taken out as it is read: one node, one request).
+    pub(crate) async fn captcha_solve(
+        &self,
+        id: &str,
+        answer: &str,
+        t: UnixTime,
+    ) -> Result<Result<(), CaptchaError>, String> {
+        if !self.shared() {
+            return Ok(self.captchas().store.solve(id, answer, t));
+        }
+        let taken = self
+            .store
+            .accounts()
+            .take_captcha(id.to_owned())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(match taken {
+            Some(c) => c.check(answer, t),
+            None => Err(CaptchaError::Invalid),
+        })
+    }
+
+    /// Drops what the nodes share and nobody needs any more: expired CAPTCHA challenges, reset
+    /// links and sessions, forgotten lockout lanes (each removed only if unchanged since read).
+    async fn purge_shared(&self, t: UnixTime) {
+        let repo = self.store.accounts();
+        let lifetime = self.settings.session_lifetime_secs.saturating_mul(1000);
+        let mut failed = Vec::new();
+        if let Err(e) = repo.purge_captchas(t.as_millis()).await {
+            failed.push(e.to_string());
+        }
+        if let Err(e) = repo.purge_resets(t.as_millis()).await {
+            failed.push(e.to_string());
+        }
+        if let Err(e) = repo
+            .purge_sessions(t.as_millis().saturating_sub(lifetime))
+            .await
+        {
+            failed.push(e.to_string());
+        }
+        // Lanes quiet for a day are candidates; the rules decide.
+        let day_ago = u32::try_from(t.as_secs().saturating_sub(86_400)).unwrap_or(0);
+        match repo.old_lanes(day_ago).await {
+            Ok(lanes) => {
+                for (lane, state) in lanes {
+                    if self.lockout.forgets(state, t) {
+                        if let Err(e) = repo.forget_lane(lane, state).await {
+                            failed.push(e.to_string());
+                        }
+                    }
+                }
+            }
+            Err(e) => failed.push(e.to_string()),
+        }
+        for e in failed {
+            tracing::error!("purging shared account state failed: {e}");
         }
     }
 
@@ -677,6 +760,9 @@ impl Accounts {
                 let mut c = self.captchas();
                 c.store.purge(t);
                 c.fetch.purge(t);
+            }
+            if tick % PURGE_TICKS == PURGE_TICKS - 1 && self.shared() {
+                self.purge_shared(now()).await;
             }
             let captcha_refused = self.captcha_refused.swap(0, Ordering::Relaxed);
             for (n, what) in [

@@ -1,6 +1,7 @@
 //! Accounts on several nodes (issue 12): three `fleetwire-server serve` processes on one
 //! PostgreSQL database. A session made on one node is valid on another and a sign-out anywhere
-//! ends it everywhere; a reset link issued on one node is redeemed on another, once; and 200
+//! ends it everywhere; a reset link issued on one node is redeemed on another, once; a device
+//! cookie and a CAPTCHA challenge from one node are accepted on another (the challenge once); and 200
 //! parallel wrong passwords spread over the three nodes get no more password verifications than
 //! the lockout allows on one node (reserve-before-verify on the shared lane row).
 //!
@@ -25,12 +26,21 @@ const MAX_FAILURES: u16 = 5;
 /// Three nodes on one fresh database; the first node's data directory got `prepare` (user
 /// commands write to the shared database).
 fn three_nodes(tag: &str, prepare: impl FnOnce(&Path)) -> (String, Vec<Served>) {
+    three_nodes_with(tag, "captcha_after_failures = 0", prepare)
+}
+
+/// [`three_nodes`] with more `[accounts]` lines.
+fn three_nodes_with(
+    tag: &str,
+    accounts: &str,
+    prepare: impl FnOnce(&Path),
+) -> (String, Vec<Served>) {
     let url = shared_postgres(tag);
     let toml = config(
         &format!(
-            "max_failures = {MAX_FAILURES}\nbase_block_secs = 3600\ncaptcha_after_failures = 0\n\
+            "max_failures = {MAX_FAILURES}\nbase_block_secs = 3600\n\
              login_burst_per_source = 1000\nlogin_per_minute_per_source = 1000\n\
-             login_per_second_global = 1000\nhash_queue = 256"
+             login_per_second_global = 1000\nhash_queue = 256\n{accounts}"
         ),
         &format!("[store]\nurl = {url:?}\n"),
     );
@@ -64,9 +74,10 @@ fn psql(url: &str, sql: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sessions_and_reset_links_work_across_nodes() {
+async fn sessions_reset_links_and_device_cookies_work_across_nodes() {
     let (_url, nodes) = three_nodes("acc-mn-sessions", |d| {
         add_user(d, "alice", &["--email", "alice@example.com"]);
+        add_user(d, "dave", &[]);
     });
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
 
@@ -130,6 +141,29 @@ async fn sessions_and_reset_links_work_across_nodes() {
         .login(&json!({ "user": "alice", "password": NEW_PASSWORD }))
         .await;
     assert_eq!(r.status, 200, "{r:?}");
+
+    // A device cookie from A keeps its owner in on C while an attacker locks the untrusted lane
+    // on B.
+    let r = a
+        .login(&json!({ "user": "dave", "password": PASSWORD }))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let cookie = r.body["device_cookie"].as_str().unwrap().to_owned();
+    let mut locked = false;
+    for _ in 0..=u32::from(MAX_FAILURES) {
+        let r = b.login(&json!({ "user": "dave", "password": WRONG })).await;
+        locked |= r.status == 429;
+    }
+    assert!(locked, "the untrusted lane is blocked");
+    let r = c
+        .login(&json!({ "user": "dave", "password": PASSWORD }))
+        .await;
+    assert_eq!(r.status, 429, "{r:?}");
+    let r = c
+        .login(&json!({ "user": "dave", "password": PASSWORD, "device_cookie": cookie }))
+        .await;
+    assert_eq!(r.status, 200, "the device cookie from A works on C: {r:?}");
+    assert_eq!(r.body["known_device"], true, "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -174,4 +208,91 @@ async fn parallel_wrong_passwords_on_three_nodes_verify_at_most_one_nodes_budget
             .await;
         assert_eq!(r.status, 429, "{r:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn captchas_work_across_nodes() {
+    let (_url, nodes) = three_nodes_with("acc-mn-captcha", "captcha_after_failures = 2", |d| {
+        add_user(d, "carol", &[]);
+    });
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+
+    // Two failures on A: B asks for a CAPTCHA (the lane is shared). The challenge B issued is
+    // accepted on C (the password is wrong there: a third failure) and is used up on every
+    // node: A refuses it and issues another, which B accepts.
+    for _ in 0..2 {
+        let r = a
+            .login(&json!({ "user": "carol", "password": WRONG }))
+            .await;
+        assert_eq!(r.status, 401, "{r:?}");
+    }
+    let r = b
+        .login(&json!({ "user": "carol", "password": PASSWORD }))
+        .await;
+    assert_eq!(
+        (r.status, &r.body["captcha_required"]),
+        (401, &json!(true)),
+        "{r:?}"
+    );
+    let solve = |r: &common::api::Reply, password: &str| {
+        json!({ "user": "carol", "password": password,
+                "captcha_id": r.body["captcha"]["id"].as_str().unwrap(),
+                "captcha_answer": read_captcha(r.body["captcha"]["svg"].as_str().unwrap()) })
+    };
+    let from_b = r.clone();
+    let r = c.login(&solve(&from_b, WRONG)).await;
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(
+        r.body.get("captcha_required").is_none(),
+        "accepted on C: {r:?}"
+    );
+    let r = a.login(&solve(&from_b, PASSWORD)).await;
+    assert_eq!(
+        (r.status, &r.body["captcha_required"]),
+        (401, &json!(true)),
+        "used up on C, refused on A: {r:?}"
+    );
+    let r = b.login(&solve(&r, PASSWORD)).await;
+    assert_eq!(r.status, 200, "issued on A, accepted on B: {r:?}");
+}
+
+/// Reads the digits of a CAPTCHA picture (seven-segment strokes; as in `accounts_api.rs`).
+fn read_captcha(svg: &str) -> String {
+    const ENDS: [(i32, i32, i32, i32); 7] = [
+        (0, 0, 20, 0),
+        (20, 0, 20, 20),
+        (20, 20, 20, 40),
+        (0, 40, 20, 40),
+        (0, 20, 0, 40),
+        (0, 0, 0, 20),
+        (0, 20, 20, 20),
+    ];
+    const DIGITS: [&str; 10] = [
+        "abcdef", "bc", "abdeg", "abcdg", "bcfg", "acdfg", "acdefg", "abc", "abcdefg", "abcdfg",
+    ];
+    let snap = |v: i32| (v + 10).div_euclid(20) * 20;
+    let mut out = String::new();
+    for group in svg.split("<g transform=").skip(1) {
+        let path = group
+            .split("d=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let mut lit = String::new();
+        for stroke in path.split('M').filter(|s| !s.is_empty()) {
+            let n: Vec<i32> = stroke
+                .split([' ', 'L'])
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().unwrap())
+                .collect();
+            let ends = (snap(n[0]), snap(n[1]), snap(n[2]), snap(n[3]));
+            let segment = ENDS.iter().position(|e| *e == ends).unwrap();
+            lit.push(char::from(b'a' + u8::try_from(segment).unwrap()));
+        }
+        let digit = DIGITS.iter().position(|d| *d == lit).unwrap();
+        out.push(char::from(b'0' + u8::try_from(digit).unwrap()));
+    }
+    out
 }

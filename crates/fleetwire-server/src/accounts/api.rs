@@ -299,21 +299,23 @@ async fn login(
     let gate = match status {
         Err(l) => Err(l),
         Ok(failures) => {
-            let refused = {
-                let mut c = a.captchas();
-                if c.store.required(failures) {
-                    let solved = match (&req.captcha_id, &req.captcha_answer) {
-                        (Some(id), Some(answer)) => {
-                            c.store.solve(id, answer, t).map_err(|e| e.to_string())
-                        }
-                        _ => Err("a CAPTCHA is required: type the digits shown".to_owned()),
-                    };
-                    solved
-                        .err()
-                        .map(|why| (why, c.store.issue_unrendered(t, &mut OsRng)))
-                } else {
-                    None
+            let refused = if a.captcha_required(failures) {
+                let solved = match (&req.captcha_id, &req.captcha_answer) {
+                    (Some(id), Some(answer)) => match a.captcha_solve(id, answer, t).await {
+                        Ok(r) => r.map_err(|e| e.to_string()),
+                        Err(e) => return internal(&e),
+                    },
+                    _ => Err("a CAPTCHA is required: type the digits shown".to_owned()),
+                };
+                match solved {
+                    Ok(()) => None,
+                    Err(why) => match a.captcha_issue(t).await {
+                        Ok(next) => Some((why, next)),
+                        Err(e) => return internal(&e),
+                    },
                 }
+            } else {
+                None
             };
             if let Some((why, next)) = refused {
                 let c = next.render(&mut OsRng);
@@ -688,14 +690,15 @@ async fn logout(State(a): A, headers: HeaderMap) -> Response {
 /// table, drawn outside every lock.
 async fn captcha(State(a): A, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
     let t = now();
-    let issued = {
-        let mut c = a.captchas();
-        c.fetch
-            .check(CAPTCHA_NS, Source::of(peer.ip()).as_bytes(), t)
-            .map(|()| c.store.issue_unrendered(t, &mut OsRng))
-    };
-    match issued {
-        Ok(unrendered) => Json(challenge_json(&unrendered.render(&mut OsRng))).into_response(),
+    let allowed = a
+        .captchas()
+        .fetch
+        .check(CAPTCHA_NS, Source::of(peer.ip()).as_bytes(), t);
+    match allowed {
+        Ok(()) => match a.captcha_issue(t).await {
+            Ok(unrendered) => Json(challenge_json(&unrendered.render(&mut OsRng))).into_response(),
+            Err(e) => internal(&e),
+        },
         Err(th) => {
             a.captcha_refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1305,9 +1308,9 @@ async fn step_up(a: &Arc<Accounts>, user: &UserRow, proof: &Proof) -> Result<(),
     let key = LockoutKey::untrusted(REAUTH_NS, user.id.as_bytes());
     let t = now();
     let ticket = a
-        .engines()
-        .lockout
-        .begin_attempt(&key, t)
+        .lane_begin(&key, t)
+        .await
+        .map_err(|e| internal(&e))?
         .map_err(|l| reauth_locked(a, user, l.until, t))?;
     let (hasher, phc, password) = (a.hasher.clone(), user.phc.clone(), proof.password.clone());
     let right = a
@@ -1321,7 +1324,8 @@ async fn step_up(a: &Arc<Accounts>, user: &UserRow, proof: &Proof) -> Result<(),
             user,
             ticket,
             error(StatusCode::UNAUTHORIZED, "the password is not right"),
-        ));
+        )
+        .await);
     }
     if user.mfa {
         match factor(
@@ -1334,11 +1338,11 @@ async fn step_up(a: &Arc<Accounts>, user: &UserRow, proof: &Proof) -> Result<(),
         .await
         {
             Ok(MfaResult::Ok) => {}
-            Ok(r) => return Err(reauth_failed(a, user, ticket, factor_refused(&r))),
+            Ok(r) => return Err(reauth_failed(a, user, ticket, factor_refused(&r)).await),
             Err(e) => return Err(internal(&e)),
         }
     }
-    a.engines().lockout.finish(ticket, Outcome::Success, now());
+    a.lane_finish(ticket, Outcome::Success, now()).await;
     Ok(())
 }
 
@@ -1352,16 +1356,16 @@ async fn second_factor_step(
     let key = LockoutKey::untrusted(REAUTH_NS, user.id.as_bytes());
     let t = now();
     let ticket = a
-        .engines()
-        .lockout
-        .begin_attempt(&key, t)
+        .lane_begin(&key, t)
+        .await
+        .map_err(|e| internal(&e))?
         .map_err(|l| reauth_locked(a, user, l.until, t))?;
     match factor(a, user, totp, recovery, t).await {
         Ok(MfaResult::Ok) => {
-            a.engines().lockout.finish(ticket, Outcome::Success, now());
+            a.lane_finish(ticket, Outcome::Success, now()).await;
             Ok(())
         }
-        Ok(r) => Err(reauth_failed(a, user, ticket, factor_refused(&r))),
+        Ok(r) => Err(reauth_failed(a, user, ticket, factor_refused(&r)).await),
         Err(e) => Err(internal(&e)),
     }
 }
@@ -1391,13 +1395,13 @@ fn factor_refused(r: &MfaResult) -> Response {
     }
 }
 
-fn reauth_failed(
+async fn reauth_failed(
     a: &Accounts,
     user: &UserRow,
-    ticket: fleetwire_auth::lockout::AttemptTicket,
+    ticket: super::LaneTicket,
     response: Response,
 ) -> Response {
-    a.engines().lockout.finish(ticket, Outcome::Failure, now());
+    a.lane_finish(ticket, Outcome::Failure, now()).await;
     a.audit(AuditEvent::AdminAction {
         actor: user.id.clone(),
         action: "reauth_failed".into(),
