@@ -221,11 +221,6 @@ pub(crate) struct Accounts {
     /// Set by every use of the engines; cleared when a snapshot is taken.
     dirty: AtomicBool,
     audit_buf: Mutex<Vec<(UnixTime, AuditEvent)>>,
-    /// Keys the pseudonyms of names that match no account in the audit log.
-    anon_key: ring::hmac::Key,
-    /// Keys the lockout-lane pseudonyms of names that match no account (derived from the
-    /// device-cookie key, so they are stable across restarts, like the saved lanes).
-    lane_key: ring::hmac::Key,
     /// Keys the lane rows the nodes share on PostgreSQL (derived from the device-cookie key,
     /// which every node reads from the store): a lane's row id and jitter seed.
     shared_lanes: ring::hmac::Key,
@@ -233,6 +228,9 @@ pub(crate) struct Accounts {
     lockout: LockoutConfig,
     /// The CAPTCHA rules, for the challenges kept in the store.
     captcha: CaptchaConfig,
+    /// The keys of the sign-in flow (pseudonyms of unknown names, device cookies): derived
+    /// from the device-cookie key, so the same on every node.
+    login_config: fleetwire_auth::login_flow::LoginConfig,
     /// The device-cookie HMAC key (`device-cookie.key`).
     device_key: [u8; 32],
     /// The outgoing-mail queue.
@@ -325,19 +323,10 @@ impl Accounts {
             store: CaptchaStore::new(settings.captcha()),
             fetch: Throttle::generate(settings.captcha_throttle(), &mut OsRng),
         };
-        let anon_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &random16());
         let device_key =
             crate::service::keys::load_or_create::<32>(store, data_dir, persist::DEVICE_KEY_FILE)
                 .await
                 .map_err(|e| e.to_string())?;
-        let lane_key = ring::hmac::Key::new(
-            ring::hmac::HMAC_SHA256,
-            ring::hmac::sign(
-                &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &device_key),
-                b"fleetwire lockout lanes of unknown names v1",
-            )
-            .as_ref(),
-        );
         let outbox = if settings.outbox.is_absolute() {
             settings.outbox.clone()
         } else {
@@ -357,7 +346,18 @@ impl Accounts {
             )
             .as_ref(),
         );
+        let login_config = fleetwire_auth::login_flow::LoginConfig {
+            pseudonym_key: ring::hmac::sign(
+                &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &device_key),
+                b"fleetwire login pseudonyms v1",
+            )
+            .as_ref()
+            .try_into()
+            .map_err(|_| "HMAC-SHA-256 is 32 bytes")?,
+            device_key,
+        };
         Ok(Self {
+            login_config,
             lockout: settings.lockout(),
             captcha: settings.captcha(),
             settings,
@@ -371,8 +371,6 @@ impl Accounts {
             captcha_refused: std::sync::atomic::AtomicU64::new(0),
             dirty: AtomicBool::new(false),
             audit_buf: Mutex::new(Vec::new()),
-            anon_key,
-            lane_key,
             shared_lanes,
             device_key,
             mailer,
@@ -709,21 +707,8 @@ impl Accounts {
 
     /// How the audit log names a submitted login name that matches no account.
     fn pseudonym(&self, name: &str) -> String {
-        let tag = ring::hmac::sign(&self.anon_key, canonical_name(name).as_bytes());
-        format!("anon:{}", hex::encode(&tag.as_ref()[..8]))
-    }
-
-    /// The subject of a login's lockout and CAPTCHA lane: the account's immutable id, so its
-    /// name and its e-mail address count together; for a name that matches no account, a
-    /// stable keyed pseudonym of the same shape (`u_` and 32 hex digits), so an unknown name
-    /// is counted, blocked and answered exactly like an account.
-    fn lane_subject(&self, user: Option<&UserRow>, name: &str) -> String {
-        if let Some(u) = user {
-            u.id.clone()
-        } else {
-            let tag = ring::hmac::sign(&self.lane_key, canonical_name(name).as_bytes());
-            format!("u_{}", hex::encode(&tag.as_ref()[..16]))
-        }
+        // The sign-in flow's pseudonym: the same on every node, and the same as the login's.
+        fleetwire_auth::login_flow::pseudonym(&self.login_config, &canonical_name(name))
     }
 
     /// Writes queued audit events; counts refusals; applies CLI commands; purges engines.

@@ -16,6 +16,10 @@ use fleetwire_auth::audit::AuditEvent;
 use fleetwire_auth::captcha::CaptchaChallenge;
 use fleetwire_auth::hash::MAX_PASSWORD_BYTES;
 use fleetwire_auth::lockout::{DeviceCookie, LockoutKey, Outcome};
+use fleetwire_auth::login_flow::{
+    Account as FlowAccount, CaptchaAnswer, FactorCheck, Gate, LoginFlow, LoginOutcome,
+    LoginRequest as FlowRequest, SecondFactor, Step, Throttled, Verified,
+};
 use fleetwire_auth::recovery::RecoveryCodes;
 use fleetwire_auth::session::{Activity, SessionInfo};
 use fleetwire_auth::totp::Totp;
@@ -234,223 +238,288 @@ async fn login(
     }
     let t = now();
     let origin = peer.ip().to_string();
-    // 1. Throttles per source (an IPv4 address or an IPv6 /64) and global: cheap refusals
-    //    before anything else.
-    if let Err(th) = {
-        let mut e = a.engines();
-        let r = e
-            .throttle
-            .check(LOGIN_NS, Source::of(peer.ip()).as_bytes(), t);
-        if r.is_err() {
-            e.throttled += 1;
-        }
-        r
-    } {
-        return retry(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many login attempts; slow down",
-            th.retry_after_ms,
-        );
-    }
-    // 2. A place on the Argon2 pool, before anything is counted: a full pool refuses at once.
-    let Some(slot) = a.pool.try_slot() else {
-        a.engines().busy += 1;
-        return retry(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is busy; try again shortly",
-            1000,
-        );
-    };
-    // 3. The account, if any (the same query whether or not it exists).
-    let lookup = name.clone();
-    let user = match a
-        .store
-        .accounts()
-        .user_by_name(canonical_name(&lookup))
-        .await
-        .map_err(|e| e.to_string())
-    {
-        Ok(u) => u,
-        Err(e) => return internal(&e),
-    };
-    // 4. Lockout and CAPTCHA. A valid device cookie of this account puts the attempt in that
-    //    device's own lane; otherwise it counts in the account's untrusted lane, keyed by its id
-    //    (so its name and its e-mail address are one lane), or for a name that matches no
-    //    account by a stable pseudonym of the same shape (so unknown names behave alike).
     let cookie = req
         .device_cookie
         .clone()
         .or_else(|| cookie_header(&headers));
-    let device = match (&user, &cookie) {
-        (Some(u), Some(c)) => DeviceCookie::verify(&a.device_key, u.id.as_bytes(), c),
-        _ => None,
-    };
-    let subject = a.lane_subject(user.as_ref(), &name);
-    let key = match device {
-        Some(d) => LockoutKey::device(LOGIN_NS, subject.as_bytes(), d),
-        None => LockoutKey::untrusted(LOGIN_NS, subject.as_bytes()),
-    };
-    // The lockout status, the CAPTCHA (its own lock; the picture is drawn outside any lock),
-    // then the reservation: a lane locked meanwhile is caught by `begin_attempt`.
-    let status = match a.lane_status(&key, t).await {
-        Ok(s) => s,
-        Err(e) => return internal(&e),
-    };
-    let gate = match status {
-        Err(l) => Err(l),
-        Ok(failures) => {
-            let refused = if a.captcha_required(failures) {
-                let solved = match (&req.captcha_id, &req.captcha_answer) {
-                    (Some(id), Some(answer)) => match a.captcha_solve(id, answer, t).await {
-                        Ok(r) => r.map_err(|e| e.to_string()),
-                        Err(e) => return internal(&e),
-                    },
-                    _ => Err("a CAPTCHA is required: type the digits shown".to_owned()),
-                };
-                match solved {
-                    Ok(()) => None,
-                    Err(why) => match a.captcha_issue(t).await {
-                        Ok(next) => Some((why, next)),
-                        Err(e) => return internal(&e),
-                    },
-                }
-            } else {
-                None
-            };
-            if let Some((why, next)) = refused {
-                let c = next.render(&mut OsRng);
-                return error_with(
-                    StatusCode::UNAUTHORIZED,
-                    &why,
-                    &json!({ "captcha_required": true, "captcha": challenge_json(&c) }),
-                );
-            }
-            match a.lane_begin(&key, t).await {
-                Ok(g) => g,
-                Err(e) => return internal(&e),
-            }
-        }
-    };
-    let ticket = match gate {
-        Ok(ticket) => ticket,
-        Err(l) => {
-            let who = user.map_or_else(|| a.pseudonym(&name), |u| u.id);
-            return locked(&a, who, &origin, l.until, t);
-        }
-    };
-    // 5. Exactly one Argon2 verification, account or not.
-    let hasher = a.hasher.clone();
-    let phc = user.as_ref().map(|u| u.phc.clone());
-    let password = req.password.clone();
-    let verified = a
-        .pool
-        .run(slot, move || {
-            if let Some(phc) = phc {
-                match hasher.verify(&password, &phc) {
-                    Ok(v) if v.needs_rehash => Some(hasher.hash(&password, &mut OsRng).ok()),
-                    Ok(_) => Some(None),
-                    Err(_) => None,
-                }
-            } else {
-                // The same Argon2 work as for an account, so timing does not tell.
-                let _ = hasher.verify_unknown_user(&password);
-                None
-            }
-        })
-        .await;
-    let (Some(user), Some(Some(rehash))) = (user.clone(), verified.clone()) else {
-        a.lane_finish(ticket, Outcome::Failure, now()).await;
-        let who = user.map_or_else(|| a.pseudonym(&name), |u| u.id);
-        a.audit(AuditEvent::LoginFailed { user: who, origin });
-        return error(StatusCode::UNAUTHORIZED, GENERIC);
-    };
-    // 6. The password was right: administrator lock, then the second factor.
-    if user.locked {
-        a.lane_finish(ticket, Outcome::Failure, now()).await;
-        a.audit(AuditEvent::LoginLocked {
-            user: user.id.clone(),
-            origin,
-        });
-        return error(
-            StatusCode::FORBIDDEN,
-            "this account is locked; ask an administrator",
-        );
-    }
-    if user.mfa {
-        let result = check_second_factor(
-            &a,
-            &user.id,
-            req.totp.as_deref(),
-            req.recovery_code.as_deref(),
-            t,
-        )
-        .await;
-        match result {
-            Ok(MfaResult::Ok) => {}
-            Ok(r) => {
-                a.lane_finish(ticket, Outcome::Failure, now()).await;
-                a.audit(AuditEvent::LoginFailed {
-                    user: user.id.clone(),
-                    origin,
-                });
-                return if matches!(r, MfaResult::Missing) {
-                    error_with(
-                        StatusCode::UNAUTHORIZED,
-                        "a second factor is required: send totp (or recovery_code) with the password",
-                        &json!({ "mfa_required": true }),
-                    )
-                } else {
-                    error(
-                        StatusCode::UNAUTHORIZED,
-                        "the one-time code or recovery code is not valid",
-                    )
-                };
-            }
-            Err(e) => return internal(&e),
-        }
-    }
-    // 7. Signed in; a new device cookie for this device.
-    a.lane_finish(ticket, Outcome::Success, now()).await;
-    let (token, info, new_origin) = {
-        let mut e = a.engines();
-        let t = now();
-        let new_origin = e.origins.observe(&user.id, &origin);
-        e.sessions
-            .set_idle_timeout(&user.id, user.idle_ms(&a.settings));
-        let (token, info) = e.sessions.create(&user.id, t, &mut OsRng);
-        (token, info, new_origin)
-    };
-    let device_cookie = DeviceCookie::issue(&a.device_key, user.id.as_bytes(), &mut OsRng);
-    let stored = a
-        .store
-        .accounts()
-        .sign_in(SignIn {
-            session: crate::store::accounts::SessionRow {
-                digest: token_digest(&token),
-                user_id: user.id.clone(),
-                created_ms: info.created_at.as_millis(),
-                last_active_ms: info.created_at.as_millis(),
-                origin: origin.clone(),
+    // The order of the checks is the sans-IO flow's (fleetwire_auth::login_flow, fuzzed): this
+    // handler only performs the steps it asks for and reports what happened.
+    let mut flow = LoginFlow::new(
+        &a.login_config,
+        FlowRequest {
+            name: name.clone(),
+            origin: origin.clone(),
+            captcha: match (&req.captcha_id, &req.captcha_answer) {
+                (Some(id), Some(answer)) => Some(CaptchaAnswer {
+                    id: id.clone(),
+                    answer: answer.clone(),
+                }),
+                _ => None,
             },
-            // The session store ended the oldest beyond its per-user cap: so do the rows, or a
-            // restart would bring those sessions back.
-            cap: MAX_SESSIONS_PER_USER,
-            rehash,
-            now: crate::unix_now(),
-        })
-        .await
-        .map_err(|e| e.to_string());
-    if let Err(e) = stored {
-        return internal(&e);
-    }
-    if new_origin {
-        tracing::warn!(user = %user.id, %origin, "sign-in from a new origin");
-    }
-    a.audit(AuditEvent::LoginSucceeded {
-        user: user.id.clone(),
-        origin,
-        new_origin,
-    });
+            second_factor: match (&req.totp, &req.recovery_code) {
+                (Some(code), _) => Some(SecondFactor::Totp(code.clone())),
+                (None, Some(code)) => Some(SecondFactor::Recovery(code.clone())),
+                (None, None) => None,
+            },
+            device_cookie: cookie.clone(),
+        },
+    );
+    let mut slot = None;
+    let mut user: Option<UserRow> = None;
+    let mut ticket = None;
+    let mut rehash: Option<String> = None;
+    let mut next_captcha = None;
+    let mut session = None;
+    let outcome = loop {
+        let Some(step) = flow.poll_step() else {
+            return internal("the login flow ended without an outcome");
+        };
+        let answered = match step {
+            // 1. Throttles per source (an IPv4 address or an IPv6 /64) and global.
+            Step::Throttle => {
+                let refused = {
+                    let mut e = a.engines();
+                    let r = e
+                        .throttle
+                        .check(LOGIN_NS, Source::of(peer.ip()).as_bytes(), t);
+                    if r.is_err() {
+                        e.throttled += 1;
+                    }
+                    r.err()
+                };
+                flow.throttled(refused.map(|th| Throttled {
+                    retry_after_ms: th.retry_after_ms,
+                }))
+            }
+            // 2. A place on the Argon2 pool, before anything is counted.
+            Step::ReserveHashSlot => {
+                slot = a.pool.try_slot();
+                if slot.is_none() {
+                    a.engines().busy += 1;
+                }
+                flow.hash_slot(slot.is_some())
+            }
+            // 3. The account, if any (the same query whether or not it exists).
+            Step::LookupAccount { name } => {
+                user = match a.store.accounts().user_by_name(name).await {
+                    Ok(u) => u,
+                    Err(e) => return internal(&e.to_string()),
+                };
+                flow.account(user.as_ref().map(|u| FlowAccount {
+                    id: u.id.clone(),
+                    phc: u.phc.clone(),
+                    locked: u.locked,
+                    mfa: u.mfa,
+                }))
+            }
+            // 4. The lane's block, the CAPTCHA if its failures call for one, the reservation.
+            Step::Gate { lane, captcha } => {
+                let key = match lane.device {
+                    Some(d) => LockoutKey::device(LOGIN_NS, lane.subject.as_bytes(), d),
+                    None => LockoutKey::untrusted(LOGIN_NS, lane.subject.as_bytes()),
+                };
+                let gate = match a.lane_status(&key, t).await {
+                    Err(e) => return internal(&e),
+                    Ok(Err(l)) => Gate::Locked { until: l.until },
+                    Ok(Ok(failures)) => {
+                        let refused = if a.captcha_required(failures) {
+                            match &captcha {
+                                Some(c) => match a.captcha_solve(&c.id, &c.answer, t).await {
+                                    Ok(r) => r.err().map(|e| e.to_string()),
+                                    Err(e) => return internal(&e),
+                                },
+                                None => {
+                                    Some("a CAPTCHA is required: type the digits shown".to_owned())
+                                }
+                            }
+                        } else {
+                            None
+                        };
+                        match refused {
+                            Some(reason) => Gate::CaptchaRequired { reason },
+                            None => match a.lane_begin(&key, t).await {
+                                Err(e) => return internal(&e),
+                                Ok(Err(l)) => Gate::Locked { until: l.until },
+                                Ok(Ok(reserved)) => {
+                                    ticket = Some(reserved);
+                                    Gate::Open
+                                }
+                            },
+                        }
+                    }
+                };
+                if let Gate::CaptchaRequired { .. } = gate {
+                    next_captcha = match a.captcha_issue(t).await {
+                        Ok(c) => Some(c),
+                        Err(e) => return internal(&e),
+                    };
+                }
+                flow.gate(gate)
+            }
+            // 5. Exactly one Argon2 verification, account or not.
+            Step::Verify { phc } => {
+                let Some(reserved) = slot.take() else {
+                    return internal("no hashing slot at the verification step");
+                };
+                let hasher = a.hasher.clone();
+                let password = req.password.clone();
+                let verified = a
+                    .pool
+                    .run(reserved, move || {
+                        if let Some(phc) = phc {
+                            match hasher.verify(&password, &phc) {
+                                Ok(v) if v.needs_rehash => {
+                                    Some(hasher.hash(&password, &mut OsRng).ok())
+                                }
+                                Ok(_) => Some(None),
+                                Err(_) => None,
+                            }
+                        } else {
+                            // The same Argon2 work as for an account, so timing does not tell.
+                            let _ = hasher.verify_unknown_user(&password);
+                            None
+                        }
+                    })
+                    .await
+                    .flatten();
+                flow.verified(match verified {
+                    Some(new_hash) => {
+                        let again = new_hash.is_some();
+                        rehash = new_hash;
+                        Verified::Correct { rehash: again }
+                    }
+                    None => Verified::Wrong,
+                })
+            }
+            // 6. The second factor (single use per time step; recovery codes once).
+            Step::CheckSecondFactor { account, factor } => {
+                let (totp, recovery) = match &factor {
+                    Some(SecondFactor::Totp(c)) => (Some(c.as_str()), None),
+                    Some(SecondFactor::Recovery(c)) => (None, Some(c.as_str())),
+                    None => (None, None),
+                };
+                let check = match check_second_factor(&a, &account, totp, recovery, t).await {
+                    Ok(MfaResult::Ok) => FactorCheck::Valid,
+                    Ok(MfaResult::Missing) => FactorCheck::Missing,
+                    Ok(MfaResult::Wrong) => FactorCheck::Invalid,
+                    Err(e) => return internal(&e),
+                };
+                flow.second_factor(check)
+            }
+            // Every reserved attempt is finished exactly once.
+            Step::Finish { outcome } => {
+                if let Some(reserved) = ticket.take() {
+                    a.lane_finish(reserved, outcome, now()).await;
+                }
+                flow.finished()
+            }
+            // 7. Signed in: the session, in memory and as a row (with the rehash, if any).
+            Step::CreateSession { account } => {
+                let Some(u) = user.clone().filter(|u| u.id == account) else {
+                    return internal("the login flow signed in an account it was not given");
+                };
+                let (token, info, new_origin) = {
+                    let mut e = a.engines();
+                    let t = now();
+                    let new_origin = e.origins.observe(&u.id, &origin);
+                    e.sessions.set_idle_timeout(&u.id, u.idle_ms(&a.settings));
+                    let (token, info) = e.sessions.create(&u.id, t, &mut OsRng);
+                    (token, info, new_origin)
+                };
+                let stored = a
+                    .store
+                    .accounts()
+                    .sign_in(SignIn {
+                        session: crate::store::accounts::SessionRow {
+                            digest: token_digest(&token),
+                            user_id: u.id.clone(),
+                            created_ms: info.created_at.as_millis(),
+                            last_active_ms: info.created_at.as_millis(),
+                            origin: origin.clone(),
+                        },
+                        // The session store ended the oldest beyond its per-user cap: so do
+                        // the rows, or a restart would bring those sessions back.
+                        cap: MAX_SESSIONS_PER_USER,
+                        rehash: rehash.take(),
+                        now: crate::unix_now(),
+                    })
+                    .await;
+                if let Err(e) = stored {
+                    return internal(&e.to_string());
+                }
+                if new_origin {
+                    tracing::warn!(user = %u.id, %origin, "sign-in from a new origin");
+                }
+                session = Some((token, info, new_origin));
+                flow.session_created(new_origin)
+            }
+            Step::Audit(event) => {
+                a.audit(event);
+                flow.audited()
+            }
+            Step::Done(outcome) => break outcome,
+        };
+        if let Err(misuse) = answered {
+            return internal(&misuse.to_string());
+        }
+    };
+    let (user, (token, info, new_origin)) = match outcome {
+        LoginOutcome::SignedIn { .. } => match (user, session) {
+            (Some(u), Some(s)) => (u, s),
+            _ => return internal("signed in without a session"),
+        },
+        LoginOutcome::Throttled { retry_after_ms } => {
+            return retry(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many login attempts; slow down",
+                retry_after_ms,
+            );
+        }
+        LoginOutcome::Busy => {
+            return retry(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is busy; try again shortly",
+                1000,
+            );
+        }
+        LoginOutcome::Locked { until } => return locked_response(until, t),
+        LoginOutcome::CaptchaRequired { reason } => {
+            let Some(next) = next_captcha else {
+                return internal("no CAPTCHA to show");
+            };
+            let c = next.render(&mut OsRng);
+            return error_with(
+                StatusCode::UNAUTHORIZED,
+                &reason,
+                &json!({ "captcha_required": true, "captcha": challenge_json(&c) }),
+            );
+        }
+        LoginOutcome::AccountLocked => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "this account is locked; ask an administrator",
+            );
+        }
+        LoginOutcome::SecondFactorRequired => {
+            return error_with(
+                StatusCode::UNAUTHORIZED,
+                "a second factor is required: send totp (or recovery_code) with the password",
+                &json!({ "mfa_required": true }),
+            );
+        }
+        LoginOutcome::SecondFactorInvalid => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "the one-time code or recovery code is not valid",
+            );
+        }
+        _ => return error(StatusCode::UNAUTHORIZED, GENERIC),
+    };
+    let known_device = cookie
+        .as_deref()
+        .and_then(|c| DeviceCookie::verify(&a.device_key, user.id.as_bytes(), c))
+        .is_some();
+    let device_cookie = DeviceCookie::issue(&a.device_key, user.id.as_bytes(), &mut OsRng);
     let mut response = Json(json!({
         "token": token,
         "user": user.name,
@@ -458,7 +527,7 @@ async fn login(
         "expires_at_ms": info.expires_at.as_millis(),
         "new_origin": new_origin,
         "device_cookie": device_cookie,
-        "known_device": device.is_some(),
+        "known_device": known_device,
     }))
     .into_response();
     let days = a.settings.device_cookie_days;
@@ -474,17 +543,8 @@ async fn login(
     response
 }
 
-fn locked(
-    a: &Accounts,
-    who: String,
-    origin: &str,
-    until: Option<UnixTime>,
-    t: UnixTime,
-) -> Response {
-    a.audit(AuditEvent::LoginLocked {
-        user: who,
-        origin: origin.to_owned(),
-    });
+/// The answer for a blocked lane (the flow audited it).
+fn locked_response(until: Option<UnixTime>, t: UnixTime) -> Response {
     match until {
         Some(u) => retry(StatusCode::TOO_MANY_REQUESTS, LOCKED, u.millis_since(t)),
         None => error(
