@@ -58,7 +58,7 @@ use fleetwire_auth::recovery::RecoveryCodes;
 use fleetwire_auth::reset::{ResetConfig, ResetTokens};
 use fleetwire_auth::roles::Roles;
 use fleetwire_auth::session::{SessionConfig, SessionStore};
-use fleetwire_auth::throttle::{Rate, Throttle, ThrottleConfig};
+use fleetwire_auth::throttle::{Rate, Throttle, ThrottleConfig, Throttled};
 use rand_core::{OsRng, RngCore};
 
 use rusqlite::Connection;
@@ -228,6 +228,8 @@ pub(crate) struct Accounts {
     lockout: LockoutConfig,
     /// The CAPTCHA rules, for the challenges kept in the store.
     captcha: CaptchaConfig,
+    /// The login throttle's rates, for the arrival times kept in the store.
+    login_throttle: ThrottleConfig,
     /// The keys of the sign-in flow (pseudonyms of unknown names, device cookies): derived
     /// from the device-cookie key, so the same on every node.
     login_config: fleetwire_auth::login_flow::LoginConfig,
@@ -360,6 +362,7 @@ impl Accounts {
             login_config,
             lockout: settings.lockout(),
             captcha: settings.captcha(),
+            login_throttle: settings.throttle(),
             settings,
             data_dir: data_dir.to_owned(),
             store: store.clone(),
@@ -483,6 +486,42 @@ impl Accounts {
         }
     }
 
+    /// Admits or refuses one login attempt from `source` (per source and over all sources). On
+    /// PostgreSQL both arrival times are rows changed under row locks in one transaction, so
+    /// the limits hold for the fleet, not per node.
+    pub(crate) async fn login_throttle(
+        &self,
+        source: &[u8],
+        t: UnixTime,
+    ) -> Result<Result<(), Throttled>, String> {
+        let r = if self.shared() {
+            let row = |parts: &[&[u8]]| {
+                let mut ctx = ring::hmac::Context::with_key(&self.shared_lanes);
+                for part in parts {
+                    ctx.update(&(part.len() as u64).to_le_bytes());
+                    ctx.update(part);
+                }
+                let mut key = [0u8; 16];
+                key.copy_from_slice(&ctx.sign().as_ref()[..16]);
+                key
+            };
+            let source = row(&[b"throttle", LOGIN_NS.as_bytes(), source]);
+            let global = row(&[b"throttle-global", LOGIN_NS.as_bytes()]);
+            let cfg = self.login_throttle;
+            self.store
+                .accounts()
+                .throttle(source, global, |s, g| cfg.admit(s, g, t))
+                .await
+                .map_err(|e| e.to_string())?
+        } else {
+            self.engines().throttle.check(LOGIN_NS, source, t)
+        };
+        if r.is_err() {
+            self.engines().throttled += 1;
+        }
+        Ok(r)
+    }
+
     /// Whether a login after `failures` consecutive failures needs a CAPTCHA.
     pub(crate) fn captcha_required(&self, failures: u16) -> bool {
         self.captcha.required(failures)
@@ -533,6 +572,12 @@ impl Accounts {
         let lifetime = self.settings.session_lifetime_secs.saturating_mul(1000);
         let mut failed = Vec::new();
         if let Err(e) = repo.purge_captchas(t.as_millis()).await {
+            failed.push(e.to_string());
+        }
+        if let Err(e) = repo
+            .purge_throttles(t.as_millis().saturating_mul(1000))
+            .await
+        {
             failed.push(e.to_string());
         }
         if let Err(e) = repo.purge_resets(t.as_millis()).await {

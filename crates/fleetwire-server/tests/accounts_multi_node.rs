@@ -3,7 +3,8 @@
 //! ends it everywhere; a reset link issued on one node is redeemed on another, once; a device
 //! cookie and a CAPTCHA challenge from one node are accepted on another (the challenge once); and 200
 //! parallel wrong passwords spread over the three nodes get no more password verifications than
-//! the lockout allows on one node (reserve-before-verify on the shared lane row).
+//! the lockout allows on one node (reserve-before-verify on the shared lane row); the per-source
+//! login throttle holds for the fleet.
 //!
 //! Needs the cluster of `FLEETWIRE_TEST_PG` (`eval "$(scripts/pg.sh start)"`).
 #![allow(clippy::disallowed_methods)]
@@ -26,8 +27,16 @@ const MAX_FAILURES: u16 = 5;
 /// Three nodes on one fresh database; the first node's data directory got `prepare` (user
 /// commands write to the shared database).
 fn three_nodes(tag: &str, prepare: impl FnOnce(&Path)) -> (String, Vec<Served>) {
-    three_nodes_with(tag, "captcha_after_failures = 0", prepare)
+    three_nodes_with(
+        tag,
+        &format!("captcha_after_failures = 0\n{GENEROUS}"),
+        prepare,
+    )
 }
+
+/// Throttles out of the way (the lockout is what a test looks at).
+const GENEROUS: &str = "login_burst_per_source = 1000\nlogin_per_minute_per_source = 1000\n\
+                        login_per_second_global = 1000";
 
 /// [`three_nodes`] with more `[accounts]` lines.
 fn three_nodes_with(
@@ -38,9 +47,7 @@ fn three_nodes_with(
     let url = shared_postgres(tag);
     let toml = config(
         &format!(
-            "max_failures = {MAX_FAILURES}\nbase_block_secs = 3600\n\
-             login_burst_per_source = 1000\nlogin_per_minute_per_source = 1000\n\
-             login_per_second_global = 1000\nhash_queue = 256\n{accounts}"
+            "max_failures = {MAX_FAILURES}\nbase_block_secs = 3600\nhash_queue = 256\n{accounts}"
         ),
         &format!("[store]\nurl = {url:?}\n"),
     );
@@ -212,9 +219,13 @@ async fn parallel_wrong_passwords_on_three_nodes_verify_at_most_one_nodes_budget
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn captchas_work_across_nodes() {
-    let (_url, nodes) = three_nodes_with("acc-mn-captcha", "captcha_after_failures = 2", |d| {
-        add_user(d, "carol", &[]);
-    });
+    let (_url, nodes) = three_nodes_with(
+        "acc-mn-captcha",
+        &format!("captcha_after_failures = 2\n{GENEROUS}"),
+        |d| {
+            add_user(d, "carol", &[]);
+        },
+    );
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
 
     // Two failures on A: B asks for a CAPTCHA (the lane is shared). The challenge B issued is
@@ -254,6 +265,34 @@ async fn captchas_work_across_nodes() {
     );
     let r = b.login(&solve(&r, PASSWORD)).await;
     assert_eq!(r.status, 200, "issued on A, accepted on B: {r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_login_throttle_holds_for_the_fleet() {
+    // Three attempts at once per source, then one a minute: spread over three nodes, a source
+    // still gets three, not nine.
+    let (_url, nodes) = three_nodes_with(
+        "acc-mn-throttle",
+        "captcha_after_failures = 0\nlogin_burst_per_source = 3\nlogin_per_minute_per_source = 1",
+        |d| add_user(d, "erin", &[]),
+    );
+    let mut statuses = Vec::new();
+    for i in 0..9 {
+        let r = nodes[i % 3]
+            .login(&json!({ "user": "erin", "password": PASSWORD }))
+            .await;
+        statuses.push(r.status);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        3,
+        "the burst is the fleet's: {statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        6,
+        "{statuses:?}"
+    );
 }
 
 /// Reads the digits of a CAPTCHA picture (seven-segment strokes; as in `accounts_api.rs`).

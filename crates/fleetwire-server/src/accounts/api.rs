@@ -277,15 +277,9 @@ async fn login(
         let answered = match step {
             // 1. Throttles per source (an IPv4 address or an IPv6 /64) and global.
             Step::Throttle => {
-                let refused = {
-                    let mut e = a.engines();
-                    let r = e
-                        .throttle
-                        .check(LOGIN_NS, Source::of(peer.ip()).as_bytes(), t);
-                    if r.is_err() {
-                        e.throttled += 1;
-                    }
-                    r.err()
+                let refused = match a.login_throttle(Source::of(peer.ip()).as_bytes(), t).await {
+                    Ok(r) => r.err(),
+                    Err(e) => return internal(&e),
                 };
                 flow.throttled(refused.map(|th| Throttled {
                     retry_after_ms: th.retry_after_ms,
