@@ -31,7 +31,7 @@ pub(crate) struct App {
     pub(crate) acme: Arc<crate::service::acme::Challenges>,
     /// Accounts: the engines, the Argon2 pool, the mailer and the keys every accounts route
     /// and session check uses (no process global).
-    pub(crate) accounts: Arc<crate::accounts::Accounts>,
+    pub(crate) accounts: Arc<crate::service::accounts::Accounts>,
 }
 
 /// A running service: ends when `App::shutdown` turns true.

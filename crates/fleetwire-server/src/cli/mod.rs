@@ -12,6 +12,7 @@ use crate::store::Store;
 mod audit;
 mod player;
 mod serve;
+mod user;
 
 #[derive(Parser)]
 #[command(
@@ -41,7 +42,7 @@ enum Command {
     Readings(crate::loggers::ReadingsArgs),
     /// Manage user accounts (read a new password from standard input).
     #[command(subcommand)]
-    User(crate::accounts::UserCommand),
+    User(user::UserCommand),
     /// Check the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -126,7 +127,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Command::Player(cmd) => player::run(cmd, &store).await,
             Command::Logger(cmd) => crate::loggers::cli(cmd, &store),
             Command::Readings(args) => crate::loggers::readings(&args, &store),
-            Command::User(cmd) => crate::accounts::user_cli(cmd, &store, &cli.data_dir).await,
+            Command::User(cmd) => user::user_cli(cmd, &store, &cli.data_dir).await,
             Command::Audit(cmd) => audit::run(cmd, &store).await,
             Command::Content(cmd) => crate::content::cli(cmd, &cli.data_dir, &store),
             Command::Thing(cmd) => crate::things::cli(cmd, &store, &cli.data_dir),

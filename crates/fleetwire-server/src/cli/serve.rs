@@ -64,7 +64,8 @@ pub(crate) async fn serve(data_dir: &Path, config: Config, store: Store) -> Resu
     let player_gate = player_gate(&config)?;
     let session_server =
         listeners::session::bind(&config.session, &store, &tls, player_gate.clone()).await?;
-    let accounts = Arc::new(crate::accounts::Accounts::new(&config, data_dir, &store).await?);
+    let accounts =
+        Arc::new(crate::service::accounts::Accounts::new(&config, data_dir, &store).await?);
     let app = Arc::new(App {
         node: node_id()?,
         data_dir: data_dir.to_owned(),
@@ -81,7 +82,7 @@ pub(crate) async fn serve(data_dir: &Path, config: Config, store: Store) -> Resu
     let services = vec![
         listeners::session::start(&app, session_server).await?,
         crate::loggers::start(&app).await?,
-        crate::accounts::start(&app).await?,
+        crate::service::accounts::start(app.accounts.clone(), app.shutdown.clone()).await?,
         crate::content::start(&app).await?,
         crate::framed::start(&app).await?,
         crate::http::start(&app).await?,

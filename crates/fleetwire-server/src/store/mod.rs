@@ -105,7 +105,6 @@ impl Store {
 
     /// Accounts: users, groups, sessions, reset tokens, second factors, the command queue,
     /// and (PostgreSQL) the lockout, throttle, CAPTCHA and origin state the nodes share.
-    #[allow(dead_code)] // transitional, until the accounts service uses it
     pub(crate) fn accounts(&self) -> accounts::Accounts<'_> {
         accounts::Accounts(self)
     }

@@ -4,6 +4,14 @@
 //!
 //! The api guard and other domains (things) check sessions and rights through here.
 
+pub(crate) mod mail;
+mod persist;
+mod pool;
+mod sealed;
+mod state;
+
+pub(crate) use state::*;
+
 use fleetwire_auth::policy::PolicyContext;
 use fleetwire_auth::roles::Roles;
 use ring::digest;

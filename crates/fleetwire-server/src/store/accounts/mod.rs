@@ -20,8 +20,8 @@
 //! unlocked account; on PostgreSQL they also take one advisory lock, so two nodes cannot each
 //! remove "another" administrator.
 
-// Transitional: the legacy `crate::accounts` still writes its own SQL; this allow goes when
-// the service layer uses every method (see the commit log).
+// A few reads exist for the repository tests and the things domain's move (`lane`,
+// `end_sessions` without a kept session, …).
 #![allow(dead_code)]
 
 pub(crate) mod postgres;

@@ -103,7 +103,8 @@ fn with_config<T: Serialize + DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accounts::{AccountsSettings, LOGIN_NS};
+    use crate::config::AccountsSettings;
+    use crate::service::accounts::LOGIN_NS;
     use fleetwire_auth::lockout::{LockStatus, LockoutKey, Outcome};
 
     #[test]

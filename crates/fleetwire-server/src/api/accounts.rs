@@ -29,17 +29,18 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::UserPolicy as _;
-use super::{
-    Accounts, LOGIN_NS, REAUTH_NS, UserRow, canonical_name, mail, now, state, token_digest,
-};
 use crate::api::{Access, Route};
 use crate::app::App as Ctx;
+use crate::service::accounts::UserPolicy as _;
+use crate::service::accounts::{
+    Accounts, LOGIN_NS, MAX_SESSIONS_PER_USER, REAUTH_NS, canonical_name, mail, now, token_digest,
+};
+use crate::store::accounts::UserRow;
 use crate::store::accounts::{GroupChange, Refused, ResetRow, SignIn};
 
 /// The accounts rows of the route table.
 pub(crate) fn routes(ctx: &Arc<Ctx>) -> Vec<Route> {
-    let accounts = state(ctx);
+    let accounts = ctx.accounts.clone();
     let row = |method: Method,
                path: &'static str,
                access: Access,
@@ -168,9 +169,6 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
 fn challenge_json(c: &CaptchaChallenge) -> Value {
     json!({ "id": c.id, "svg": c.svg, "expires_at_ms": c.expires_at.as_millis() })
 }
-
-/// The session store's per-user cap; the rows follow it.
-pub(super) const MAX_SESSIONS_PER_USER: u32 = 16;
 
 const GENERIC: &str = "wrong user name or password";
 const LOCKED: &str = "too many failed attempts; try again later";
@@ -1452,7 +1450,7 @@ fn factor_refused(r: &MfaResult) -> Response {
 async fn reauth_failed(
     a: &Accounts,
     user: &UserRow,
-    ticket: super::LaneTicket,
+    ticket: crate::service::accounts::LaneTicket,
     response: Response,
 ) -> Response {
     a.lane_finish(ticket, Outcome::Failure, now()).await;
