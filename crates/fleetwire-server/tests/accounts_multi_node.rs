@@ -1,7 +1,8 @@
 //! Accounts on several nodes (issue 12): three `fleetwire-server serve` processes on one
 //! PostgreSQL database. A session made on one node is valid on another and a sign-out anywhere
 //! ends it everywhere; a reset link issued on one node is redeemed on another, once; a device
-//! cookie and a CAPTCHA challenge from one node are accepted on another (the challenge once); and 200
+//! cookie, a CAPTCHA challenge and a second factor from one node are accepted on another (the
+//! challenge and each code once); and 200
 //! parallel wrong passwords spread over the three nodes get no more password verifications than
 //! the lockout allows on one node (reserve-before-verify on the shared lane row); the per-source
 //! login throttle holds for the fleet.
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 mod common;
-use common::api::{PASSWORD, Served, add_user, config};
+use common::api::{PASSWORD, Served, add_user, config, step_now, totp};
 use common::{data_dir, shared_postgres};
 
 const WRONG: &str = "Wrong-Password-1";
@@ -293,6 +294,49 @@ async fn the_login_throttle_holds_for_the_fleet() {
         6,
         "{statuses:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_factor_enrolled_on_one_node_works_on_the_others_once_per_code() {
+    let (_url, nodes) = three_nodes("acc-mn-mfa", |d| add_user(d, "frank", &[]));
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    // Enrolled on A, confirmed on B: the secret is sealed under the key the nodes share.
+    let token = a.token("frank").await;
+    let r = a
+        .call(
+            "POST",
+            "/v1/auth/mfa/enroll",
+            Some(&token),
+            Some(&json!({ "password": PASSWORD })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let secret = r.body["secret"].as_str().unwrap().to_owned();
+    let step = step_now();
+    let r = b
+        .call(
+            "POST",
+            "/v1/auth/mfa/confirm",
+            Some(&token),
+            Some(&json!({ "code": totp(&secret, step) })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // A sign-in on C needs the factor; the next code works there, and only once in the fleet.
+    let r = c
+        .login(&json!({ "user": "frank", "password": PASSWORD }))
+        .await;
+    assert_eq!(
+        (r.status, &r.body["mfa_required"]),
+        (401, &json!(true)),
+        "{r:?}"
+    );
+    let code = totp(&secret, step + 1);
+    let with = json!({ "user": "frank", "password": PASSWORD, "totp": code });
+    let (rc, ra) = tokio::join!(c.login(&with), a.login(&with));
+    let mut statuses = [rc.status, ra.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 401], "one code, one sign-in: {rc:?} {ra:?}");
 }
 
 /// Reads the digits of a CAPTCHA picture (seven-segment strokes; as in `accounts_api.rs`).
