@@ -410,13 +410,20 @@ async fn login(
                 let Some(u) = user.clone().filter(|u| u.id == account) else {
                     return internal("the login flow signed in an account it was not given");
                 };
-                let (token, info, new_origin) = {
+                let (token, info, local_new_origin) = {
                     let mut e = a.engines();
                     let t = now();
                     let new_origin = e.origins.observe(&u.id, &origin);
                     e.sessions.set_idle_timeout(&u.id, u.idle_ms(&a.settings));
                     let (token, info) = e.sessions.create(&u.id, t, &mut OsRng);
                     (token, info, new_origin)
+                };
+                // Several nodes: the account's recent origins are rows, so "new" means new to
+                // the fleet.
+                let new_origin = match a.new_origin(&u.id, &origin, t).await {
+                    Ok(Some(shared)) => shared,
+                    Ok(None) => local_new_origin,
+                    Err(e) => return internal(&e),
                 };
                 let stored = a
                     .store

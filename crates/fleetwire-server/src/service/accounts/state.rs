@@ -501,6 +501,31 @@ impl Accounts {
         Ok(r)
     }
 
+    /// On PostgreSQL, whether `origin` is new among the account's recent origins in the fleet
+    /// (and records it); `None` on the embedded store (the in-memory tracker decides).
+    pub(crate) async fn new_origin(
+        &self,
+        user: &str,
+        origin: &str,
+        t: UnixTime,
+    ) -> Result<Option<bool>, String> {
+        if !self.shared() {
+            return Ok(None);
+        }
+        let tag = ring::hmac::sign(&self.shared_lanes, format!("origin\0{origin}").as_bytes());
+        self.store
+            .accounts()
+            .observe_origin(
+                user.to_owned(),
+                hex::encode(&tag.as_ref()[..16]),
+                t.as_millis(),
+                8,
+            )
+            .await
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
     /// Whether a login after `failures` consecutive failures needs a CAPTCHA.
     pub(crate) fn captcha_required(&self, failures: u16) -> bool {
         self.captcha.required(failures)
