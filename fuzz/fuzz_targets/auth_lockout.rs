@@ -1,10 +1,13 @@
 //! The lockout engine fed arbitrary event sequences (attempts, outcomes, clears, clock steps in
 //! both directions): never panics, never counts while locked, never exceeds the hard limit; a
-//! batch decides exactly as one call per key.
+//! batch decides exactly as one call per key; and one key's state kept outside an engine (a row
+//! per key, as several server nodes share it) decides exactly as an engine that never evicts.
 #![no_main]
 use arbitrary::Arbitrary;
 use fleetwire_auth::UnixTime;
-use fleetwire_auth::lockout::{LockoutConfig, LockoutEngine, LockoutKey, Outcome};
+use std::collections::HashMap;
+
+use fleetwire_auth::lockout::{KeyState, LockoutConfig, LockoutEngine, LockoutKey, Outcome};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -24,9 +27,16 @@ fuzz_target!(|input: (u8, u8, Vec<Op>)| {
     cfg.failures_per_block = u16::from(per_block.max(1));
     cfg.max_keys = 8;
     cfg.jitter_percent = 25;
-    let Ok(mut e) = LockoutEngine::new(cfg, [1; 16]) else {
+    let Ok(mut e) = LockoutEngine::new(cfg.clone(), [1; 16]) else {
         return;
     };
+    // An engine large enough never to evict, and the same keys as rows kept outside it.
+    let mut roomy_cfg = cfg.clone();
+    roomy_cfg.max_keys = 64;
+    let Ok(mut roomy) = LockoutEngine::new(roomy_cfg, [1; 16]) else {
+        return;
+    };
+    let mut rows: HashMap<u8, KeyState> = HashMap::new();
     let mut now = 1_700_000_000u64;
     for op in ops.into_iter().take(2000) {
         let t = UnixTime::from_secs(now);
@@ -34,6 +44,18 @@ fuzz_target!(|input: (u8, u8, Vec<Op>)| {
             Op::Begin { key, finish } => {
                 let subject = [key % 16];
                 let k = LockoutKey::untrusted("f", &subject);
+                // The rows decide as the engine that keeps every key.
+                let seed = roomy.key_seed(&k);
+                let row = rows.entry(key % 16).or_default();
+                let outside = cfg.reserve(row, seed, t);
+                let inside = roomy.begin_attempt(&k, t);
+                assert_eq!(inside.map(|ticket| ticket.failures), outside);
+                if let (Ok(ticket), Some(ok)) = (inside, finish) {
+                    let outcome = if ok { Outcome::Success } else { Outcome::Failure };
+                    roomy.finish(ticket, outcome, t);
+                    *row = cfg.settle(*row, outcome, t).unwrap_or_default();
+                }
+                assert_eq!(roomy.status(&k, t), cfg.state_status(*row, seed, t));
                 match e.begin_attempt(&k, t) {
                     Ok(ticket) => {
                         assert!(ticket.failures <= 100);
@@ -63,10 +85,18 @@ fuzz_target!(|input: (u8, u8, Vec<Op>)| {
                 assert_eq!(got, expected);
                 assert_eq!(e, single);
             }
-            Op::Clear { key } => e.clear(&LockoutKey::untrusted("f", &[key % 16])),
+            Op::Clear { key } => {
+                e.clear(&LockoutKey::untrusted("f", &[key % 16]));
+                roomy.clear(&LockoutKey::untrusted("f", &[key % 16]));
+                rows.remove(&(key % 16));
+            }
             Op::Advance { secs } => now = now.saturating_add(u64::from(secs % 100_000)),
             Op::StepBack { secs } => now = now.saturating_sub(u64::from(secs % 100_000)),
-            Op::Purge => e.purge(t),
+            Op::Purge => {
+                e.purge(t);
+                roomy.purge(t);
+                rows.retain(|_, row| !cfg.forgets(*row, t));
+            }
         }
         assert!(e.stats().tracked_keys <= 8);
     }

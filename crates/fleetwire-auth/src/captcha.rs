@@ -95,6 +95,75 @@ impl UnrenderedChallenge {
     }
 }
 
+/// A challenge as a store shared by several servers keeps it (a row): its id, the SHA-256 of
+/// its answer and its expiry; never the picture or the digits. Take the row out as it is read
+/// (single use), then [`check`](Self::check) the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredChallenge {
+    /// The identifier the answer comes back with.
+    pub id: String,
+    /// SHA-256 of the digits.
+    pub answer_digest: [u8; 32],
+    /// When it stops being accepted.
+    pub expires_at: UnixTime,
+}
+
+impl StoredChallenge {
+    /// Checks a typed answer (spaces ignored, compared in constant time), as
+    /// [`CaptchaStore::solve`] does.
+    pub fn check(&self, answer: &str, now: UnixTime) -> Result<(), CaptchaError> {
+        if now >= self.expires_at {
+            return Err(CaptchaError::Expired);
+        }
+        let typed: String = answer
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .take(16)
+            .collect();
+        if bool::from(digest_of(&typed).ct_eq(&self.answer_digest)) {
+            Ok(())
+        } else {
+            Err(CaptchaError::Invalid)
+        }
+    }
+}
+
+impl CaptchaConfig {
+    /// A new challenge: what to store, and the picture to draw (after storing, outside any
+    /// lock). [`CaptchaStore::issue_unrendered`] uses exactly this.
+    pub fn new_challenge(
+        &self,
+        now: UnixTime,
+        rng: &mut impl CryptoRngCore,
+    ) -> (StoredChallenge, UnrenderedChallenge) {
+        let n = self.digits.clamp(4, 8);
+        let answer: String = (0..n)
+            .map(|_| char::from(b'0' + (rng.next_u32() % 10) as u8))
+            .collect();
+        let mut raw = [0u8; 16];
+        rng.fill_bytes(&mut raw);
+        let id = BASE64URL_NOPAD.encode(&raw);
+        let expires_at = now.plus_millis(self.lifetime_ms);
+        (
+            StoredChallenge {
+                id: id.clone(),
+                answer_digest: digest_of(&answer),
+                expires_at,
+            },
+            UnrenderedChallenge {
+                id,
+                answer,
+                expires_at,
+            },
+        )
+    }
+
+    /// Whether a login after `failures` consecutive failures needs a CAPTCHA.
+    pub fn required(&self, failures: u16) -> bool {
+        failures >= self.required_after_failures
+    }
+}
+
 /// Why an answer was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -135,7 +204,7 @@ impl CaptchaStore {
 
     /// Whether a login after `failures` consecutive failures needs a CAPTCHA.
     pub fn required(&self, failures: u16) -> bool {
-        failures >= self.config.required_after_failures
+        self.config.required(failures)
     }
 
     /// Creates a challenge and draws it. Under a lock, prefer
@@ -162,46 +231,28 @@ impl CaptchaStore {
                 None => self.pending.clear(),
             }
         }
-        let n = self.config.digits.clamp(4, 8);
-        let answer: String = (0..n)
-            .map(|_| char::from(b'0' + (rng.next_u32() % 10) as u8))
-            .collect();
-        let mut raw = [0u8; 16];
-        rng.fill_bytes(&mut raw);
-        let id = BASE64URL_NOPAD.encode(&raw);
-        let expires_at = now.plus_millis(self.config.lifetime_ms);
+        let (stored, unrendered) = self.config.new_challenge(now, rng);
         self.pending.insert(
-            id.clone(),
+            stored.id.clone(),
             Pending {
-                answer: digest_of(&answer),
-                expires_at,
+                answer: stored.answer_digest,
+                expires_at: stored.expires_at,
             },
         );
-        self.order.push_back(id.clone());
+        self.order.push_back(stored.id);
         self.compact();
-        UnrenderedChallenge {
-            id,
-            answer,
-            expires_at,
-        }
+        unrendered
     }
 
     /// Checks an answer; the challenge is consumed whatever the result.
     pub fn solve(&mut self, id: &str, answer: &str, now: UnixTime) -> Result<(), CaptchaError> {
         let p = self.pending.remove(id).ok_or(CaptchaError::Invalid)?;
-        if now >= p.expires_at {
-            return Err(CaptchaError::Expired);
+        StoredChallenge {
+            id: String::new(),
+            answer_digest: p.answer,
+            expires_at: p.expires_at,
         }
-        let typed: String = answer
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .take(16)
-            .collect();
-        if bool::from(digest_of(&typed).ct_eq(&p.answer)) {
-            Ok(())
-        } else {
-            Err(CaptchaError::Invalid)
-        }
+        .check(answer, now)
     }
 
     /// Drops expired challenges from the front of the queue (issue order is expiry order while
@@ -346,6 +397,24 @@ mod tests {
             Err(CaptchaError::Expired)
         );
         assert!(s.required(3) && !s.required(2));
+    }
+
+    #[test]
+    fn a_stored_challenge_checks_its_answer_once_stored_elsewhere() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        let cfg = CaptchaConfig::default();
+        let now = UnixTime::from_secs(10);
+        let (stored, picture) = cfg.new_challenge(now, &mut rng);
+        assert_eq!(stored.id, picture.id());
+        assert_eq!(stored.check(&picture.answer, now), Ok(()));
+        let spaced: String = picture.answer.chars().flat_map(|c| [c, ' ']).collect();
+        assert_eq!(stored.check(&spaced, now), Ok(()));
+        assert_eq!(stored.check("0", now), Err(CaptchaError::Invalid));
+        assert_eq!(
+            stored.check(&picture.answer, now.plus_secs(120)),
+            Err(CaptchaError::Expired)
+        );
+        assert!(cfg.required(3) && !cfg.required(2));
     }
 
     #[test]

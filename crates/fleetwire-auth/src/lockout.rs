@@ -271,8 +271,14 @@ pub struct LockoutStats {
     pub memory_bytes: u64,
 }
 
+/// One key's lockout state. A [`LockoutEngine`] keeps one per key in its table; a caller that
+/// keeps each key's state itself instead — a row per key in a database shared by several
+/// servers, changed under a row lock, so that parallel attempts on different servers still
+/// reserve one after another — applies the same transitions with [`LockoutConfig::reserve`],
+/// [`LockoutConfig::settle`], [`LockoutConfig::state_status`] and
+/// [`LockoutConfig::state_failures`]. The engine uses exactly those functions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct LockState {
+pub struct KeyState {
     /// Seconds since the epoch of the last counted failure (start of the current block).
     last: u32,
     /// Consecutive failures, including reservations in flight.
@@ -283,12 +289,102 @@ struct LockState {
 
 const QUICK: u8 = 1;
 
+impl KeyState {
+    /// A state from its stored parts (any values are safe: every transition normalizes).
+    pub fn from_parts(last_secs: u32, failures: u16, flags: u8) -> Self {
+        Self {
+            last: last_secs,
+            failures,
+            flags,
+        }
+    }
+
+    /// Seconds since the epoch of the last counted failure (start of the current block).
+    pub fn last_secs(&self) -> u32 {
+        self.last
+    }
+
+    /// Consecutive failures, including reservations in flight.
+    pub fn failures(&self) -> u16 {
+        self.failures
+    }
+
+    /// Internal flags (the quick-failure bit); store them with the state.
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
+}
+
+impl LockoutConfig {
+    /// Reserves an attempt on one key's state: refuses with [`Locked`] while the key is blocked
+    /// (nothing counted) or counts a failure up front and returns the consecutive failures,
+    /// this attempt included. `seed` is any stable 64-bit value of the key (the block jitter is
+    /// derived from it; the engine passes its tag). The state is normalized in place either way
+    /// (a forgotten streak is cleared, a backward clock step re-anchored): store it back.
+    pub fn reserve(&self, state: &mut KeyState, seed: u64, now: UnixTime) -> Result<u16, Locked> {
+        let now_s = secs_u32(now);
+        normalize(self, state, now_s);
+        if let Some(locked) = blocked(self, *state, seed, now_s) {
+            return Err(locked);
+        }
+        let prev = *state;
+        state.failures = state.failures.saturating_add(1);
+        state.last = now_s;
+        state.flags &= !QUICK;
+        if let Some(q) = self.quick_failure {
+            let window = q.window_ms.div_ceil(1000).max(1);
+            if prev.failures > 0 && now_s.saturating_sub(prev.last) < window {
+                state.flags |= QUICK;
+            }
+        }
+        Ok(state.failures)
+    }
+
+    /// Finishes a reserved attempt on one key's state: `None` means the key's entry goes (a
+    /// success ends the streak), `Some` is the state to store (a failure keeps its count).
+    pub fn settle(&self, state: KeyState, outcome: Outcome, now: UnixTime) -> Option<KeyState> {
+        match outcome {
+            Outcome::Success => None,
+            Outcome::Failure => Some(KeyState {
+                last: state.last.max(secs_u32(now)),
+                ..state
+            }),
+        }
+    }
+
+    /// The status of one key's state, without counting anything (`seed` as for
+    /// [`Self::reserve`]).
+    pub fn state_status(&self, state: KeyState, seed: u64, now: UnixTime) -> LockStatus {
+        let now_s = secs_u32(now);
+        let mut s = state;
+        normalize(self, &mut s, now_s);
+        match blocked(self, s, seed, now_s) {
+            Some(l) => LockStatus::Locked(l),
+            None => LockStatus::Open {
+                remaining: remaining(self, s.failures),
+            },
+        }
+    }
+
+    /// Consecutive failures counted in one key's state at `now`.
+    pub fn state_failures(&self, state: KeyState, now: UnixTime) -> u16 {
+        let mut s = state;
+        normalize(self, &mut s, secs_u32(now));
+        s.failures
+    }
+
+    /// Whether one key's state is forgotten by `now` (its entry may be dropped).
+    pub fn forgets(&self, state: KeyState, now: UnixTime) -> bool {
+        forgotten(self, state, secs_u32(now))
+    }
+}
+
 /// The lockout engine. Serializable: persist it and load it after a restart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockoutEngine {
     config: LockoutConfig,
     key: TagKey,
-    table: KeyTable<LockState>,
+    table: KeyTable<KeyState>,
 }
 
 impl LockoutEngine {
@@ -382,13 +478,9 @@ impl LockoutEngine {
         let Some(idx) = self.table.find(ticket.tag) else {
             return;
         };
-        match outcome {
-            Outcome::Success => self.table.remove(idx),
-            Outcome::Failure => {
-                let mut s = self.table.get(idx);
-                s.last = s.last.max(secs_u32(now));
-                self.table.set(idx, s);
-            }
+        match self.config.settle(self.table.get(idx), outcome, now) {
+            None => self.table.remove(idx),
+            Some(s) => self.table.set(idx, s),
         }
     }
 
@@ -401,13 +493,10 @@ impl LockoutEngine {
     /// Consecutive failures counted for a key at `now` (for example to demand a CAPTCHA).
     pub fn failures(&self, key: &LockoutKey<'_>, now: UnixTime) -> u16 {
         let tag = self.tag(key);
-        let now_s = secs_u32(now);
-        let mut s = match self.table.find(tag) {
-            Some(i) => self.table.get(i),
-            None => return 0,
-        };
-        normalize(&self.config, &mut s, now_s);
-        s.failures
+        match self.table.find(tag) {
+            Some(i) => self.config.state_failures(self.table.get(i), now),
+            None => 0,
+        }
     }
 
     /// Forgets a key's failures and blocks (completed password reset, administrator unlock).
@@ -421,8 +510,7 @@ impl LockoutEngine {
     /// Drops every entry whose streak is forgotten by `now` (smaller snapshots).
     pub fn purge(&mut self, now: UnixTime) {
         let cfg = self.config.clone();
-        let now = secs_u32(now);
-        self.table.retain(|s| !forgotten(&cfg, *s, now));
+        self.table.retain(|s| !cfg.forgets(*s, now));
     }
 
     /// Monitoring counters.
@@ -434,6 +522,12 @@ impl LockoutEngine {
         }
     }
 
+    /// The seed this engine passes to [`LockoutConfig::reserve`] for `key` (its keyed tag), for
+    /// comparing the engine with states kept outside it.
+    pub fn key_seed(&self, key: &LockoutKey<'_>) -> u64 {
+        self.tag(key)
+    }
+
     #[doc(hidden)]
     /// The tag of a raw 8-byte subject in namespace `""`, untrusted lane (benchmarks).
     pub fn bench_tag(&self, subject: u64) -> u64 {
@@ -443,55 +537,38 @@ impl LockoutEngine {
     #[doc(hidden)]
     /// [`Self::begin_attempt`] by precomputed tag (benchmarks).
     pub fn begin_tag(&mut self, tag: u64, now: UnixTime) -> Result<AttemptTicket, Locked> {
-        let now_s = secs_u32(now);
-        let cfg = &self.config;
         let (idx, mut s) = match self.table.find(tag) {
             Some(i) => (Some(i), self.table.get(i)),
-            None => (None, LockState::default()),
+            None => (None, KeyState::default()),
         };
-        normalize(cfg, &mut s, now_s);
-        if let Some(locked) = blocked(cfg, s, tag, now_s) {
-            if let Some(i) = idx {
-                self.table.set(i, s);
+        match self.config.reserve(&mut s, tag, now) {
+            Err(locked) => {
+                if let Some(i) = idx {
+                    self.table.set(i, s);
+                }
+                Err(locked)
             }
-            return Err(locked);
-        }
-        let prev = s;
-        s.failures = s.failures.saturating_add(1);
-        s.last = now_s;
-        s.flags &= !QUICK;
-        if let Some(q) = cfg.quick_failure {
-            let window = q.window_ms.div_ceil(1000).max(1);
-            if prev.failures > 0 && now_s.saturating_sub(prev.last) < window {
-                s.flags |= QUICK;
+            Ok(failures) => {
+                if let Some(i) = idx {
+                    self.table.set(i, s);
+                } else {
+                    let cfg = self.config.clone();
+                    let now_s = secs_u32(now);
+                    self.table.insert(tag, s, |e| value(&cfg, *e, now_s));
+                }
+                Ok(AttemptTicket { tag, failures })
             }
         }
-        let failures = s.failures;
-        if let Some(i) = idx {
-            self.table.set(i, s);
-        } else {
-            let cfg = self.config.clone();
-            self.table.insert(tag, s, |e| value(&cfg, *e, now_s));
-        }
-        Ok(AttemptTicket { tag, failures })
     }
 
     #[doc(hidden)]
     /// [`Self::status`] by precomputed tag (benchmarks).
     pub fn status_tag(&self, tag: u64, now: UnixTime) -> LockStatus {
-        let now_s = secs_u32(now);
-        let cfg = &self.config;
-        let mut s = match self.table.find(tag) {
+        let s = match self.table.find(tag) {
             Some(i) => self.table.get(i),
-            None => LockState::default(),
+            None => KeyState::default(),
         };
-        normalize(cfg, &mut s, now_s);
-        match blocked(cfg, s, tag, now_s) {
-            Some(l) => LockStatus::Locked(l),
-            None => LockStatus::Open {
-                remaining: remaining(cfg, s.failures),
-            },
-        }
+        self.config.state_status(s, tag, now)
     }
 
     fn tag(&self, key: &LockoutKey<'_>) -> u64 {
@@ -503,7 +580,7 @@ impl LockoutEngine {
 }
 
 /// Re-anchors a state after a backward clock step and forgets an old streak.
-fn normalize(cfg: &LockoutConfig, s: &mut LockState, now: u32) {
+fn normalize(cfg: &LockoutConfig, s: &mut KeyState, now: u32) {
     if s.failures == 0 {
         return;
     }
@@ -511,11 +588,11 @@ fn normalize(cfg: &LockoutConfig, s: &mut LockState, now: u32) {
         s.last = now;
     }
     if forgotten(cfg, *s, now) {
-        *s = LockState::default();
+        *s = KeyState::default();
     }
 }
 
-fn forgotten(cfg: &LockoutConfig, s: LockState, now: u32) -> bool {
+fn forgotten(cfg: &LockoutConfig, s: KeyState, now: u32) -> bool {
     if s.failures == 0 {
         return true;
     }
@@ -585,7 +662,7 @@ fn jitter(cfg: &LockoutConfig, tag: u64, failures: u16, len: u32) -> u32 {
 }
 
 /// Whether the state refuses attempts at `now`.
-fn blocked(cfg: &LockoutConfig, s: LockState, tag: u64, now: u32) -> Option<Locked> {
+fn blocked(cfg: &LockoutConfig, s: KeyState, tag: u64, now: u32) -> Option<Locked> {
     let f = s.failures;
     if f == 0 {
         return None;
@@ -609,7 +686,7 @@ fn blocked(cfg: &LockoutConfig, s: LockState, tag: u64, now: u32) -> Option<Lock
 }
 
 /// Eviction score: lower is evicted first.
-fn value(cfg: &LockoutConfig, s: LockState, now: u32) -> u64 {
+fn value(cfg: &LockoutConfig, s: KeyState, now: u32) -> u64 {
     if forgotten(cfg, s, now) {
         0
     } else if permanent(cfg, s.failures) {
@@ -792,6 +869,38 @@ mod tests {
         while fail(&mut e, b"alice", t).is_ok() {}
         let device = LockoutKey::device(NS, b"alice", id);
         assert!(e.begin_attempt(&device, t).is_ok());
+    }
+
+    #[test]
+    fn one_key_state_kept_elsewhere_decides_as_the_engine() {
+        let mut cfg = LockoutConfig::web_cms();
+        cfg.max_failures = 3;
+        cfg.jitter_percent = 30;
+        let mut e = engine(cfg.clone());
+        let k = LockoutKey::untrusted(NS, b"alice");
+        let seed = e.tag(&k);
+        let mut row = KeyState::default();
+        let mut t = UnixTime::from_secs(1_000_000);
+        for i in 0..40u64 {
+            let engine = e.begin_attempt(&k, t);
+            let outside = cfg.reserve(&mut row, seed, t);
+            assert_eq!(engine.map(|ticket| ticket.failures), outside, "attempt {i}");
+            if let Ok(ticket) = engine {
+                let outcome = if i % 11 == 10 {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                };
+                e.finish(ticket, outcome, t);
+                row = cfg.settle(row, outcome, t).unwrap_or_default();
+            }
+            assert_eq!(e.status(&k, t), cfg.state_status(row, seed, t));
+            assert_eq!(e.failures(&k, t), cfg.state_failures(row, t));
+            t = t.plus_secs(if i % 3 == 0 { 400 } else { 1 });
+        }
+        let (last, failures, flags) = (row.last_secs(), row.failures(), row.flags());
+        assert_eq!(KeyState::from_parts(last, failures, flags), row);
+        assert!(cfg.forgets(row, t.plus_secs(10 * 24 * 3600)));
     }
 
     trait SeedForTests {

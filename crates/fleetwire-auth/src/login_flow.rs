@@ -65,6 +65,15 @@ impl std::fmt::Debug for LoginConfig {
     }
 }
 
+/// The stable pseudonym (`anon:` and 16 hex digits) of a canonical name that matches no
+/// account: its lockout lane and its name in the audit log, the same on every node that holds
+/// the same key. Other flows that name an unknown user (a reset request) use it too.
+pub fn pseudonym(config: &LoginConfig, name: &str) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &config.pseudonym_key);
+    let tag = hmac::sign(&key, name.as_bytes());
+    format!("anon:{}", hex::encode(&tag.as_ref()[..8]))
+}
+
 /// One sign-in attempt as submitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginRequest {
@@ -327,9 +336,7 @@ enum After {
 impl LoginFlow {
     /// A new attempt.
     pub fn new(config: &LoginConfig, request: LoginRequest) -> Self {
-        let key = hmac::Key::new(hmac::HMAC_SHA256, &config.pseudonym_key);
-        let tag = hmac::sign(&key, request.name.as_bytes());
-        let pseudonym = format!("anon:{}", hex::encode(&tag.as_ref()[..8]));
+        let pseudonym = pseudonym(config, &request.name);
         Self {
             request,
             state: State::Throttle,

@@ -87,10 +87,7 @@ impl ResetTokens {
         now: UnixTime,
         rng: &mut impl CryptoRngCore,
     ) -> String {
-        let mut raw = [0u8; 32];
-        rng.fill_bytes(&mut raw);
-        let token = format!("fwr1.{}", BASE64URL_NOPAD.encode(&raw));
-        let digest = digest_hex(&token);
+        let (token, digest) = new_token(rng);
         if let Some(old) = self.by_user.insert(user.to_owned(), digest.clone()) {
             self.pending.remove(&old);
         }
@@ -112,9 +109,7 @@ impl ResetTokens {
             .pending
             .get(&digest_hex(token))
             .ok_or(ResetError::Invalid)?;
-        if now >= p.expires_at {
-            return Err(ResetError::Expired);
-        }
+        judge(p.expires_at, None, now)?;
         Ok(&p.user)
     }
 
@@ -132,12 +127,11 @@ impl ResetTokens {
         let digest = digest_hex(token);
         let p = self.pending.remove(&digest).ok_or(ResetError::Invalid)?;
         self.by_user.remove(&p.user);
-        if now >= p.expires_at {
-            return Err(ResetError::Expired);
-        }
-        if p.password_version != current_password_version {
-            return Err(ResetError::PasswordChanged);
-        }
+        judge(
+            p.expires_at,
+            Some((p.password_version, current_password_version)),
+            now,
+        )?;
         Ok(p.user)
     }
 
@@ -158,6 +152,34 @@ impl ResetTokens {
             }
             live
         });
+    }
+}
+
+/// A new reset token (`fwr1.` + 256 random bits, base64url) and its digest (lower-case hex
+/// SHA-256), for a server that keeps outstanding tokens as rows shared by several nodes.
+pub fn new_token(rng: &mut impl CryptoRngCore) -> (String, String) {
+    let mut raw = [0u8; 32];
+    rng.fill_bytes(&mut raw);
+    let token = format!("fwr1.{}", BASE64URL_NOPAD.encode(&raw));
+    let digest = digest_hex(&token);
+    (token, digest)
+}
+
+/// Judges one outstanding token kept elsewhere, as [`ResetTokens`] does: expired at
+/// `expires_at`; when it is being redeemed, `versions` is (the password version it was issued
+/// for, the current one), and a change in between voids it. A row store makes the token single
+/// use by deleting its row as it reads it.
+pub fn judge(
+    expires_at: UnixTime,
+    versions: Option<(u64, u64)>,
+    now: UnixTime,
+) -> Result<(), ResetError> {
+    if now >= expires_at {
+        return Err(ResetError::Expired);
+    }
+    match versions {
+        Some((issued, current)) if issued != current => Err(ResetError::PasswordChanged),
+        _ => Ok(()),
     }
 }
 

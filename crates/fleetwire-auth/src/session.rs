@@ -124,9 +124,7 @@ impl SessionStore {
         rng: &mut impl CryptoRngCore,
     ) -> (String, SessionInfo) {
         let now = self.advance(now);
-        let mut raw = [0u8; 32];
-        rng.fill_bytes(&mut raw);
-        let token = format!("fws1.{}", BASE64URL_NOPAD.encode(&raw));
+        let (token, digest) = new_token(rng);
         let mine: Vec<(String, UnixTime)> = self
             .sessions
             .iter()
@@ -144,7 +142,7 @@ impl SessionStore {
             last_activity: now,
         };
         let info = self.info(&record);
-        self.sessions.insert(digest_hex(&token), record);
+        self.sessions.insert(digest, record);
         (token, info)
     }
 
@@ -267,29 +265,78 @@ impl SessionStore {
     }
 
     fn expired(&self, r: &Record, now: UnixTime) -> Result<(), SessionError> {
-        if now >= r.created.plus_millis(self.config.absolute_lifetime_ms) {
-            return Err(SessionError::LifetimeExpired);
-        }
-        if let Some(idle) = self.idle_timeout(&r.user) {
-            if now >= r.last_activity.plus_millis(idle) {
-                return Err(SessionError::IdleExpired);
-            }
-        }
-        Ok(())
+        self.config
+            .judge(r.created, r.last_activity, self.idle_timeout(&r.user), now)
+            .map(|_| ())
     }
 
     fn info(&self, r: &Record) -> SessionInfo {
-        let absolute = r.created.plus_millis(self.config.absolute_lifetime_ms);
-        let expires_at = match self.idle_timeout(&r.user) {
-            Some(idle) => absolute.min(r.last_activity.plus_millis(idle)),
-            None => absolute,
-        };
         SessionInfo {
             user: r.user.clone(),
             created_at: r.created,
-            expires_at,
+            expires_at: self.config.expires_at(
+                r.created,
+                r.last_activity,
+                self.idle_timeout(&r.user),
+            ),
         }
     }
+}
+
+impl SessionConfig {
+    /// Judges one session kept elsewhere (a row per session in a database shared by several
+    /// servers) as [`SessionStore::check`] does: its creation, its last recorded activity and
+    /// the idle timeout that applies to its user (`None`: off). Returns when it ends unless the
+    /// user acts, or why it is over. A caller that records activity only every few seconds
+    /// judges by the last recorded one: a session may end that much early, never late.
+    pub fn judge(
+        &self,
+        created: UnixTime,
+        last_activity: UnixTime,
+        idle_timeout_ms: Option<u64>,
+        now: UnixTime,
+    ) -> Result<UnixTime, SessionError> {
+        if now >= created.plus_millis(self.absolute_lifetime_ms) {
+            return Err(SessionError::LifetimeExpired);
+        }
+        if let Some(idle) = idle_timeout_ms {
+            if now >= last_activity.plus_millis(idle) {
+                return Err(SessionError::IdleExpired);
+            }
+        }
+        Ok(self.expires_at(created, last_activity, idle_timeout_ms))
+    }
+
+    /// When a session ends unless its user acts: the idle deadline or the absolute one,
+    /// whichever comes first.
+    pub fn expires_at(
+        &self,
+        created: UnixTime,
+        last_activity: UnixTime,
+        idle_timeout_ms: Option<u64>,
+    ) -> UnixTime {
+        let absolute = created.plus_millis(self.absolute_lifetime_ms);
+        match idle_timeout_ms {
+            Some(idle) => absolute.min(last_activity.plus_millis(idle)),
+            None => absolute,
+        }
+    }
+}
+
+/// A new session token (`fws1.` + 256 random bits, base64url) and its digest, the lower-case
+/// hex SHA-256 that a durable session table keeps instead of the token.
+pub fn new_token(rng: &mut impl CryptoRngCore) -> (String, String) {
+    let mut raw = [0u8; 32];
+    rng.fill_bytes(&mut raw);
+    let token = format!("fws1.{}", BASE64URL_NOPAD.encode(&raw));
+    let digest = digest_hex(&token);
+    (token, digest)
+}
+
+/// The digest a durable session (or reset-token) table keeps: lower-case hex SHA-256 of the
+/// token.
+pub fn token_digest(token: &str) -> String {
+    digest_hex(token)
 }
 
 pub(crate) fn digest_hex(token: &str) -> String {
@@ -378,6 +425,33 @@ mod tests {
             s.idle_timeout("v"),
             SessionConfig::default().default_idle_timeout_ms
         );
+    }
+
+    #[test]
+    fn a_session_kept_elsewhere_is_judged_as_the_store_judges_it() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
+        let cfg = SessionConfig::default();
+        let mut s = SessionStore::new(cfg);
+        let t0 = UnixTime::from_secs(1000);
+        let (token, info) = s.create("u", t0, &mut rng);
+        let idle = s.idle_timeout("u");
+        assert_eq!(cfg.judge(t0, t0, idle, t0), Ok(info.expires_at));
+        // Background checks leave the last activity at creation, as an unchanged row does.
+        for secs in [600, 1700, 1800] {
+            let now = t0.plus_secs(secs);
+            let store = s.check(&token, now, Activity::Background);
+            assert_eq!(
+                store.map(|i| i.expires_at),
+                cfg.judge(t0, t0, idle, now),
+                "{secs}"
+            );
+        }
+        assert_eq!(
+            cfg.judge(t0, t0, None, t0.plus_secs(12 * 3600)),
+            Err(SessionError::LifetimeExpired)
+        );
+        let (token, digest) = new_token(&mut rng);
+        assert!(token.starts_with("fws1.") && token_digest(&token) == digest);
     }
 
     #[test]

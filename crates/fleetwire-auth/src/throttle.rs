@@ -49,6 +49,30 @@ impl Default for ThrottleConfig {
     }
 }
 
+impl ThrottleConfig {
+    /// One decision on state kept elsewhere (rows in a database shared by several servers,
+    /// changed under a row lock): the source's and the global theoretical arrival times in
+    /// microseconds (0 for a source not seen yet) become the returned pair, or the request is
+    /// refused and nothing changes. [`Throttle::check`] decides with exactly this.
+    pub fn admit(
+        &self,
+        source_tat_us: u64,
+        global_tat_us: u64,
+        now: UnixTime,
+    ) -> Result<(u64, u64), Throttled> {
+        let now_us = now.as_millis().saturating_mul(1000);
+        let source = gcra(self.per_source, source_tat_us, now_us).map_err(|wait| Throttled {
+            scope: ThrottleScope::Source,
+            retry_after_ms: wait.div_ceil(1000),
+        })?;
+        let global = gcra(self.global, global_tat_us, now_us).map_err(|wait| Throttled {
+            scope: ThrottleScope::Global,
+            retry_after_ms: wait.div_ceil(1000),
+        })?;
+        Ok((source, global))
+    }
+}
+
 /// Which limit refused the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ThrottleScope {
@@ -103,18 +127,9 @@ impl Throttle {
         now: UnixTime,
     ) -> Result<(), Throttled> {
         let tag = self.key.tag(&[namespace.as_bytes(), source]);
-        let now_us = now.as_millis().saturating_mul(1000);
         let idx = self.sources.find(tag);
         let src_tat = idx.map_or(0, |i| self.sources.get(i));
-        let new_src = gcra(self.config.per_source, src_tat, now_us).map_err(|wait| Throttled {
-            scope: ThrottleScope::Source,
-            retry_after_ms: wait.div_ceil(1000),
-        })?;
-        let new_global =
-            gcra(self.config.global, self.global_tat_us, now_us).map_err(|wait| Throttled {
-                scope: ThrottleScope::Global,
-                retry_after_ms: wait.div_ceil(1000),
-            })?;
+        let (new_src, new_global) = self.config.admit(src_tat, self.global_tat_us, now)?;
         self.global_tat_us = new_global;
         match idx {
             Some(i) => self.sources.set(i, new_src),
@@ -182,6 +197,22 @@ mod tests {
             th.check("code", &[99], t).unwrap_err().scope,
             ThrottleScope::Global
         );
+    }
+
+    #[test]
+    fn admit_on_state_kept_elsewhere_decides_as_the_throttle() {
+        let config = cfg(3, 5);
+        let mut th = Throttle::new(config, [1; 16]);
+        let (mut src, mut global) = (0, 0);
+        let t = UnixTime::from_secs(1000);
+        for i in 0..8u64 {
+            let now = t.plus_millis(i * 300);
+            let outside = config.admit(src, global, now);
+            assert_eq!(th.check("n", b"s", now), outside.map(|_| ()), "request {i}");
+            if let Ok((s, g)) = outside {
+                (src, global) = (s, g);
+            }
+        }
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub(crate) struct App {
     pub(crate) acme: Arc<crate::service::acme::Challenges>,
     /// Content for players: publishing, signed requests, bytes sent, this node's files.
     pub(crate) content: Arc<crate::service::content::ContentService>,
+    /// Accounts: the engines, the Argon2 pool, the mailer and the keys every accounts route
+    /// and session check uses (no process global).
+    pub(crate) accounts: Arc<crate::service::accounts::Accounts>,
 }
 
 /// A running service: ends when `App::shutdown` turns true.

@@ -1,8 +1,9 @@
 //! `fleetwire.toml`: every setting has a default, so the file is optional. `serve` writes the
 //! defaults to the data directory on first run, for the operator to edit.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -14,10 +15,10 @@ pub(crate) struct Config {
     pub(crate) session: SessionSettings,
     pub(crate) http: HttpSettings,
     pub(crate) sensor: SensorSettings,
-    pub(crate) accounts: crate::accounts::AccountsSettings,
+    pub(crate) accounts: AccountsSettings,
     /// Mail for password resets; without it messages go to the outbox file.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) smtp: Option<crate::accounts::SmtpSettings>,
+    pub(crate) smtp: Option<SmtpSettings>,
     pub(crate) content: ContentSettings,
     pub(crate) things: ThingsSettings,
     pub(crate) transfer: TransferSettings,
@@ -412,4 +413,149 @@ impl Default for SensorSettings {
             danger_plaintext: false,
         }
     }
+}
+
+/// `[accounts]` in `fleetwire.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AccountsSettings {
+    /// `seed` (at least 8 characters with a digit and an upper-case letter, C1) or `nist`
+    /// (at least 15, or 8 with MFA; no composition rules; block list).
+    pub(crate) password_preset: PasswordPreset,
+    /// Consecutive failures before the first block.
+    pub(crate) max_failures: u16,
+    /// The first block; each further failure doubles it.
+    pub(crate) base_block_secs: u32,
+    /// The longest block.
+    pub(crate) max_block_secs: u32,
+    /// Consecutive failures after which a login needs a CAPTCHA (0: never).
+    pub(crate) captcha_after_failures: u16,
+    /// CAPTCHA challenges one source may fetch back to back (`GET /v1/auth/captcha`).
+    pub(crate) captcha_burst_per_source: u32,
+    /// CAPTCHA challenges per minute per source after the burst.
+    pub(crate) captcha_per_minute_per_source: u32,
+    /// Most CAPTCHA challenges outstanding; beyond it the oldest issued is dropped.
+    pub(crate) captcha_max_pending: usize,
+    /// Login attempts one address may make back to back.
+    pub(crate) login_burst_per_source: u32,
+    /// Login attempts per minute per address after the burst.
+    pub(crate) login_per_minute_per_source: u32,
+    /// Login attempts per second over all addresses.
+    pub(crate) login_per_second_global: u32,
+    /// A session ends this long after sign-in, whatever the activity.
+    pub(crate) session_lifetime_secs: u64,
+    /// Sign-out after this much inactivity for users who have not chosen (0: off).
+    pub(crate) idle_timeout_secs: u64,
+    /// How long a reset link works.
+    pub(crate) reset_lifetime_secs: u64,
+    /// The reset link: this text followed by the token.
+    pub(crate) reset_url: String,
+    /// Outgoing mail when `[smtp]` is not set: one JSON object per line (relative paths are in
+    /// the data directory).
+    pub(crate) outbox: PathBuf,
+    /// How often, at most, the lockout, throttle and session state is saved while it changes
+    /// (it is also saved on a graceful stop).
+    pub(crate) state_save_secs: u64,
+    /// How long a browser keeps the device cookie (`Max-Age`); 0 sends no `Set-Cookie` (the
+    /// cookie is still in the JSON answer).
+    pub(crate) device_cookie_days: u32,
+    /// Argon2 threads (0: one less than the cores, at least one).
+    pub(crate) hash_workers: usize,
+    /// Logins waiting for an Argon2 thread; beyond it logins are refused with 503 at once.
+    pub(crate) hash_queue: usize,
+    /// Groups and the rights they grant (`*` everything, `player.*` a prefix).
+    pub(crate) groups: BTreeMap<String, Vec<String>>,
+    /// Argon2 with tiny parameters (tests only): stolen hashes would be cracked at once.
+    pub(crate) danger_insecure_fast_hashing: bool,
+}
+
+/// The password rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum PasswordPreset {
+    /// The sensor cloud's rules (C1).
+    Seed,
+    /// NIST SP 800-63B.
+    Nist,
+}
+
+impl Default for AccountsSettings {
+    fn default() -> Self {
+        let groups = [
+            ("admin", vec!["*"]),
+            (
+                "operator",
+                vec!["player.*", "content.*", "user.read", "thing.create"],
+            ),
+            ("viewer", vec!["player.read", "content.read"]),
+        ]
+        .into_iter()
+        .map(|(g, r)| (g.to_owned(), r.into_iter().map(str::to_owned).collect()))
+        .collect();
+        Self {
+            password_preset: PasswordPreset::Seed,
+            max_failures: 5,
+            base_block_secs: 60,
+            max_block_secs: 3600,
+            captcha_after_failures: 3,
+            captcha_burst_per_source: 10,
+            captcha_per_minute_per_source: 10,
+            captcha_max_pending: 10_000,
+            login_burst_per_source: 10,
+            login_per_minute_per_source: 10,
+            login_per_second_global: 100,
+            session_lifetime_secs: 12 * 3600,
+            idle_timeout_secs: 30 * 60,
+            reset_lifetime_secs: 20 * 60,
+            reset_url: "https://localhost:8443/reset#token=".to_owned(),
+            outbox: PathBuf::from("outbox.jsonl"),
+            state_save_secs: 2,
+            device_cookie_days: 365,
+            hash_workers: 0,
+            hash_queue: 32,
+            groups,
+            danger_insecure_fast_hashing: false,
+        }
+    }
+}
+
+/// `[smtp]` in `fleetwire.toml`: where reset links are mailed. Without it they go to the
+/// outbox file (`[accounts] outbox`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SmtpSettings {
+    /// The mail server's host name (checked against its certificate).
+    pub(crate) host: String,
+    /// Its port (default: 587 for `starttls`, 465 for `tls`, 25 for `none`).
+    #[serde(default)]
+    pub(crate) port: Option<u16>,
+    /// `starttls` (upgrade required, never falls back to plain), `tls` (TLS from the first
+    /// byte), or `none` (plain text: only for a relay on this machine, so the host must be a
+    /// loopback address or `localhost`).
+    #[serde(default)]
+    pub(crate) tls: SmtpTls,
+    /// Sign in with this user name, if set.
+    #[serde(default)]
+    pub(crate) username: Option<String>,
+    /// …and this password (keep `fleetwire.toml` readable by the server's user only).
+    #[serde(default)]
+    pub(crate) password: Option<String>,
+    /// The sender, such as `fleetwire <noreply@example.com>`.
+    pub(crate) from: String,
+    /// Seconds before an SMTP exchange is given up (default 30).
+    #[serde(default)]
+    pub(crate) timeout_secs: Option<u64>,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SmtpTls {
+    /// STARTTLS, required.
+    #[default]
+    Starttls,
+    /// Implicit TLS (SMTPS).
+    Tls,
+    /// No encryption: loopback only.
+    None,
 }

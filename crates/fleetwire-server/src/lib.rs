@@ -29,7 +29,6 @@
 #![allow(clippy::disallowed_methods)] // the server reads the clock (util::clock, drivers)
 #![allow(clippy::print_stdout)] // a command-line program prints
 
-mod accounts;
 mod api;
 mod app;
 pub mod cli;

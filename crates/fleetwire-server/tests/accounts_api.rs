@@ -490,21 +490,15 @@ async fn accounts_over_https() {
     assert_eq!(s, 401, "the deleted account's session is over");
     let (s, _) = api.login(&creds(ALICE, NEW_PASSWORD)).await;
     assert_eq!(s, 401);
-    let db = rusqlite::Connection::open(data.join("fleetwire.db")).unwrap();
     for table in ["auth_users", "auth_sessions", "auth_reset_tokens"] {
-        let n: i64 = db
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 0, "{table}");
+        let n = common::store_sql(&data, &format!("SELECT count(*) FROM {table}"));
+        assert_eq!(n, "0", "{table}");
     }
-    let named: i64 = db
-        .query_row(
-            "SELECT count(*) FROM auth_audit WHERE event LIKE '%alice%'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(named, 0, "the audit log names ids, not people");
+    let named = common::store_sql(
+        &data,
+        "SELECT count(*) FROM auth_audit WHERE event LIKE '%alice%'",
+    );
+    assert_eq!(named, "0", "the audit log names ids, not people");
 
     // Stop (the audit queue is flushed), then verify the chain; an edited row is caught.
     Command::new("kill")
@@ -514,14 +508,12 @@ async fn accounts_over_https() {
     assert!(server.wait().unwrap().success());
     let ok = cli(&data, &["audit", "verify"], "");
     assert!(ok.contains("audit chain ok"), "{ok}");
-    let edited = db
-        .execute(
-            "UPDATE auth_audit SET event = replace(event, '127.0.0.1', '10.9.9.9') \
-             WHERE seq = (SELECT min(seq) FROM auth_audit WHERE event LIKE '%127.0.0.1%')",
-            [],
-        )
-        .unwrap();
-    assert_eq!(edited, 1);
+    let edited = common::store_sql(
+        &data,
+        "UPDATE auth_audit SET event = replace(event, '127.0.0.1', '10.9.9.9') \
+         WHERE seq = (SELECT min(seq) FROM auth_audit WHERE event LIKE '%127.0.0.1%')",
+    );
+    assert_eq!(edited, "1");
     let caught = run(&data, &["audit", "verify"], "");
     assert!(!caught.status.success());
     let why = String::from_utf8_lossy(&caught.stderr);
@@ -1029,13 +1021,16 @@ async fn captcha_solved_end_to_end() {
 }
 
 fn stored_mfa(data: &Path) -> (Option<String>, Option<String>) {
-    let db = rusqlite::Connection::open(data.join("fleetwire.db")).unwrap();
-    db.query_row(
-        "SELECT mfa, mfa_pending FROM auth_users WHERE name = ?1",
-        [ALICE],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .unwrap()
+    let row = common::store_sql(
+        data,
+        &format!(
+            "SELECT COALESCE(mfa, '-'), COALESCE(mfa_pending, '-') FROM auth_users \
+             WHERE name = '{ALICE}'"
+        ),
+    );
+    let (mfa, pending) = row.split_once('|').unwrap();
+    let column = |v: &str| (v != "-").then(|| v.to_owned());
+    (column(mfa), column(pending))
 }
 
 /// A2 for TOTP secrets: the store holds them sealed (AES-256-GCM under `totp.key`), the login
@@ -1083,12 +1078,14 @@ async fn totp_secrets_sealed_at_rest() {
 
     // A row as an earlier version wrote it: the Totp JSON in clear.
     let legacy = fleetwire_auth::totp::Totp::generate(&mut rand_core::OsRng);
-    let db = rusqlite::Connection::open(data.join("fleetwire.db")).unwrap();
-    db.execute(
-        "UPDATE auth_users SET mfa = ?2, mfa_last_step = NULL WHERE name = ?1",
-        [ALICE, &serde_json::to_string(&legacy).unwrap()],
-    )
-    .unwrap();
+    let clear = serde_json::to_string(&legacy).unwrap().replace('\'', "''");
+    let changed = common::store_sql(
+        &data,
+        &format!(
+            "UPDATE auth_users SET mfa = '{clear}', mfa_last_step = NULL WHERE name = '{ALICE}'"
+        ),
+    );
+    assert_eq!(changed, "1");
     let (server, api) = serve(&data);
     let (mfa, _) = stored_mfa(&data);
     assert!(mfa.unwrap().starts_with("enc1:"), "sealed at start");

@@ -8,6 +8,7 @@
 //! is limited per source (429 while other sources are served), a player's one answers 401 to an
 //! unsigned request. The table is served as JSON at `GET /v1/api` for that test and for clients.
 
+pub(crate) mod accounts;
 mod content;
 mod status;
 pub(crate) mod things;
@@ -107,7 +108,7 @@ impl Route {
 #[allow(dead_code)] // handlers read it as they move off their own checks
 pub(crate) enum Principal {
     /// A signed-in account.
-    Account(Box<crate::accounts::UserRow>),
+    Account(Box<crate::store::accounts::UserRow>),
     /// A user named by a trusted gateway (`Access::Member` with `danger_trust_user_header`).
     Gateway(String),
 }
@@ -129,7 +130,7 @@ pub(crate) fn table(app: &Arc<App>) -> Vec<Route> {
         )
         .plain_only(),
     );
-    routes.extend(crate::accounts::api::routes(app));
+    routes.extend(accounts::routes(app));
     routes.extend(things::routes(app));
     routes.extend(content::routes(app));
     routes
@@ -252,7 +253,8 @@ async fn guard(State(g): State<Guard>, mut request: Request, next: Next) -> Resp
                 Err(refused) => return refused,
             };
             if let (Access::Right(right), Principal::Account(user)) = (g.access, &principal) {
-                if let Err(why) = crate::accounts::check_right(&g.app.config.accounts, user, right)
+                if let Err(why) =
+                    crate::service::accounts::check_right(&g.app.config.accounts, user, right)
                 {
                     return error(StatusCode::FORBIDDEN, &why);
                 }
@@ -275,14 +277,9 @@ async fn principal(g: &Guard, headers: &axum::http::HeaderMap) -> Result<Princip
             ))
         };
     }
-    match crate::accounts::session_user(headers).await {
-        Some(Ok(user)) => Ok(Principal::Account(Box::new(user))),
-        Some(Err(refused)) => Err(refused),
-        None => Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "accounts are not running: sessions cannot be checked",
-        )),
-    }
+    accounts::session_user(&g.app.accounts, headers)
+        .await
+        .map(|user| Principal::Account(Box::new(user)))
 }
 
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {

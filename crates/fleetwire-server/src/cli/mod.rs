@@ -17,6 +17,7 @@ mod player;
 mod serve;
 mod store;
 mod thing;
+mod user;
 
 #[derive(Parser)]
 #[command(
@@ -46,7 +47,7 @@ enum Command {
     Readings(logger::ReadingsArgs),
     /// Manage user accounts (read a new password from standard input).
     #[command(subcommand)]
-    User(crate::accounts::UserCommand),
+    User(user::UserCommand),
     /// Check the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -143,7 +144,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Command::Player(cmd) => player::run(cmd, &store).await,
             Command::Logger(cmd) => logger::run(cmd, &store).await,
             Command::Readings(args) => logger::readings(&args, &store).await,
-            Command::User(cmd) => crate::accounts::user_cli(cmd, &store, &cli.data_dir),
+            Command::User(cmd) => user::user_cli(cmd, &store, &cli.data_dir).await,
             Command::Audit(cmd) => audit::run(cmd, &store).await,
             Command::Backup(cmd) => backup::run(cmd, &config, Some(&store), &cli.data_dir).await,
             Command::Store(cmd) => store::run(cmd, &store, &cli.data_dir).await,

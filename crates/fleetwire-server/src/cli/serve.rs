@@ -74,6 +74,8 @@ pub(crate) async fn serve(data_dir: &Path, config: Config, store: Store) -> Resu
     let content = ContentService::open(&store, data_dir, &config.content)
         .await
         .map_err(|e| e.to_string())?;
+    let accounts =
+        Arc::new(crate::service::accounts::Accounts::new(&config, data_dir, &store).await?);
     let app = Arc::new(App {
         node: node_id()?,
         data_dir: data_dir.to_owned(),
@@ -85,12 +87,13 @@ pub(crate) async fn serve(data_dir: &Path, config: Config, store: Store) -> Resu
         player_gate,
         acme: Arc::new(Challenges::default()),
         content,
+        accounts,
     });
     println!("store: {} (node {})", app.store.kind(), app.node);
     let services = vec![
         listeners::session::start(&app, session_server).await?,
         listeners::sensor::start(&app).await?,
-        crate::accounts::start(&app).await?,
+        crate::service::accounts::start(app.accounts.clone(), app.shutdown.clone()).await?,
         app.content
             .start(app.sessions.clone(), app.shutdown.clone()),
         listeners::framed::start(&app).await?,

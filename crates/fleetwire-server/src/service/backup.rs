@@ -191,11 +191,7 @@ mod tests {
 
     fn tiny_db(dir: &Path) -> PathBuf {
         let db = dir.join("fleetwire.db");
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1), (2);",
-        )
-        .unwrap();
+        crate::store::backup::tiny_database(&db);
         db
     }
 

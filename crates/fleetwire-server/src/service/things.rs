@@ -44,8 +44,9 @@ use rand_chacha::ChaCha12Rng;
 use rand_core::SeedableRng;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::accounts::{AccountsSettings, UserRow};
+use crate::config::AccountsSettings;
 use crate::config::ThingsSettings;
+use crate::store::accounts::UserRow;
 use crate::store::things::{Created, NewThing, Quota, ThingKey, ThingRow, Via};
 use crate::store::{Store, StoreError};
 
@@ -706,7 +707,7 @@ impl Things {
         };
         account
             .ok_or_else(|| format!("permission denied: {right}"))
-            .and_then(|u| crate::accounts::check_right(&self.accounts, &u, right))
+            .and_then(|u| crate::service::accounts::check_right(&self.accounts, &u, right))
             .map_err(OpError::Forbidden)
     }
 
@@ -792,32 +793,19 @@ impl Things {
 
     // -- accounts, as things sees them ---------------------------------------------------------
     //
-    // TRANSITIONAL: accounts still live in the legacy module, on the embedded store only. These
-    // two lookups are the only places things reaches them; when accounts move onto their own
-    // repository, call it here. On PostgreSQL there are no accounts yet: every name is a
-    // gateway user (or unknown).
-
     async fn account_by_name(&self, name: &str) -> Result<Option<UserRow>, OpError> {
-        if self.store.kind() != "sqlite" {
-            return Ok(None);
-        }
-        let store = self.store.clone();
-        let name = name.to_owned();
-        tokio::task::spawn_blocking(move || crate::accounts::user_by_name(&store.conn(), &name))
+        self.store
+            .accounts()
+            .user_by_name(crate::service::accounts::canonical_name(name))
             .await
-            .map_err(|e| OpError::Internal(e.to_string()))?
             .map_err(|e| OpError::Internal(e.to_string()))
     }
 
     async fn account_by_id(&self, id: &str) -> Result<Option<UserRow>, OpError> {
-        if self.store.kind() != "sqlite" {
-            return Ok(None);
-        }
-        let store = self.store.clone();
-        let id = id.to_owned();
-        tokio::task::spawn_blocking(move || crate::accounts::user_by_id(&store.conn(), &id))
+        self.store
+            .accounts()
+            .user_by_id(id.to_owned())
             .await
-            .map_err(|e| OpError::Internal(e.to_string()))?
             .map_err(|e| OpError::Internal(e.to_string()))
     }
 }

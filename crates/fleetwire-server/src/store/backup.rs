@@ -122,3 +122,13 @@ pub(crate) fn restore(from: &Path, db: &Path) -> Result<Verified, StoreError> {
     }
     Ok(checked)
 }
+
+/// A small WAL database with one table `t` of two rows (for tests of the backup policy).
+#[cfg(test)]
+pub(crate) fn tiny_database(path: &Path) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1), (2);",
+    )
+    .unwrap();
+}

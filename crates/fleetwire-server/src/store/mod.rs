@@ -11,6 +11,7 @@
 //! Both backends apply their versioned migrations at open ([`migrate`]); a data directory made
 //! by an earlier version migrates forward.
 
+pub(crate) mod accounts;
 pub(crate) mod audit;
 mod backend;
 pub(crate) mod backup;
@@ -110,6 +111,12 @@ impl Store {
         players::Players(self)
     }
 
+    /// Accounts: users, groups, sessions, reset tokens, second factors, the command queue,
+    /// and (PostgreSQL) the lockout, throttle, CAPTCHA and origin state the nodes share.
+    pub(crate) fn accounts(&self) -> accounts::Accounts<'_> {
+        accounts::Accounts(self)
+    }
+
     /// Keys shared by the nodes of a fleet (PostgreSQL).
     pub(crate) fn keys(&self) -> keys::Keys<'_> {
         keys::Keys(self)
@@ -167,16 +174,6 @@ impl Store {
             Backend::Sqlite(_) => Err(StoreError::Invalid(
                 "a PostgreSQL query was sent to SQLite".into(),
             )),
-        }
-    }
-
-    /// The SQLite connection of a domain not yet moved onto a repository (transitional: every
-    /// use goes away as its domain moves into `store/`). Only the embedded store has one.
-    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
-        match &*self.backend {
-            Backend::Sqlite(db) => db.lock(),
-            // INVARIANT: transitional; PostgreSQL is refused at open until every domain moved.
-            Backend::Postgres(_) => panic!("this domain does not run on PostgreSQL yet"),
         }
     }
 }

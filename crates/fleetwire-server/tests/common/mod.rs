@@ -123,3 +123,55 @@ pub fn shared_postgres(tag: &str) -> String {
 }
 
 pub mod api;
+
+/// Runs one SQL statement on the store of the data directory `data`, whichever backend its
+/// `fleetwire.toml` names (the SQLite file, or the `[store] url` with `psql`): the first row's
+/// columns joined by `|` (`NULL` as empty) for a query, the number of rows changed otherwise.
+/// For tests that look at rows directly; the SQL must mean the same on both.
+pub fn store_sql(data: &Path, sql: &str) -> String {
+    let toml = std::fs::read_to_string(data.join("fleetwire.toml")).unwrap_or_default();
+    let url = toml
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("url = "))
+        .find_map(|v| serde_json::from_str::<String>(v).ok());
+    if let Some(url) = url {
+        let out = Command::new("psql")
+            .arg(&url)
+            .args(["-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+            .output()
+            .expect("psql (install postgresql-client)");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let first = text.lines().next().unwrap_or("").to_owned();
+        match first.split_once(' ') {
+            Some(("UPDATE" | "DELETE" | "INSERT", n)) => {
+                n.rsplit(' ').next().unwrap_or(n).to_owned()
+            }
+            _ => first,
+        }
+    } else {
+        let db = rusqlite::Connection::open(data.join("fleetwire.db")).unwrap();
+        let mut stmt = db.prepare(sql).unwrap();
+        if stmt.column_count() == 0 {
+            return stmt.execute([]).unwrap().to_string();
+        }
+        let n = stmt.column_count();
+        stmt.query_row([], |r| {
+            Ok((0..n)
+                .map(|i| match r.get::<_, rusqlite::types::Value>(i).unwrap() {
+                    rusqlite::types::Value::Null => String::new(),
+                    rusqlite::types::Value::Integer(v) => v.to_string(),
+                    rusqlite::types::Value::Real(v) => v.to_string(),
+                    rusqlite::types::Value::Text(v) => v,
+                    rusqlite::types::Value::Blob(v) => format!("{v:?}"),
+                })
+                .collect::<Vec<_>>()
+                .join("|"))
+        })
+        .unwrap()
+    }
+}

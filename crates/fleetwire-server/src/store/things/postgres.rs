@@ -329,6 +329,17 @@ pub(super) async fn forget_account(
     now: UnixTime,
 ) -> Result<ThingsForgotten, StoreError> {
     let tx = client.transaction().await?;
+    let out = forget_account_in(&tx, account, now).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// [`forget_account`] in the caller's transaction (`user delete` deletes the account in it).
+pub(crate) async fn forget_account_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    account: &str,
+    now: UnixTime,
+) -> Result<ThingsForgotten, StoreError> {
     let things_created = tx
         .execute(
             "UPDATE things SET created_by = NULL WHERE created_by = $1",
@@ -347,7 +358,6 @@ pub(super) async fn forget_account(
         .await?
         .map(|r| number_of(r.get(0)));
     let Some(number) = number else {
-        tx.commit().await?;
         return Ok(out);
     };
     let n = number.0.to_string();
@@ -365,7 +375,7 @@ pub(super) async fn forget_account(
             continue;
         }
         tally(&mut out, &f, &thing.access);
-        save(&tx, &mut thing, Via::Cli, true, now).await?;
+        save(tx, &mut thing, Via::Cli, true, now).await?;
     }
     let anonymised: i64 = tx
         .query_one(
@@ -382,6 +392,5 @@ pub(super) async fn forget_account(
         &[&db_number(number)],
     )
     .await?;
-    tx.commit().await?;
     Ok(out)
 }

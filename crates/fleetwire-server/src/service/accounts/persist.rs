@@ -17,13 +17,12 @@
 //! - Not saved: CAPTCHA challenges (they live two minutes, and anyone may ask for them, so they
 //!   must not make the file large or dirty; a client fetches a new one after a restart; a
 //!   `captcha` entry in an older snapshot is ignored).
-//! - `device-cookie.key`: the 32-byte HMAC key of the device cookies, created on first start.
+//! - `device-cookie.key`: the 32-byte HMAC key of the device cookies, created on first start
+//!   (`service::keys`; a `server_keys` row on PostgreSQL, the same for every node).
 
-use std::io::{Read as _, Write as _};
 use std::path::Path;
 
 use fleetwire_auth::UnixTime;
-use rand_core::{OsRng, RngCore};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -36,33 +35,6 @@ pub(super) const STATE_FILE: &str = "accounts-state.json";
 pub(super) const DEVICE_KEY_FILE: &str = "device-cookie.key";
 /// The snapshot format; a file of another version is ignored (with a warning).
 const VERSION: u64 = 1;
-
-/// Reads a key file of `N` bytes, or creates it (mode 0600) from the system's randomness.
-pub(super) fn load_or_create_key<const N: usize>(path: &Path) -> Result<[u8; N], String> {
-    let mut key = [0u8; N];
-    match std::fs::File::open(path) {
-        Ok(mut f) => {
-            f.read_exact(&mut key)
-                .map_err(|e| format!("{}: {e} (expected a {N}-byte key)", path.display()))?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            OsRng.fill_bytes(&mut key);
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            options
-                .open(path)
-                .and_then(|mut f| f.write_all(&key).and_then(|()| f.sync_all()))
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        }
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    }
-    Ok(key)
-}
 
 /// The engines as saved: each engine's own serde form.
 pub(super) fn snapshot(e: &Engines, at: UnixTime) -> Result<Vec<u8>, String> {
@@ -131,7 +103,8 @@ fn with_config<T: Serialize + DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accounts::{AccountsSettings, LOGIN_NS};
+    use crate::config::AccountsSettings;
+    use crate::service::accounts::LOGIN_NS;
     use fleetwire_auth::lockout::{LockStatus, LockoutKey, Outcome};
 
     #[test]
@@ -147,7 +120,7 @@ mod tests {
             let ticket = e.lockout.begin_attempt(&key, t).unwrap();
             e.lockout.finish(ticket, Outcome::Failure, t);
         }
-        let (token, _) = e.sessions.create("u_1", t, &mut OsRng);
+        let (token, _) = e.sessions.create("u_1", t, &mut rand_core::OsRng);
         let bytes = snapshot(&e, t).unwrap();
 
         let new = AccountsSettings {

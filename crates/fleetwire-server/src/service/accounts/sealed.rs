@@ -7,8 +7,9 @@
 //!
 //! Rows written in clear by earlier versions are sealed at start ([`migrate`]).
 
+use crate::store::Store;
+use crate::store::accounts::ClearTotp;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use rusqlite::{Connection, TransactionBehavior, params};
 
 use rand_core::{OsRng, RngCore};
 
@@ -66,36 +67,31 @@ impl Sealer {
     }
 }
 
-/// Seals every TOTP secret still stored in clear; returns how many values were sealed.
-pub(super) fn migrate(conn: &mut Connection, sealer: &Sealer) -> rusqlite::Result<usize> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let rows: Vec<(String, Option<String>, Option<String>)> = tx
-        .prepare(
-            "SELECT id, mfa, mfa_pending FROM auth_users
-             WHERE (mfa IS NOT NULL AND substr(mfa, 1, 5) <> 'enc1:')
-                OR (mfa_pending IS NOT NULL AND substr(mfa_pending, 1, 5) <> 'enc1:')",
-        )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+/// Seals every TOTP secret still stored in clear; returns how many values were sealed. Each row
+/// is replaced only if it is still as read (another node may be sealing it too).
+pub(super) async fn migrate(store: &Store, sealer: &Sealer) -> Result<usize, String> {
+    let repo = store.accounts();
+    let rows = repo.clear_totp().await.map_err(|e| e.to_string())?;
     let mut n = 0;
-    let to_err = |e: String| rusqlite::Error::ToSqlConversionFailure(e.into());
-    for (id, mfa, pending) in rows {
-        let mut seal = |v: Option<String>| -> rusqlite::Result<Option<String>> {
+    for before in rows {
+        let mut seal = |v: &Option<String>| -> Result<Option<String>, String> {
             match v {
                 Some(v) if !v.starts_with(PREFIX) => {
                     n += 1;
-                    sealer.seal(&id, &v).map(Some).map_err(to_err)
+                    sealer.seal(&before.id, v).map(Some)
                 }
-                other => Ok(other),
+                other => Ok(other.clone()),
             }
         };
-        let (mfa, pending) = (seal(mfa)?, seal(pending)?);
-        tx.execute(
-            "UPDATE auth_users SET mfa = ?2, mfa_pending = ?3 WHERE id = ?1",
-            params![id, mfa, pending],
-        )?;
+        let after = ClearTotp {
+            id: before.id.clone(),
+            secret: seal(&before.secret)?,
+            pending: seal(&before.pending)?,
+        };
+        repo.seal_totp(before, after)
+            .await
+            .map_err(|e| e.to_string())?;
     }
-    tx.commit()?;
     Ok(n)
 }
 

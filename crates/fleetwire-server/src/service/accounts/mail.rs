@@ -14,51 +14,10 @@ use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::now;
-
-/// `[smtp]` in `fleetwire.toml`: where reset links are mailed. Without it they go to the
-/// outbox file (`[accounts] outbox`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SmtpSettings {
-    /// The mail server's host name (checked against its certificate).
-    pub(crate) host: String,
-    /// Its port (default: 587 for `starttls`, 465 for `tls`, 25 for `none`).
-    #[serde(default)]
-    pub(crate) port: Option<u16>,
-    /// `starttls` (upgrade required, never falls back to plain), `tls` (TLS from the first
-    /// byte), or `none` (plain text: only for a relay on this machine, so the host must be a
-    /// loopback address or `localhost`).
-    #[serde(default)]
-    pub(crate) tls: SmtpTls,
-    /// Sign in with this user name, if set.
-    #[serde(default)]
-    pub(crate) username: Option<String>,
-    /// …and this password (keep `fleetwire.toml` readable by the server's user only).
-    #[serde(default)]
-    pub(crate) password: Option<String>,
-    /// The sender, such as `fleetwire <noreply@example.com>`.
-    pub(crate) from: String,
-    /// Seconds before an SMTP exchange is given up (default 30).
-    #[serde(default)]
-    pub(crate) timeout_secs: Option<u64>,
-}
-
-/// How the SMTP connection is protected.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum SmtpTls {
-    /// STARTTLS, required.
-    #[default]
-    Starttls,
-    /// Implicit TLS (SMTPS).
-    Tls,
-    /// No encryption: loopback only.
-    None,
-}
+use crate::config::{SmtpSettings, SmtpTls};
 
 /// A message to send; `to: None` is the stand-in queued for a name that matches no account.
 pub(crate) struct Job {

@@ -15,34 +15,32 @@ use fleetwire_auth::UnixTime;
 use fleetwire_auth::audit::AuditEvent;
 use fleetwire_auth::captcha::CaptchaChallenge;
 use fleetwire_auth::hash::MAX_PASSWORD_BYTES;
-use fleetwire_auth::lockout::{DeviceCookie, LockStatus, LockoutKey, Outcome};
+use fleetwire_auth::lockout::{DeviceCookie, LockoutKey, Outcome};
+use fleetwire_auth::login_flow::{
+    Account as FlowAccount, CaptchaAnswer, FactorCheck, Gate, LoginFlow, LoginOutcome,
+    LoginRequest as FlowRequest, SecondFactor, Step, Throttled, Verified,
+};
 use fleetwire_auth::recovery::RecoveryCodes;
 use fleetwire_auth::session::{Activity, SessionInfo};
 use fleetwire_auth::totp::Totp;
 use fleetwire_tokio::source::Source;
 use rand_core::OsRng;
-use rusqlite::{OptionalExtension, params};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::sealed::Sealer;
-use super::{
-    Accounts, LOGIN_NS, REAUTH_NS, UserRow, canonical_name, mail, now, state, token_digest,
-    user_by_id,
-};
 use crate::api::{Access, Route};
 use crate::app::App as Ctx;
+use crate::service::accounts::UserPolicy as _;
+use crate::service::accounts::{
+    Accounts, LOGIN_NS, MAX_SESSIONS_PER_USER, REAUTH_NS, canonical_name, mail, now, token_digest,
+};
+use crate::store::accounts::UserRow;
+use crate::store::accounts::{GroupChange, Refused, ResetRow, SignIn};
 
 /// The accounts rows of the route table.
 pub(crate) fn routes(ctx: &Arc<Ctx>) -> Vec<Route> {
-    let accounts = match state(ctx) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!("accounts API not available: {e}");
-            return Vec::new();
-        }
-    };
+    let accounts = ctx.accounts.clone();
     let row = |method: Method,
                path: &'static str,
                access: Access,
@@ -172,9 +170,6 @@ fn challenge_json(c: &CaptchaChallenge) -> Value {
     json!({ "id": c.id, "svg": c.svg, "expires_at_ms": c.expires_at.as_millis() })
 }
 
-/// The session store's per-user cap; the rows follow it.
-pub(super) const MAX_SESSIONS_PER_USER: u32 = 16;
-
 const GENERIC: &str = "wrong user name or password";
 const LOCKED: &str = "too many failed attempts; try again later";
 
@@ -241,227 +236,289 @@ async fn login(
     }
     let t = now();
     let origin = peer.ip().to_string();
-    // 1. Throttles per source (an IPv4 address or an IPv6 /64) and global: cheap refusals
-    //    before anything else.
-    if let Err(th) = {
-        let mut e = a.engines();
-        let r = e
-            .throttle
-            .check(LOGIN_NS, Source::of(peer.ip()).as_bytes(), t);
-        if r.is_err() {
-            e.throttled += 1;
-        }
-        r
-    } {
-        return retry(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many login attempts; slow down",
-            th.retry_after_ms,
-        );
-    }
-    // 2. A place on the Argon2 pool, before anything is counted: a full pool refuses at once.
-    let Some(slot) = a.pool.try_slot() else {
-        a.engines().busy += 1;
-        return retry(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is busy; try again shortly",
-            1000,
-        );
-    };
-    // 3. The account, if any (the same query whether or not it exists).
-    let lookup = name.clone();
-    let user = match a.db(move |c| super::user_by_name(c, &lookup)).await {
-        Ok(u) => u,
-        Err(e) => return internal(&e),
-    };
-    // 4. Lockout and CAPTCHA. A valid device cookie of this account puts the attempt in that
-    //    device's own lane; otherwise it counts in the account's untrusted lane, keyed by its id
-    //    (so its name and its e-mail address are one lane), or for a name that matches no
-    //    account by a stable pseudonym of the same shape (so unknown names behave alike).
     let cookie = req
         .device_cookie
         .clone()
         .or_else(|| cookie_header(&headers));
-    let device = match (&user, &cookie) {
-        (Some(u), Some(c)) => DeviceCookie::verify(&a.device_key, u.id.as_bytes(), c),
-        _ => None,
-    };
-    let subject = a.lane_subject(user.as_ref(), &name);
-    let key = match device {
-        Some(d) => LockoutKey::device(LOGIN_NS, subject.as_bytes(), d),
-        None => LockoutKey::untrusted(LOGIN_NS, subject.as_bytes()),
-    };
-    // The lockout status, the CAPTCHA (its own lock; the picture is drawn outside any lock),
-    // then the reservation: a lane locked meanwhile is caught by `begin_attempt`.
-    let status = {
-        let e = a.engines();
-        match e.lockout.status(&key, t) {
-            LockStatus::Locked(l) => Err(l),
-            LockStatus::Open { .. } => Ok(e.lockout.failures(&key, t)),
-        }
-    };
-    let gate = match status {
-        Err(l) => Err(l),
-        Ok(failures) => {
-            let refused = {
-                let mut c = a.captchas();
-                if c.store.required(failures) {
-                    let solved = match (&req.captcha_id, &req.captcha_answer) {
-                        (Some(id), Some(answer)) => {
-                            c.store.solve(id, answer, t).map_err(|e| e.to_string())
-                        }
-                        _ => Err("a CAPTCHA is required: type the digits shown".to_owned()),
-                    };
-                    solved
-                        .err()
-                        .map(|why| (why, c.store.issue_unrendered(t, &mut OsRng)))
-                } else {
-                    None
-                }
-            };
-            if let Some((why, next)) = refused {
-                let c = next.render(&mut OsRng);
-                return error_with(
-                    StatusCode::UNAUTHORIZED,
-                    &why,
-                    &json!({ "captcha_required": true, "captcha": challenge_json(&c) }),
-                );
-            }
-            a.engines().lockout.begin_attempt(&key, t)
-        }
-    };
-    let ticket = match gate {
-        Ok(ticket) => ticket,
-        Err(l) => {
-            let who = user.map_or_else(|| a.pseudonym(&name), |u| u.id);
-            return locked(&a, who, &origin, l.until, t);
-        }
-    };
-    // 5. Exactly one Argon2 verification, account or not.
-    let hasher = a.hasher.clone();
-    let phc = user.as_ref().map(|u| u.phc.clone());
-    let password = req.password.clone();
-    let verified = a
-        .pool
-        .run(slot, move || {
-            if let Some(phc) = phc {
-                match hasher.verify(&password, &phc) {
-                    Ok(v) if v.needs_rehash => Some(hasher.hash(&password, &mut OsRng).ok()),
-                    Ok(_) => Some(None),
-                    Err(_) => None,
-                }
-            } else {
-                // The same Argon2 work as for an account, so timing does not tell.
-                let _ = hasher.verify_unknown_user(&password);
-                None
-            }
-        })
-        .await;
-    let (Some(user), Some(Some(rehash))) = (user.clone(), verified.clone()) else {
-        a.engines().lockout.finish(ticket, Outcome::Failure, now());
-        let who = user.map_or_else(|| a.pseudonym(&name), |u| u.id);
-        a.audit(AuditEvent::LoginFailed { user: who, origin });
-        return error(StatusCode::UNAUTHORIZED, GENERIC);
-    };
-    // 6. The password was right: administrator lock, then the second factor.
-    if user.locked {
-        a.engines().lockout.finish(ticket, Outcome::Failure, now());
-        a.audit(AuditEvent::LoginLocked {
-            user: user.id.clone(),
-            origin,
-        });
-        return error(
-            StatusCode::FORBIDDEN,
-            "this account is locked; ask an administrator",
-        );
-    }
-    if user.mfa {
-        let (id, totp, recovery) = (user.id.clone(), req.totp.clone(), req.recovery_code.clone());
-        let sealer = a.sealer.clone();
-        let result = a
-            .db(move |c| {
-                check_second_factor(c, &sealer, &id, totp.as_deref(), recovery.as_deref(), t)
-            })
-            .await;
-        match result {
-            Ok(MfaResult::Ok) => {}
-            Ok(r) => {
-                a.engines().lockout.finish(ticket, Outcome::Failure, now());
-                a.audit(AuditEvent::LoginFailed {
-                    user: user.id.clone(),
-                    origin,
-                });
-                return if matches!(r, MfaResult::Missing) {
-                    error_with(
-                        StatusCode::UNAUTHORIZED,
-                        "a second factor is required: send totp (or recovery_code) with the password",
-                        &json!({ "mfa_required": true }),
-                    )
-                } else {
-                    error(
-                        StatusCode::UNAUTHORIZED,
-                        "the one-time code or recovery code is not valid",
-                    )
-                };
-            }
-            Err(e) => return internal(&e),
-        }
-    }
-    // 7. Signed in; a new device cookie for this device.
-    let (token, info, new_origin) = {
-        let mut e = a.engines();
-        let t = now();
-        e.lockout.finish(ticket, Outcome::Success, t);
-        let new_origin = e.origins.observe(&user.id, &origin);
-        e.sessions
-            .set_idle_timeout(&user.id, user.idle_ms(&a.settings));
-        let (token, info) = e.sessions.create(&user.id, t, &mut OsRng);
-        (token, info, new_origin)
-    };
-    let device_cookie = DeviceCookie::issue(&a.device_key, user.id.as_bytes(), &mut OsRng);
-    let (id, digest, o, created) = (
-        user.id.clone(),
-        token_digest(&token),
-        origin.clone(),
-        info.created_at.as_millis(),
+    // The order of the checks is the sans-IO flow's (fleetwire_auth::login_flow, fuzzed): this
+    // handler only performs the steps it asks for and reports what happened.
+    let mut flow = LoginFlow::new(
+        &a.login_config,
+        FlowRequest {
+            name: name.clone(),
+            origin: origin.clone(),
+            captcha: match (&req.captcha_id, &req.captcha_answer) {
+                (Some(id), Some(answer)) => Some(CaptchaAnswer {
+                    id: id.clone(),
+                    answer: answer.clone(),
+                }),
+                _ => None,
+            },
+            second_factor: match (&req.totp, &req.recovery_code) {
+                (Some(code), _) => Some(SecondFactor::Totp(code.clone())),
+                (None, Some(code)) => Some(SecondFactor::Recovery(code.clone())),
+                (None, None) => None,
+            },
+            device_cookie: cookie.clone(),
+        },
     );
-    let stored = a
-        .db(move |c| {
-            c.execute(
-                "INSERT INTO auth_sessions (digest, user_id, created_ms, origin) VALUES (?1, ?2, ?3, ?4)",
-                params![digest, id, created, o],
-            )?;
-            // The session store ended the oldest beyond its per-user cap: so do the rows, or a
-            // restart would bring those sessions back.
-            c.execute(
-                "DELETE FROM auth_sessions WHERE user_id = ?1 AND digest NOT IN
-                 (SELECT digest FROM auth_sessions WHERE user_id = ?1 ORDER BY created_ms DESC, rowid DESC LIMIT ?2)",
-                params![id, MAX_SESSIONS_PER_USER],
-            )?;
-            c.execute(
-                "UPDATE auth_users SET last_login_at = ?2 WHERE id = ?1",
-                params![id, crate::unix_now()],
-            )?;
-            if let Some(phc) = rehash {
-                c.execute(
-                    "UPDATE auth_users SET phc = ?2 WHERE id = ?1",
-                    params![id, phc],
-                )?;
+    let mut slot = None;
+    let mut user: Option<UserRow> = None;
+    let mut ticket = None;
+    let mut rehash: Option<String> = None;
+    let mut next_captcha = None;
+    let mut session = None;
+    let outcome = loop {
+        let Some(step) = flow.poll_step() else {
+            return internal("the login flow ended without an outcome");
+        };
+        let answered = match step {
+            // 1. Throttles per source (an IPv4 address or an IPv6 /64) and global.
+            Step::Throttle => {
+                let refused = match a.login_throttle(Source::of(peer.ip()).as_bytes(), t).await {
+                    Ok(r) => r.err(),
+                    Err(e) => return internal(&e),
+                };
+                flow.throttled(refused.map(|th| Throttled {
+                    retry_after_ms: th.retry_after_ms,
+                }))
             }
-            Ok(())
-        })
-        .await;
-    if let Err(e) = stored {
-        return internal(&e);
-    }
-    if new_origin {
-        tracing::warn!(user = %user.id, %origin, "sign-in from a new origin");
-    }
-    a.audit(AuditEvent::LoginSucceeded {
-        user: user.id.clone(),
-        origin,
-        new_origin,
-    });
+            // 2. A place on the Argon2 pool, before anything is counted.
+            Step::ReserveHashSlot => {
+                slot = a.pool.try_slot();
+                if slot.is_none() {
+                    a.engines().busy += 1;
+                }
+                flow.hash_slot(slot.is_some())
+            }
+            // 3. The account, if any (the same query whether or not it exists).
+            Step::LookupAccount { name } => {
+                user = match a.store.accounts().user_by_name(name).await {
+                    Ok(u) => u,
+                    Err(e) => return internal(&e.to_string()),
+                };
+                flow.account(user.as_ref().map(|u| FlowAccount {
+                    id: u.id.clone(),
+                    phc: u.phc.clone(),
+                    locked: u.locked,
+                    mfa: u.mfa,
+                }))
+            }
+            // 4. The lane's block, the CAPTCHA if its failures call for one, the reservation.
+            Step::Gate { lane, captcha } => {
+                let key = match lane.device {
+                    Some(d) => LockoutKey::device(LOGIN_NS, lane.subject.as_bytes(), d),
+                    None => LockoutKey::untrusted(LOGIN_NS, lane.subject.as_bytes()),
+                };
+                let gate = match a.lane_status(&key, t).await {
+                    Err(e) => return internal(&e),
+                    Ok(Err(l)) => Gate::Locked { until: l.until },
+                    Ok(Ok(failures)) => {
+                        let refused = if a.captcha_required(failures) {
+                            match &captcha {
+                                Some(c) => match a.captcha_solve(&c.id, &c.answer, t).await {
+                                    Ok(r) => r.err().map(|e| e.to_string()),
+                                    Err(e) => return internal(&e),
+                                },
+                                None => {
+                                    Some("a CAPTCHA is required: type the digits shown".to_owned())
+                                }
+                            }
+                        } else {
+                            None
+                        };
+                        match refused {
+                            Some(reason) => Gate::CaptchaRequired { reason },
+                            None => match a.lane_begin(&key, t).await {
+                                Err(e) => return internal(&e),
+                                Ok(Err(l)) => Gate::Locked { until: l.until },
+                                Ok(Ok(reserved)) => {
+                                    ticket = Some(reserved);
+                                    Gate::Open
+                                }
+                            },
+                        }
+                    }
+                };
+                if let Gate::CaptchaRequired { .. } = gate {
+                    next_captcha = match a.captcha_issue(t).await {
+                        Ok(c) => Some(c),
+                        Err(e) => return internal(&e),
+                    };
+                }
+                flow.gate(gate)
+            }
+            // 5. Exactly one Argon2 verification, account or not.
+            Step::Verify { phc } => {
+                let Some(reserved) = slot.take() else {
+                    return internal("no hashing slot at the verification step");
+                };
+                let hasher = a.hasher.clone();
+                let password = req.password.clone();
+                let verified = a
+                    .pool
+                    .run(reserved, move || {
+                        if let Some(phc) = phc {
+                            match hasher.verify(&password, &phc) {
+                                Ok(v) if v.needs_rehash => {
+                                    Some(hasher.hash(&password, &mut OsRng).ok())
+                                }
+                                Ok(_) => Some(None),
+                                Err(_) => None,
+                            }
+                        } else {
+                            // The same Argon2 work as for an account, so timing does not tell.
+                            let _ = hasher.verify_unknown_user(&password);
+                            None
+                        }
+                    })
+                    .await
+                    .flatten();
+                flow.verified(match verified {
+                    Some(new_hash) => {
+                        let again = new_hash.is_some();
+                        rehash = new_hash;
+                        Verified::Correct { rehash: again }
+                    }
+                    None => Verified::Wrong,
+                })
+            }
+            // 6. The second factor (single use per time step; recovery codes once).
+            Step::CheckSecondFactor { account, factor } => {
+                let (totp, recovery) = match &factor {
+                    Some(SecondFactor::Totp(c)) => (Some(c.as_str()), None),
+                    Some(SecondFactor::Recovery(c)) => (None, Some(c.as_str())),
+                    None => (None, None),
+                };
+                let check = match check_second_factor(&a, &account, totp, recovery, t).await {
+                    Ok(MfaResult::Ok) => FactorCheck::Valid,
+                    Ok(MfaResult::Missing) => FactorCheck::Missing,
+                    Ok(MfaResult::Wrong) => FactorCheck::Invalid,
+                    Err(e) => return internal(&e),
+                };
+                flow.second_factor(check)
+            }
+            // Every reserved attempt is finished exactly once.
+            Step::Finish { outcome } => {
+                if let Some(reserved) = ticket.take() {
+                    a.lane_finish(reserved, outcome, now()).await;
+                }
+                flow.finished()
+            }
+            // 7. Signed in: the session, in memory and as a row (with the rehash, if any).
+            Step::CreateSession { account } => {
+                let Some(u) = user.clone().filter(|u| u.id == account) else {
+                    return internal("the login flow signed in an account it was not given");
+                };
+                let (token, info, local_new_origin) = {
+                    let mut e = a.engines();
+                    let t = now();
+                    let new_origin = e.origins.observe(&u.id, &origin);
+                    e.sessions.set_idle_timeout(&u.id, u.idle_ms(&a.settings));
+                    let (token, info) = e.sessions.create(&u.id, t, &mut OsRng);
+                    (token, info, new_origin)
+                };
+                // Several nodes: the account's recent origins are rows, so "new" means new to
+                // the fleet.
+                let new_origin = match a.new_origin(&u.id, &origin, t).await {
+                    Ok(Some(shared)) => shared,
+                    Ok(None) => local_new_origin,
+                    Err(e) => return internal(&e),
+                };
+                let stored = a
+                    .store
+                    .accounts()
+                    .sign_in(SignIn {
+                        session: crate::store::accounts::SessionRow {
+                            digest: token_digest(&token),
+                            user_id: u.id.clone(),
+                            created_ms: info.created_at.as_millis(),
+                            last_active_ms: info.created_at.as_millis(),
+                            origin: origin.clone(),
+                        },
+                        // The session store ended the oldest beyond its per-user cap: so do
+                        // the rows, or a restart would bring those sessions back.
+                        cap: MAX_SESSIONS_PER_USER,
+                        rehash: rehash.take(),
+                        now: crate::unix_now(),
+                    })
+                    .await;
+                if let Err(e) = stored {
+                    return internal(&e.to_string());
+                }
+                if new_origin {
+                    tracing::warn!(user = %u.id, %origin, "sign-in from a new origin");
+                }
+                session = Some((token, info, new_origin));
+                flow.session_created(new_origin)
+            }
+            Step::Audit(event) => {
+                a.audit(event);
+                flow.audited()
+            }
+            Step::Done(outcome) => break outcome,
+        };
+        if let Err(misuse) = answered {
+            return internal(&misuse.to_string());
+        }
+    };
+    let (user, (token, info, new_origin)) = match outcome {
+        LoginOutcome::SignedIn { .. } => match (user, session) {
+            (Some(u), Some(s)) => (u, s),
+            _ => return internal("signed in without a session"),
+        },
+        LoginOutcome::Throttled { retry_after_ms } => {
+            return retry(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many login attempts; slow down",
+                retry_after_ms,
+            );
+        }
+        LoginOutcome::Busy => {
+            return retry(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is busy; try again shortly",
+                1000,
+            );
+        }
+        LoginOutcome::Locked { until } => return locked_response(until, t),
+        LoginOutcome::CaptchaRequired { reason } => {
+            let Some(next) = next_captcha else {
+                return internal("no CAPTCHA to show");
+            };
+            let c = next.render(&mut OsRng);
+            return error_with(
+                StatusCode::UNAUTHORIZED,
+                &reason,
+                &json!({ "captcha_required": true, "captcha": challenge_json(&c) }),
+            );
+        }
+        LoginOutcome::AccountLocked => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "this account is locked; ask an administrator",
+            );
+        }
+        LoginOutcome::SecondFactorRequired => {
+            return error_with(
+                StatusCode::UNAUTHORIZED,
+                "a second factor is required: send totp (or recovery_code) with the password",
+                &json!({ "mfa_required": true }),
+            );
+        }
+        LoginOutcome::SecondFactorInvalid => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "the one-time code or recovery code is not valid",
+            );
+        }
+        _ => return error(StatusCode::UNAUTHORIZED, GENERIC),
+    };
+    let known_device = cookie
+        .as_deref()
+        .and_then(|c| DeviceCookie::verify(&a.device_key, user.id.as_bytes(), c))
+        .is_some();
+    let device_cookie = DeviceCookie::issue(&a.device_key, user.id.as_bytes(), &mut OsRng);
     let mut response = Json(json!({
         "token": token,
         "user": user.name,
@@ -469,7 +526,7 @@ async fn login(
         "expires_at_ms": info.expires_at.as_millis(),
         "new_origin": new_origin,
         "device_cookie": device_cookie,
-        "known_device": device.is_some(),
+        "known_device": known_device,
     }))
     .into_response();
     let days = a.settings.device_cookie_days;
@@ -485,17 +542,8 @@ async fn login(
     response
 }
 
-fn locked(
-    a: &Accounts,
-    who: String,
-    origin: &str,
-    until: Option<UnixTime>,
-    t: UnixTime,
-) -> Response {
-    a.audit(AuditEvent::LoginLocked {
-        user: who,
-        origin: origin.to_owned(),
-    });
+/// The answer for a blocked lane (the flow audited it).
+fn locked_response(until: Option<UnixTime>, t: UnixTime) -> Response {
     match until {
         Some(u) => retry(StatusCode::TOO_MANY_REQUESTS, LOCKED, u.millis_since(t)),
         None => error(
@@ -506,26 +554,27 @@ fn locked(
 }
 
 /// Checks a TOTP code (single use per time step) or uses a recovery code, under the store lock.
-fn check_second_factor(
-    c: &mut rusqlite::Connection,
-    sealer: &Sealer,
+async fn check_second_factor(
+    a: &Accounts,
     id: &str,
     totp: Option<&str>,
     recovery: Option<&str>,
     t: UnixTime,
-) -> rusqlite::Result<MfaResult> {
-    let row: Option<(Option<String>, Option<u64>, Option<String>)> = c
-        .query_row(
-            "SELECT mfa, mfa_last_step, recovery FROM auth_users WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let Some((Some(secret), last, codes)) = row else {
+) -> Result<MfaResult, String> {
+    let repo = a.store.accounts();
+    let row = repo.mfa(id.to_owned()).await.map_err(|e| e.to_string())?;
+    let Some(crate::store::accounts::MfaRow {
+        secret: Some(secret),
+        last_step: last,
+        recovery: codes,
+        ..
+    }) = row
+    else {
         return Ok(MfaResult::Wrong);
     };
     if let Some(code) = totp {
-        let Some(totp) = sealer
+        let Some(totp) = a
+            .sealer
             .open(id, &secret)
             .and_then(|json| serde_json::from_str::<Totp>(&json).ok())
         else {
@@ -533,29 +582,39 @@ fn check_second_factor(
             return Ok(MfaResult::Wrong);
         };
         return Ok(match totp.verify(code, t, last) {
-            Ok(step) => {
-                c.execute(
-                    "UPDATE auth_users SET mfa_last_step = ?2 WHERE id = ?1",
-                    params![id, step],
-                )?;
+            // The step is taken atomically: a code works once however many requests (or
+            // nodes) it is sent to at the same time.
+            Ok(step)
+                if repo
+                    .use_totp_step(id.to_owned(), step)
+                    .await
+                    .map_err(|e| e.to_string())? =>
+            {
                 MfaResult::Ok
             }
-            Err(_) => MfaResult::Wrong,
+            Ok(_) | Err(_) => MfaResult::Wrong,
         });
     }
     if let Some(code) = recovery {
-        let Some(mut codes) = codes.and_then(|s| serde_json::from_str::<RecoveryCodes>(&s).ok())
-        else {
+        let Some(before) = codes else {
+            return Ok(MfaResult::Wrong);
+        };
+        let Ok(mut codes) = serde_json::from_str::<RecoveryCodes>(&before) else {
             return Ok(MfaResult::Wrong);
         };
         return Ok(match codes.redeem(code) {
             Ok(_) => {
-                let json = serde_json::to_string(&codes).unwrap_or_default();
-                c.execute(
-                    "UPDATE auth_users SET recovery = ?2 WHERE id = ?1",
-                    params![id, json],
-                )?;
-                MfaResult::Ok
+                let after = serde_json::to_string(&codes).unwrap_or_default();
+                // Redeemed once: the swap fails if the codes changed meanwhile.
+                if repo
+                    .swap_recovery(id.to_owned(), before, after)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    MfaResult::Ok
+                } else {
+                    MfaResult::Wrong
+                }
             }
             Err(_) => MfaResult::Wrong,
         });
@@ -573,10 +632,12 @@ struct Authed {
 
 /// The signed-in account behind a request's `Authorization: Bearer` token, checked exactly as
 /// the `/v1/auth` routes check it (idle and absolute expiry, locked accounts), for other
-/// modules' APIs such as `/v1/things`. `None` when the accounts module has not started.
-pub(crate) async fn session_user(headers: &HeaderMap) -> Option<Result<UserRow, Response>> {
-    let accounts = super::running()?;
-    Some(authed(&accounts, headers).await.map(|a| a.user))
+/// modules' APIs such as `/v1/things`.
+pub(crate) async fn session_user(
+    accounts: &Accounts,
+    headers: &HeaderMap,
+) -> Result<UserRow, Response> {
+    authed(accounts, headers).await.map(|a| a.user)
 }
 
 async fn authed(a: &Accounts, headers: &HeaderMap) -> Result<Authed, Response> {
@@ -600,16 +661,56 @@ async fn authed(a: &Accounts, headers: &HeaderMap) -> Result<Authed, Response> {
         Some("background") => Activity::Background,
         _ => Activity::User,
     };
+    let t = now();
+    if a.shared() {
+        // Several nodes: the row is the session. A session made on another node is valid here,
+        // one ended on another node (sign-out, password change, lock) is over here, and the
+        // idle timer is the latest activity any node recorded.
+        let digest = token_digest(&token);
+        let row = a
+            .store
+            .accounts()
+            .session(digest.clone())
+            .await
+            .map_err(|e| internal(&e.to_string()))?;
+        let mut e = a.engines();
+        e.sessions.end(&token);
+        let Some(row) = row else {
+            return Err(error(
+                StatusCode::UNAUTHORIZED,
+                "session not found; sign in again",
+            ));
+        };
+        if let Some(user) = &row.user {
+            e.sessions
+                .set_idle_timeout(&user.id, user.idle_ms(&a.settings));
+        }
+        e.sessions.restore(
+            &digest,
+            &row.session.user_id,
+            UnixTime::from_millis(row.session.created_ms),
+            UnixTime::from_millis(row.session.last_active_ms),
+        );
+    }
     let info = a
         .engines()
         .sessions
-        .check(&token, now(), activity)
+        .check(&token, t, activity)
         .map_err(|e| error(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    if a.shared() && activity == Activity::User {
+        a.store
+            .accounts()
+            .touch_session(token_digest(&token), t.as_millis())
+            .await
+            .map_err(|e| internal(&e.to_string()))?;
+    }
     let id = info.user.clone();
     let user = a
-        .db(move |c| user_by_id(c, &id))
+        .store
+        .accounts()
+        .user_by_id(id)
         .await
-        .map_err(|e| internal(&e))?;
+        .map_err(|e| internal(&e.to_string()))?;
     match user {
         Some(user) if !user.locked => Ok(Authed { token, info, user }),
         found => {
@@ -633,11 +734,8 @@ async fn logout(State(a): A, headers: HeaderMap) -> Response {
     };
     a.engines().sessions.end(&s.token);
     let digest = token_digest(&s.token);
-    if let Err(e) = a
-        .db(move |c| c.execute("DELETE FROM auth_sessions WHERE digest = ?1", [digest]))
-        .await
-    {
-        return internal(&e);
+    if let Err(e) = a.store.accounts().end_session(digest).await {
+        return internal(&e.to_string());
     }
     a.audit(AuditEvent::AdminAction {
         actor: s.user.id.clone(),
@@ -651,14 +749,15 @@ async fn logout(State(a): A, headers: HeaderMap) -> Response {
 /// table, drawn outside every lock.
 async fn captcha(State(a): A, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
     let t = now();
-    let issued = {
-        let mut c = a.captchas();
-        c.fetch
-            .check(CAPTCHA_NS, Source::of(peer.ip()).as_bytes(), t)
-            .map(|()| c.store.issue_unrendered(t, &mut OsRng))
-    };
-    match issued {
-        Ok(unrendered) => Json(challenge_json(&unrendered.render(&mut OsRng))).into_response(),
+    let allowed = a
+        .captchas()
+        .fetch
+        .check(CAPTCHA_NS, Source::of(peer.ip()).as_bytes(), t);
+    match allowed {
+        Ok(()) => match a.captcha_issue(t).await {
+            Ok(unrendered) => Json(challenge_json(&unrendered.render(&mut OsRng))).into_response(),
+            Err(e) => internal(&e),
+        },
         Err(th) => {
             a.captcha_refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -714,17 +813,13 @@ async fn set_idle(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
         );
     }
     let stored = req.idle_timeout_secs.unwrap_or(0);
-    let id = s.user.id.clone();
     if let Err(e) = a
-        .db(move |c| {
-            c.execute(
-                "UPDATE auth_users SET idle_timeout_secs = ?2, updated_at = ?3 WHERE id = ?1",
-                params![id, stored, crate::unix_now()],
-            )
-        })
+        .store
+        .accounts()
+        .set_idle_timeout(s.user.id.clone(), Some(stored), crate::unix_now())
         .await
     {
-        return internal(&e);
+        return internal(&e.to_string());
     }
     a.engines().sessions.set_idle_timeout(
         &s.user.id,
@@ -767,7 +862,13 @@ async fn reset_request(
         );
     }
     let lookup = name.clone();
-    let user = match a.db(move |c| super::user_by_name(c, &lookup)).await {
+    let user = match a
+        .store
+        .accounts()
+        .user_by_name(canonical_name(&lookup))
+        .await
+        .map_err(|e| e.to_string())
+    {
         Ok(u) => u,
         Err(e) => return internal(&e),
     };
@@ -780,30 +881,34 @@ async fn reset_request(
     // recipient); the request never waits for the mail server.
     let job = match user.filter(|u| !u.locked) {
         Some(user) if user.email.is_some() => {
-            let token = a
-                .engines()
-                .resets
-                .issue(&user.id, user.password_version, t, &mut OsRng);
-            let (digest, id, expires) = (
-                token_digest(&token),
-                user.id.clone(),
-                t.plus_secs(a.settings.reset_lifetime_secs).as_millis(),
-            );
-            let a2 = a.clone();
-            tokio::spawn(async move {
-                let row = a2
-                    .db(move |c| {
-                        c.execute("DELETE FROM auth_reset_tokens WHERE user_id = ?1", [&id])?;
-                        c.execute(
-                            "INSERT INTO auth_reset_tokens (digest, user_id, expires_ms) VALUES (?1, ?2, ?3)",
-                            params![digest, id, expires],
-                        )
-                    })
-                    .await;
-                if let Err(e) = row {
-                    tracing::error!("reset token row: {e}");
+            // With several nodes the row is the token (any node redeems it); on the embedded
+            // store the engine holds it and the row makes it survive a restart.
+            let token = if a.shared() {
+                fleetwire_auth::reset::new_token(&mut OsRng).0
+            } else {
+                a.engines()
+                    .resets
+                    .issue(&user.id, user.password_version, t, &mut OsRng)
+            };
+            let row = ResetRow {
+                digest: token_digest(&token),
+                user_id: user.id.clone(),
+                expires_ms: t.plus_secs(a.settings.reset_lifetime_secs).as_millis(),
+                password_version: user.password_version,
+            };
+            if a.shared() {
+                if let Err(e) = a.store.accounts().issue_reset(row).await {
+                    return internal(&e.to_string());
                 }
-            });
+            } else {
+                let a2 = a.clone();
+                tokio::spawn(async move {
+                    let row = a2.store.accounts().issue_reset(row).await;
+                    if let Err(e) = row {
+                        tracing::error!("reset token row: {e}");
+                    }
+                });
+            }
             mail::Job {
                 to: user.email,
                 subject: "fleetwire password reset".into(),
@@ -851,12 +956,35 @@ async fn reset_complete(State(a): A, body: Bytes) -> Response {
         return error(StatusCode::BAD_REQUEST, "token or password too long");
     }
     let t = now();
-    let id = match a.engines().resets.user_of(&req.token, t) {
-        Ok(id) => id.to_owned(),
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    let id = if a.shared() {
+        let row = match a.store.accounts().reset(token_digest(&req.token)).await {
+            Ok(Some(row)) => row,
+            Ok(None) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    fleetwire_auth::reset::ResetError::Invalid.to_string(),
+                );
+            }
+            Err(e) => return internal(&e.to_string()),
+        };
+        match fleetwire_auth::reset::judge(UnixTime::from_millis(row.expires_ms), None, t) {
+            Ok(()) => row.user_id,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        }
+    } else {
+        match a.engines().resets.user_of(&req.token, t) {
+            Ok(id) => id.to_owned(),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        }
     };
     let lookup = id.clone();
-    let user = match a.db(move |c| user_by_id(c, &lookup)).await {
+    let user = match a
+        .store
+        .accounts()
+        .user_by_id(lookup)
+        .await
+        .map_err(|e| e.to_string())
+    {
         Ok(Some(u)) => u,
         Ok(None) => {
             return error(
@@ -905,31 +1033,48 @@ async fn reset_complete(State(a): A, body: Bytes) -> Response {
         Some(Err(e)) => return internal(&e.to_string()),
         None => return internal("hashing thread gone"),
     };
-    // Use the token now: single use, bound to the password version.
-    if let Err(e) = a
-        .engines()
-        .resets
-        .redeem(&req.token, user.password_version, now())
-    {
+    // Use the token now: single use, bound to the password version. With several nodes the
+    // row is taken out as it is read, so one request on one node gets it.
+    let redeemed = if a.shared() {
+        match a
+            .store
+            .accounts()
+            .take_reset(token_digest(&req.token))
+            .await
+        {
+            Ok(Some(row)) => fleetwire_auth::reset::judge(
+                UnixTime::from_millis(row.expires_ms),
+                Some((row.password_version, user.password_version)),
+                now(),
+            )
+            .map(|()| row.user_id),
+            Ok(None) => Err(fleetwire_auth::reset::ResetError::Invalid),
+            Err(e) => return internal(&e.to_string()),
+        }
+    } else {
+        a.engines()
+            .resets
+            .redeem(&req.token, user.password_version, now())
+    };
+    if let Err(e) = redeemed {
         return error(StatusCode::BAD_REQUEST, e.to_string());
     }
-    let (uid, version) = (user.id.clone(), user.password_version);
+    // The new password if the version is unchanged; the account's reset links and sessions
+    // end, and an enrolment started in a session (perhaps a thief's) does not survive a reset.
     let updated = a
-        .db(move |c| {
-            let n = c.execute(
-                "UPDATE auth_users SET phc = ?2, password_version = password_version + 1, updated_at = ?4 WHERE id = ?1 AND password_version = ?3",
-                params![uid, phc, version, crate::unix_now()],
-            )?;
-            c.execute("DELETE FROM auth_reset_tokens WHERE user_id = ?1", [&uid])?;
-            c.execute("DELETE FROM auth_sessions WHERE user_id = ?1", [&uid])?;
-            // An enrolment started in a session (perhaps a thief's) does not survive a reset.
-            c.execute("UPDATE auth_users SET mfa_pending = NULL WHERE id = ?1", [&uid])?;
-            Ok(n)
-        })
-        .await;
+        .store
+        .accounts()
+        .reset_password(
+            user.id.clone(),
+            phc,
+            user.password_version,
+            crate::unix_now(),
+        )
+        .await
+        .map_err(|e| e.to_string());
     match updated {
-        Ok(1) => {}
-        Ok(_) => {
+        Ok(true) => {}
+        Ok(false) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 "the password was changed since this link was sent; request a new one",
@@ -941,11 +1086,8 @@ async fn reset_complete(State(a): A, body: Bytes) -> Response {
         let mut e = a.engines();
         e.sessions.end_all(&user.id);
         e.resets.password_changed(&user.id);
-        e.lockout
-            .clear(&LockoutKey::untrusted(LOGIN_NS, user.id.as_bytes()));
-        e.lockout
-            .clear(&LockoutKey::untrusted(REAUTH_NS, user.id.as_bytes()));
     }
+    a.lanes_clear(&user.id).await;
     a.audit(AuditEvent::ResetCompleted {
         user: user.id.clone(),
     });
@@ -984,16 +1126,8 @@ async fn mfa_enroll(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
         Ok(j) => j,
         Err(e) => return internal(&e),
     };
-    if let Err(e) = a
-        .db(move |c| {
-            c.execute(
-                "UPDATE auth_users SET mfa_pending = ?2 WHERE id = ?1",
-                params![id, json],
-            )
-        })
-        .await
-    {
-        return internal(&e);
+    if let Err(e) = a.store.accounts().set_mfa_pending(id, json).await {
+        return internal(&e.to_string());
     }
     Json(json!({
         "secret": secret,
@@ -1009,6 +1143,52 @@ struct ConfirmRequest {
     code: String,
 }
 
+/// Turns the pending enrolment on if `code` is right: the recovery codes to show once, or why
+/// not.
+async fn mfa_confirm_step(
+    a: &Accounts,
+    id: &str,
+    code: &str,
+    t: UnixTime,
+) -> Result<Result<Vec<String>, &'static str>, String> {
+    let repo = a.store.accounts();
+    let pending = repo
+        .mfa(id.to_owned())
+        .await
+        .map_err(|e| e.to_string())?
+        .and_then(|m| m.pending);
+    let Some((sealed, totp)) = pending.and_then(|p| {
+        let totp = a
+            .sealer
+            .open(id, &p)
+            .and_then(|p| serde_json::from_str::<Totp>(&p).ok())?;
+        Some((p, totp))
+    }) else {
+        return Ok(Err("start with POST /v1/auth/mfa/enroll"));
+    };
+    let Ok(step) = totp.verify(code, t, None) else {
+        return Ok(Err(
+            "the code is not valid; check the time on your device and try the next code",
+        ));
+    };
+    let (plain, codes) = RecoveryCodes::generate(10, &mut OsRng);
+    let confirmed = repo
+        .confirm_mfa(
+            id.to_owned(),
+            sealed,
+            step,
+            serde_json::to_string(&codes).unwrap_or_default(),
+            crate::unix_now(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(if confirmed {
+        Ok(plain)
+    } else {
+        Err("start with POST /v1/auth/mfa/enroll")
+    })
+}
+
 async fn mfa_confirm(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
     let s = match authed(&a, &headers).await {
         Ok(s) => s,
@@ -1018,35 +1198,7 @@ async fn mfa_confirm(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
         Ok(r) => r,
         Err(r) => return r,
     };
-    let id = s.user.id.clone();
-    let t = now();
-    let sealer = a.sealer.clone();
-    let result = a
-        .db(move |c| {
-            let pending: Option<String> = c.query_row(
-                "SELECT mfa_pending FROM auth_users WHERE id = ?1",
-                [&id],
-                |r| r.get(0),
-            )?;
-            let Some(totp) = pending
-                .and_then(|p| sealer.open(&id, &p))
-                .and_then(|p| serde_json::from_str::<Totp>(&p).ok())
-            else {
-                return Ok(Err("start with POST /v1/auth/mfa/enroll"));
-            };
-            let Ok(step) = totp.verify(&req.code, t, None) else {
-                return Ok(Err(
-                    "the code is not valid; check the time on your device and try the next code",
-                ));
-            };
-            let (plain, codes) = RecoveryCodes::generate(10, &mut OsRng);
-            c.execute(
-                "UPDATE auth_users SET mfa = mfa_pending, mfa_pending = NULL, mfa_last_step = ?2, recovery = ?3, updated_at = ?4 WHERE id = ?1",
-                params![id, step, serde_json::to_string(&codes).unwrap_or_default(), crate::unix_now()],
-            )?;
-            Ok(Ok(plain))
-        })
-        .await;
+    let result = mfa_confirm_step(&a, &s.user.id, &req.code, now()).await;
     match result {
         Ok(Ok(codes)) => {
             if let Err(r) = end_other_sessions(&a, &s.user.id, &s.token).await {
@@ -1132,41 +1284,20 @@ async fn roles(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
         });
         return error(StatusCode::FORBIDDEN, e.to_string());
     }
-    let (name, group, grant) = (req.user.clone(), req.group.clone(), req.grant);
-    let settings = a.settings.clone();
     let changed = a
-        .db(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let Some(u) = super::user_by_name(&tx, &name)? else {
-                return Ok(Err(RoleRefused::NoUser));
-            };
-            let mut groups = u.groups.clone();
-            groups.retain(|g| *g != group);
-            if grant {
-                groups.push(group);
-            }
-            groups.sort();
-            let after = UserRow {
-                groups: groups.clone(),
-                ..u.clone()
-            };
-            match super::keep_an_administrator(&tx, &settings, &u, Some(&after)) {
-                Ok(()) => {}
-                Err(super::LastAdministrator::Refused(_)) => {
-                    return Ok(Err(RoleRefused::LastAdministrator));
-                }
-                Err(super::LastAdministrator::Store(e)) => return Ok(Err(RoleRefused::Store(e))),
-            }
-            tx.execute(
-                "UPDATE auth_users SET groups = ?2, updated_at = ?3 WHERE id = ?1",
-                params![u.id, groups.join(","), crate::unix_now()],
-            )?;
-            tx.commit()?;
-            Ok(Ok((u.id, groups)))
-        })
-        .await;
+        .store
+        .accounts()
+        .set_groups(
+            canonical_name(&req.user),
+            GroupChange::Grant(req.group.clone(), req.grant),
+            crate::unix_now(),
+            crate::service::accounts::keep_an_administrator(&a.settings),
+        )
+        .await
+        .map_err(|e| e.to_string());
     match changed {
-        Ok(Ok((id, groups))) => {
+        Ok(Ok((user, groups))) => {
+            let id = user.id;
             a.audit(AuditEvent::RoleChanged {
                 actor: s.user.id,
                 user: id,
@@ -1176,21 +1307,14 @@ async fn roles(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
             Json(json!({ "ok": true, "user": canonical_name(&req.user), "groups": groups }))
                 .into_response()
         }
-        Ok(Err(RoleRefused::NoUser)) => error(StatusCode::NOT_FOUND, "no such user"),
-        Ok(Err(RoleRefused::LastAdministrator)) => error(
+        Ok(Err(Refused::NoUser)) => error(StatusCode::NOT_FOUND, "no such user"),
+        Ok(Err(Refused::Guard(_))) => error(
             StatusCode::CONFLICT,
             "that is the last administrator (an unlocked account whose groups grant \"*\"): \
              make another account administrator first",
         ),
-        Ok(Err(RoleRefused::Store(e))) | Err(e) => internal(&e),
+        Err(e) => internal(&e),
     }
-}
-
-/// Why a role change did not happen.
-enum RoleRefused {
-    NoUser,
-    LastAdministrator,
-    Store(String),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1243,9 +1367,9 @@ async fn step_up(a: &Arc<Accounts>, user: &UserRow, proof: &Proof) -> Result<(),
     let key = LockoutKey::untrusted(REAUTH_NS, user.id.as_bytes());
     let t = now();
     let ticket = a
-        .engines()
-        .lockout
-        .begin_attempt(&key, t)
+        .lane_begin(&key, t)
+        .await
+        .map_err(|e| internal(&e))?
         .map_err(|l| reauth_locked(a, user, l.until, t))?;
     let (hasher, phc, password) = (a.hasher.clone(), user.phc.clone(), proof.password.clone());
     let right = a
@@ -1259,7 +1383,8 @@ async fn step_up(a: &Arc<Accounts>, user: &UserRow, proof: &Proof) -> Result<(),
             user,
             ticket,
             error(StatusCode::UNAUTHORIZED, "the password is not right"),
-        ));
+        )
+        .await);
     }
     if user.mfa {
         match factor(
@@ -1272,11 +1397,11 @@ async fn step_up(a: &Arc<Accounts>, user: &UserRow, proof: &Proof) -> Result<(),
         .await
         {
             Ok(MfaResult::Ok) => {}
-            Ok(r) => return Err(reauth_failed(a, user, ticket, factor_refused(&r))),
+            Ok(r) => return Err(reauth_failed(a, user, ticket, factor_refused(&r)).await),
             Err(e) => return Err(internal(&e)),
         }
     }
-    a.engines().lockout.finish(ticket, Outcome::Success, now());
+    a.lane_finish(ticket, Outcome::Success, now()).await;
     Ok(())
 }
 
@@ -1290,16 +1415,16 @@ async fn second_factor_step(
     let key = LockoutKey::untrusted(REAUTH_NS, user.id.as_bytes());
     let t = now();
     let ticket = a
-        .engines()
-        .lockout
-        .begin_attempt(&key, t)
+        .lane_begin(&key, t)
+        .await
+        .map_err(|e| internal(&e))?
         .map_err(|l| reauth_locked(a, user, l.until, t))?;
     match factor(a, user, totp, recovery, t).await {
         Ok(MfaResult::Ok) => {
-            a.engines().lockout.finish(ticket, Outcome::Success, now());
+            a.lane_finish(ticket, Outcome::Success, now()).await;
             Ok(())
         }
-        Ok(r) => Err(reauth_failed(a, user, ticket, factor_refused(&r))),
+        Ok(r) => Err(reauth_failed(a, user, ticket, factor_refused(&r)).await),
         Err(e) => Err(internal(&e)),
     }
 }
@@ -1311,14 +1436,7 @@ async fn factor(
     recovery: Option<&str>,
     t: UnixTime,
 ) -> Result<MfaResult, String> {
-    let (id, totp, recovery) = (
-        user.id.clone(),
-        totp.map(str::to_owned),
-        recovery.map(str::to_owned),
-    );
-    let sealer = a.sealer.clone();
-    a.db(move |c| check_second_factor(c, &sealer, &id, totp.as_deref(), recovery.as_deref(), t))
-        .await
+    check_second_factor(a, &user.id, totp, recovery, t).await
 }
 
 fn factor_refused(r: &MfaResult) -> Response {
@@ -1336,13 +1454,13 @@ fn factor_refused(r: &MfaResult) -> Response {
     }
 }
 
-fn reauth_failed(
+async fn reauth_failed(
     a: &Accounts,
     user: &UserRow,
-    ticket: fleetwire_auth::lockout::AttemptTicket,
+    ticket: crate::service::accounts::LaneTicket,
     response: Response,
 ) -> Response {
-    a.engines().lockout.finish(ticket, Outcome::Failure, now());
+    a.lane_finish(ticket, Outcome::Failure, now()).await;
     a.audit(AuditEvent::AdminAction {
         actor: user.id.clone(),
         action: "reauth_failed".into(),
@@ -1367,16 +1485,12 @@ fn reauth_locked(a: &Accounts, user: &UserRow, until: Option<UnixTime>, t: UnixT
 /// Ends every session of `user` but `keep` (the request's own), in memory and in the store.
 async fn end_other_sessions(a: &Accounts, user: &str, keep: &str) -> Result<(), Response> {
     a.engines().sessions.end_others(user, keep);
-    let (id, digest) = (user.to_owned(), token_digest(keep));
-    a.db(move |c| {
-        c.execute(
-            "DELETE FROM auth_sessions WHERE user_id = ?1 AND digest != ?2",
-            params![id, digest],
-        )
-    })
-    .await
-    .map(|_| ())
-    .map_err(|e| internal(&e))
+    a.store
+        .accounts()
+        .end_sessions(user.to_owned(), Some(token_digest(keep)))
+        .await
+        .map(|_| ())
+        .map_err(|e| internal(&e.to_string()))
 }
 
 /// Turns two-factor sign-in off (step-up with the password and the factor).
@@ -1398,9 +1512,13 @@ async fn mfa_disable(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = step_up(&a, &s.user, &req).await {
         return r;
     }
-    let id = s.user.id.clone();
-    if let Err(e) = a.db(move |c| clear_mfa(c, &id)).await {
-        return internal(&e);
+    if let Err(e) = a
+        .store
+        .accounts()
+        .clear_mfa(s.user.id.clone(), crate::unix_now())
+        .await
+    {
+        return internal(&e.to_string());
     }
     if let Err(r) = end_other_sessions(&a, &s.user.id, &s.token).await {
         return r;
@@ -1412,15 +1530,6 @@ async fn mfa_disable(State(a): A, headers: HeaderMap, body: Bytes) -> Response {
     });
     Json(json!({ "ok": true, "message": "two-factor sign-in is off; other sessions were ended" }))
         .into_response()
-}
-
-/// Removes an account's second factor, pending enrolment and recovery codes.
-pub(super) fn clear_mfa(c: &rusqlite::Connection, id: &str) -> rusqlite::Result<usize> {
-    c.execute(
-        "UPDATE auth_users SET mfa = NULL, mfa_pending = NULL, mfa_last_step = NULL, \
-         recovery = NULL, updated_at = ?2 WHERE id = ?1",
-        params![id, crate::unix_now()],
-    )
 }
 
 /// New recovery codes; the old ones stop working (step-up with the password and the factor).
@@ -1446,17 +1555,13 @@ async fn mfa_recovery_codes(State(a): A, headers: HeaderMap, body: Bytes) -> Res
     let Ok(json) = serde_json::to_string(&codes) else {
         return internal("recovery codes do not serialize");
     };
-    let id = s.user.id.clone();
     if let Err(e) = a
-        .db(move |c| {
-            c.execute(
-                "UPDATE auth_users SET recovery = ?2, updated_at = ?3 WHERE id = ?1",
-                params![id, json, crate::unix_now()],
-            )
-        })
+        .store
+        .accounts()
+        .set_recovery(s.user.id.clone(), json, crate::unix_now())
         .await
     {
-        return internal(&e);
+        return internal(&e.to_string());
     }
     if let Err(r) = end_other_sessions(&a, &s.user.id, &s.token).await {
         return r;
@@ -1539,21 +1644,20 @@ async fn change_password(State(a): A, headers: HeaderMap, body: Bytes) -> Respon
         Some(Err(e)) => return internal(&e.to_string()),
         None => return internal("hashing thread gone"),
     };
-    let (uid, version) = (s.user.id.clone(), s.user.password_version);
     let updated = a
-        .db(move |c| {
-            let n = c.execute(
-                "UPDATE auth_users SET phc = ?2, password_version = password_version + 1, updated_at = ?4 \
-                 WHERE id = ?1 AND password_version = ?3",
-                params![uid, phc, version, crate::unix_now()],
-            )?;
-            c.execute("DELETE FROM auth_reset_tokens WHERE user_id = ?1", [&uid])?;
-            Ok(n)
-        })
-        .await;
+        .store
+        .accounts()
+        .set_password(
+            s.user.id.clone(),
+            phc,
+            s.user.password_version,
+            crate::unix_now(),
+        )
+        .await
+        .map_err(|e| e.to_string());
     match updated {
-        Ok(1) => {}
-        Ok(_) => {
+        Ok(true) => {}
+        Ok(false) => {
             return error(
                 StatusCode::CONFLICT,
                 "the password was changed meanwhile; sign in again",
@@ -1608,7 +1712,13 @@ async fn admin_mfa_reset(State(a): A, headers: HeaderMap, body: Bytes) -> Respon
         Err(r) => return r,
     };
     let lookup = req.user.clone();
-    let target = match a.db(move |c| super::user_by_name(c, &lookup)).await {
+    let target = match a
+        .store
+        .accounts()
+        .user_by_name(canonical_name(&lookup))
+        .await
+        .map_err(|e| e.to_string())
+    {
         Ok(Some(u)) => u,
         Ok(None) => return error(StatusCode::NOT_FOUND, "no such user"),
         Err(e) => return internal(&e),
@@ -1628,15 +1738,13 @@ async fn admin_mfa_reset(State(a): A, headers: HeaderMap, body: Bytes) -> Respon
     if let Err(r) = step_up(&a, &s.user, &proof).await {
         return r;
     }
-    let id = target.id.clone();
-    let reset = a
-        .db(move |c| {
-            clear_mfa(c, &id)?;
-            c.execute("DELETE FROM auth_sessions WHERE user_id = ?1", [&id])
-        })
-        .await;
-    if let Err(e) = reset {
-        return internal(&e);
+    if let Err(e) = a
+        .store
+        .accounts()
+        .reset_mfa(target.id.clone(), crate::unix_now())
+        .await
+    {
+        return internal(&e.to_string());
     }
     a.engines().sessions.end_all(&target.id);
     a.audit(AuditEvent::AdminAction {
