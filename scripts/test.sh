@@ -41,6 +41,15 @@ else
 fi
 cargo test --workspace --locked --doc
 
+step "the server's tests again, on PostgreSQL"
+# The same end-to-end suite with each server storing into a fresh PostgreSQL database of its
+# own (tests/common::write_config); tests that only make sense on one backend say so.
+if command -v cargo-nextest >/dev/null 2>&1; then
+  FLEETWIRE_TEST_STORE=postgres cargo nextest run -p fleetwire-server --locked --no-fail-fast
+else
+  FLEETWIRE_TEST_STORE=postgres cargo test -p fleetwire-server --locked --no-fail-fast --tests
+fi
+
 step "Python tests"
 bash scripts/test-python.sh
 

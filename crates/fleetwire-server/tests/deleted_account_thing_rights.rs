@@ -15,11 +15,10 @@ fn db(data: &std::path::Path) -> rusqlite::Connection {
 }
 
 fn account_id(data: &std::path::Path, name: &str) -> String {
-    db(data)
-        .query_row("SELECT id FROM auth_users WHERE name = ?1", [name], |r| {
-            r.get(0)
-        })
-        .unwrap()
+    common::store_sql(
+        data,
+        &format!("SELECT id FROM auth_users WHERE name = '{name}'"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,27 +88,20 @@ async fn a_new_account_with_a_deleted_name_inherits_nothing() {
     assert_eq!(members[0]["role"], "administrator");
 
     // Her name is gone from the thing tables and the operator's view.
-    let conn = db(&s.data);
     for (table, column) in [("thing_events", "actor"), ("thing_events", "event")] {
-        let n: i64 = conn
-            .query_row(
-                &format!("SELECT count(*) FROM {table} WHERE {column} LIKE '%carol%'"),
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(n, 0, "{table}.{column} names carol");
+        let n = common::store_sql(
+            &s.data,
+            &format!("SELECT count(*) FROM {table} WHERE {column} LIKE '%carol%'"),
+        );
+        assert_eq!(n, "0", "{table}.{column} names carol");
     }
     let shown = cli(&s.data, &["thing", "show", &id]);
     assert!(!shown.contains("carol"), "{shown}");
-    let n: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM thing_principals WHERE principal = ?1",
-            [&old_carol],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(n, 0, "no row links a thing user to the deleted id");
+    let n = common::store_sql(
+        &s.data,
+        &format!("SELECT count(*) FROM thing_principals WHERE principal = '{old_carol}'"),
+    );
+    assert_eq!(n, "0", "no row links a thing user to the deleted id");
 
     // A new carol: another id, no access, not administrator.
     add_user(&s.data, "carol", &[]);
@@ -135,7 +127,10 @@ async fn rights_keyed_by_name_are_migrated_to_account_ids() {
     // `schema_migrations`): `thing_users` maps names to the numbers
     // in the thing's state, `thing_events.actor` holds names. alice's rights are newer than her
     // account; bob's are older than his (a deleted bob's rights, then a new bob); ghost has no
-    // account.
+    // account. Such directories exist only on the embedded store (PostgreSQL came later).
+    if std::env::var("FLEETWIRE_TEST_STORE").as_deref() == Ok("postgres") {
+        return;
+    }
     let data = common::data_dir("thing-rights-migrate");
     common::write_config(&data, &config("", ""));
     add_user(&data, "alice", &[]);

@@ -157,23 +157,21 @@ async fn operator_output_is_escaped() {
         .await;
     assert_eq!(r.status, 201, "{r:?}");
     let thing = r.body["id"].as_str().unwrap().to_owned();
-    let db = rusqlite::Connection::open(s.data.join("fleetwire.db")).unwrap();
-    db.execute(
-        "UPDATE things SET name = ?1",
-        ["kiln\u{1b}[2J\r\nt_forged  AAAA\u{202e}\u{7}"],
-    )
-    .unwrap();
-    db.execute(
-        "UPDATE auth_users SET email = ?1 WHERE name = 'olga'",
-        ["o\u{1b}[8m@example.com\u{9b}"],
-    )
-    .unwrap();
-    db.execute(
+    // Hostile text planted in the store directly (on either backend): no quote in it.
+    common::store_sql(
+        &s.data,
+        "UPDATE things SET name = 'kiln\u{1b}[2J\r\nt_forged  AAAA\u{202e}\u{7}'",
+    );
+    common::store_sql(
+        &s.data,
+        "UPDATE auth_users SET email = 'o\u{1b}[8m@example.com\u{9b}' WHERE name = 'olga'",
+    );
+    common::store_sql(
+        &s.data,
         "INSERT INTO auth_audit (seq, at_ms, event, prev, hash) VALUES \
-         ((SELECT COALESCE(MAX(seq), 0) + 1 FROM auth_audit), 0, ?1, '', '')",
-        ["{\"type\":\"device_event\",\"kind\":\"x\",\"device\":\"\",\"origin\":\"\",\"detail\":\"\u{202e}\u{9b}2J\u{7f}\"}"],
-    )
-    .unwrap();
+         ((SELECT COALESCE(MAX(seq), 0) + 1 FROM auth_audit), 0, \
+         '{\"type\":\"device_event\",\"kind\":\"x\",\"device\":\"\",\"origin\":\"\",\"detail\":\"\u{202e}\u{9b}2J\u{7f}\"}', '', '')",
+    );
     let list = cli(&s.data, &["thing", "list"]);
     assert_clean("thing list", &list);
     assert_eq!(list.lines().count(), 2, "{list}");

@@ -109,6 +109,12 @@ fn read_trace(trace: &str, sensor_port: u16) -> Durability {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_ack_leaves_after_the_batch_is_synced_to_disk() {
+    // The trace reads SQLite's own WAL file. On PostgreSQL the durability rule is the
+    // database's (each group commit runs with synchronous_commit = on, and the ack waits for
+    // COMMIT): not traced here.
+    if std::env::var("FLEETWIRE_TEST_STORE").as_deref() == Ok("postgres") {
+        return;
+    }
     assert!(
         std::process::Command::new("strace")
             .arg("-V")
