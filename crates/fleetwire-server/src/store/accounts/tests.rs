@@ -597,3 +597,93 @@ async fn shared_state_reserves_atomically_on_postgresql() {
         );
     }
 }
+
+/// A measurement, not a check (run it explicitly; docs/BENCHMARKS.md records it): lockout
+/// decisions per second when every decision is the fleet's — three stores standing for three
+/// nodes (each its own pool of 16 connections) on one PostgreSQL database, 48 tasks each
+/// reserving on random lanes among 10,000 for 5 s. Prints decisions/s and the CPU seconds the
+/// cluster's processes spent per 1,000 decisions.
+///
+///     eval "$(scripts/pg.sh start)"
+///     cargo test --release -p fleetwire-server --lib -- --ignored --nocapture lockout_decisions_per_second
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run explicitly"]
+async fn lockout_decisions_per_second_shared_by_three_nodes() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    let url = crate::store::testing::postgres_database("lockout_rate").await;
+    let dir = std::env::temp_dir().join(format!("fleetwire-lockout-rate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let settings = crate::config::StoreSettings {
+        url: Some(url),
+        ..crate::config::StoreSettings::default()
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(crate::store::Store::open(&settings, &dir).await.unwrap());
+    }
+    let cfg = Arc::new(LockoutConfig::web_cms());
+    let decided = Arc::new(AtomicU64::new(0));
+    let pg_ticks = || -> u64 {
+        let out = std::process::Command::new("pgrep")
+            .args(["-u", "postgres", "postgres"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+            .map(|stat| {
+                let f: Vec<&str> = stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .collect();
+                f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+                    + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+            })
+            .sum()
+    };
+    let before = pg_ticks();
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut tasks = Vec::new();
+    for (n, store) in nodes.iter().enumerate() {
+        for t in 0..16u64 {
+            let (store, cfg, decided) = (store.clone(), cfg.clone(), decided.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut x = (n as u64 + 1) * 1_000_003 + t * 7_919;
+                while Instant::now() < end {
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    let mut lane = [0u8; 16];
+                    lane[..8].copy_from_slice(&((x >> 33) % 10_000).to_be_bytes());
+                    let now = UnixTime::from_secs(1_700_000_000);
+                    store
+                        .accounts()
+                        .update_lane(lane, |before| {
+                            let mut s = before.unwrap_or_default();
+                            let r = cfg.reserve(&mut s, 42, now);
+                            (Some(s), r.is_ok())
+                        })
+                        .await
+                        .unwrap();
+                    decided.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let ticks = pg_ticks().saturating_sub(before);
+    let n = decided.load(Ordering::Relaxed);
+    #[allow(clippy::cast_precision_loss)]
+    let per_1000 = ticks as f64 / 100.0 / (n as f64 / 1000.0);
+    println!(
+        "{n} shared lockout decisions in 5 s over 3 pools = {} decisions/s; PostgreSQL CPU {:.3} s per 1,000",
+        n / 5,
+        per_1000
+    );
+    assert!(n > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
