@@ -25,6 +25,17 @@
 //! ```
 //!
 //! No process globals: everything a request or a connection needs reaches it through `App`.
+//! The HTTP listener serves the `api` routers (the two are one layer, side by side).
+//!
+//! ## Stores
+//!
+//! Every repository has its SQL twice, for the embedded SQLite file (the zero-configuration
+//! default) and for PostgreSQL (`[store] url`), and one test suite runs against both
+//! (`store/tests.rs` and each domain's `tests.rs`). With PostgreSQL, any number of `serve`
+//! processes share one fleet: what must hold fleet-wide (lockout lanes, throttles, sessions,
+//! single-use tokens and nonces, presence per node, content bytes, keys and the device identity)
+//! is in the database; per-node state is only connections and caches. `store copy` moves an
+//! embedded store into PostgreSQL, verified row by row; docs/SCALING.md sizes a fleet.
 
 #![allow(clippy::disallowed_methods)] // the server reads the clock (util::clock, drivers)
 #![allow(clippy::print_stdout)] // a command-line program prints
