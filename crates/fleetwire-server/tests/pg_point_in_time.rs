@@ -76,6 +76,29 @@ fn players(data: &Path) -> usize {
         .unwrap_or_else(|| panic!("{list}"))
 }
 
+/// Stops the test's clusters however the test ends (a failed assertion included).
+struct Clusters(std::path::PathBuf, Vec<std::path::PathBuf>);
+
+impl Drop for Clusters {
+    fn drop(&mut self) {
+        for dir in &self.1 {
+            if dir.join("postmaster.pid").exists() {
+                let exe = self.0.join("pg_ctl");
+                let args = ["-D", dir.to_str().unwrap_or(""), "-m", "immediate", "stop"];
+                let _ = if is_root() {
+                    Command::new("runuser")
+                        .args(["-u", "postgres", "--"])
+                        .arg(&exe)
+                        .args(args)
+                        .output()
+                } else {
+                    Command::new(&exe).args(args).output()
+                };
+            }
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -98,6 +121,7 @@ fn a_restore_to_a_noted_time_holds_exactly_what_was_written_before_it() {
         work.join("base"),
         work.join("restored"),
     );
+    let _clusters = Clusters(bin.clone(), vec![primary.clone(), restored.clone()]);
     std::fs::create_dir_all(&archive).unwrap();
     chown_postgres(&work);
     let port = free_port();

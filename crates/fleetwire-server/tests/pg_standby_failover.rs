@@ -76,6 +76,29 @@ fn chown_postgres(path: &Path) {
     }
 }
 
+/// Stops the test's clusters however the test ends (a failed assertion included).
+struct Clusters(std::path::PathBuf, Vec<std::path::PathBuf>);
+
+impl Drop for Clusters {
+    fn drop(&mut self) {
+        for dir in &self.1 {
+            if dir.join("postmaster.pid").exists() {
+                let exe = self.0.join("pg_ctl");
+                let args = ["-D", dir.to_str().unwrap_or(""), "-m", "immediate", "stop"];
+                let _ = if is_root() {
+                    Command::new("runuser")
+                        .args(["-u", "postgres", "--"])
+                        .arg(&exe)
+                        .args(args)
+                        .output()
+                } else {
+                    Command::new(&exe).args(args).output()
+                };
+            }
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -140,6 +163,7 @@ async fn a_promoted_standby_serves_the_running_node_and_lost_nothing_acknowledge
     let work = data_dir("failover-cluster");
     std::fs::set_permissions(&work, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let (primary, standby) = (work.join("primary"), work.join("standby"));
+    let _clusters = Clusters(bin.clone(), vec![primary.clone(), standby.clone()]);
     let (p1, p2) = (free_port(), free_port());
     let socket = work.display().to_string();
     chown_postgres(&work);
