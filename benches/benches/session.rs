@@ -60,17 +60,22 @@ fn heartbeat_round(c: &mut Criterion) {
     let t0 = Instant::now();
     let (mut client, mut server) = logged_in_pair(t0);
     let mut buf = Vec::with_capacity(256);
+    // Virtual time moves 3 s per round (the default interval is 30 s): the server admits up to
+    // 20 heartbeats per interval (the flood limit), so a round at a frozen clock would be a
+    // flood after 20 rounds; one every 3 s is half the allowed rate, checked on every round.
+    let mut now = t0;
     c.bench_function("heartbeat round (client → server → client)", |b| {
         b.iter(|| {
-            client.heartbeat_now(t0).unwrap();
+            now += std::time::Duration::from_secs(3);
+            client.heartbeat_now(now).unwrap();
             while client.poll_transmit(&mut buf).is_some() {}
-            server.handle_input(t0, &buf).unwrap();
+            server.handle_input(now, &buf).unwrap();
             buf.clear();
             while let Some(e) = server.poll_event() {
                 black_box(e);
             }
             while server.poll_transmit(&mut buf).is_some() {}
-            client.handle_input(t0, &buf).unwrap();
+            client.handle_input(now, &buf).unwrap();
             buf.clear();
             while let Some(e) = client.poll_event() {
                 black_box(e);
