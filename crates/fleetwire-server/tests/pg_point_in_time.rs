@@ -6,66 +6,11 @@
 #![allow(clippy::disallowed_methods, clippy::too_many_lines)] // a real clock; one runbook
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 mod common;
+use common::pg_cluster::{Clusters, chown_postgres, free_port, pg, psql};
 use common::{cli, data_dir};
-
-/// Runs a PostgreSQL program as the cluster's owner (postgres refuses to run as root).
-fn pg(bin: &Path, program: &str, args: &[&str]) -> Output {
-    let exe = bin.join(program);
-    let out = if is_root() {
-        Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(&exe)
-            .args(args)
-            .output()
-    } else {
-        Command::new(&exe).args(args).output()
-    }
-    .unwrap_or_else(|e| panic!("{}: {e}", exe.display()));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn psql(conn: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .arg(conn)
-        .args(["-v", "ON_ERROR_STOP=1", "-tAc", sql])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-fn chown_postgres(path: &Path) {
-    if is_root() {
-        let ok = Command::new("chown")
-            .args(["-R", "postgres:"])
-            .arg(path)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-}
 
 fn players(data: &Path) -> usize {
     let list = cli(data, &["player", "list"]);
@@ -74,37 +19,6 @@ fn players(data: &Path) -> usize {
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{list}"))
-}
-
-/// Stops the test's clusters however the test ends (a failed assertion included).
-struct Clusters(std::path::PathBuf, Vec<std::path::PathBuf>);
-
-impl Drop for Clusters {
-    fn drop(&mut self) {
-        for dir in &self.1 {
-            if dir.join("postmaster.pid").exists() {
-                let exe = self.0.join("pg_ctl");
-                let args = ["-D", dir.to_str().unwrap_or(""), "-m", "immediate", "stop"];
-                let _ = if is_root() {
-                    Command::new("runuser")
-                        .args(["-u", "postgres", "--"])
-                        .arg(&exe)
-                        .args(args)
-                        .output()
-                } else {
-                    Command::new(&exe).args(args).output()
-                };
-            }
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

@@ -6,8 +6,6 @@
 //! every player acknowledged before the failure is there. Needs `FLEETWIRE_PG_BIN`.
 #![allow(clippy::disallowed_methods, clippy::too_many_lines)] // a real clock; one runbook
 
-use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,93 +17,8 @@ use tokio::sync::watch;
 
 mod common;
 use common::api::Served;
+use common::pg_cluster::{Clusters, chown_postgres, free_port, pg, psql};
 use common::{cli, data_dir};
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn pg(bin: &Path, program: &str, args: &[&str]) -> Output {
-    let exe = bin.join(program);
-    let out = if is_root() {
-        Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(&exe)
-            .args(args)
-            .output()
-    } else {
-        Command::new(&exe).args(args).output()
-    }
-    .unwrap_or_else(|e| panic!("{}: {e}", exe.display()));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn psql(conn: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .arg(conn)
-        .args(["-v", "ON_ERROR_STOP=1", "-tAc", sql])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-fn chown_postgres(path: &Path) {
-    if is_root() {
-        assert!(
-            Command::new("chown")
-                .args(["-R", "postgres:"])
-                .arg(path)
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-}
-
-/// Stops the test's clusters however the test ends (a failed assertion included).
-struct Clusters(std::path::PathBuf, Vec<std::path::PathBuf>);
-
-impl Drop for Clusters {
-    fn drop(&mut self) {
-        for dir in &self.1 {
-            if dir.join("postmaster.pid").exists() {
-                let exe = self.0.join("pg_ctl");
-                let args = ["-D", dir.to_str().unwrap_or(""), "-m", "immediate", "stop"];
-                let _ = if is_root() {
-                    Command::new("runuser")
-                        .args(["-u", "postgres", "--"])
-                        .arg(&exe)
-                        .args(args)
-                        .output()
-                } else {
-                    Command::new(&exe).args(args).output()
-                };
-            }
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn provisioned(out: &str) -> Vec<(PlayerId, PlayerSecret)> {
     let mut ids = out

@@ -46,11 +46,9 @@ pub fn write_config(data: &Path, toml: &str) {
 /// The `[store] url` of `data`'s `fleetwire.toml`, if it names one.
 pub fn store_url(data: &Path) -> Option<String> {
     let toml = std::fs::read_to_string(data.join("fleetwire.toml")).ok()?;
-    toml.lines().find_map(|l| {
-        l.strip_prefix("url = \"")
-            .and_then(|rest| rest.strip_suffix('"'))
-            .map(str::to_owned)
-    })
+    toml.lines()
+        .filter_map(|l| l.trim().strip_prefix("url = "))
+        .find_map(|v| serde_json::from_str::<String>(v).ok())
 }
 
 /// Everything the store of `data` holds, as bytes to search: the SQLite file, or a data-only
@@ -123,18 +121,14 @@ pub fn shared_postgres(tag: &str) -> String {
 }
 
 pub mod api;
+pub mod pg_cluster;
 
 /// Runs one SQL statement on the store of the data directory `data`, whichever backend its
 /// `fleetwire.toml` names (the SQLite file, or the `[store] url` with `psql`): the first row's
 /// columns joined by `|` (`NULL` as empty) for a query, the number of rows changed otherwise.
 /// For tests that look at rows directly; the SQL must mean the same on both.
 pub fn store_sql(data: &Path, sql: &str) -> String {
-    let toml = std::fs::read_to_string(data.join("fleetwire.toml")).unwrap_or_default();
-    let url = toml
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("url = "))
-        .find_map(|v| serde_json::from_str::<String>(v).ok());
-    if let Some(url) = url {
+    if let Some(url) = store_url(data) {
         let out = Command::new("psql")
             .arg(&url)
             .args(["-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
